@@ -1,0 +1,170 @@
+//! Starting child processes and describing how they ended. Every child (hooks, the migration
+//! command, the app) starts here; `reaper.rs` is the only place that collects them.
+
+mod descendants;
+mod reaper;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub use descendants::signal_descendants;
+pub use reaper::Reaper;
+
+use crate::signals;
+use crate::user::RunAs;
+
+/// A command resolved at config time: the file to execute and the argv it gets.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Resolved through PATH: what execve gets.
+    pub path: PathBuf,
+    /// As the user wrote it: argv[0], then the arguments.
+    pub argv: Vec<OsString>,
+}
+
+impl Program {
+    /// The name to show in logs: argv[0] as written.
+    pub fn display_name(&self) -> String {
+        self.argv[0].to_string_lossy().into_owned()
+    }
+}
+
+/// How one child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    Exited(u8),
+    Signaled(i32),
+}
+
+impl ChildExit {
+    /// Decodes a waitpid status; `None` for a stop or continue report.
+    pub fn from_wait_status(status: libc::c_int) -> Option<Self> {
+        if libc::WIFEXITED(status) {
+            Some(ChildExit::Exited(libc::WEXITSTATUS(status) as u8))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ChildExit::Signaled(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
+
+    /// The shell's convention: the code itself, or 128+S for a death by signal S.
+    pub fn code(self) -> u8 {
+        match self {
+            ChildExit::Exited(code) => code,
+            ChildExit::Signaled(signal) => (128 + signal).clamp(0, 255) as u8,
+        }
+    }
+}
+
+impl std::fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildExit::Exited(code) => write!(f, "exited with code {code}"),
+            ChildExit::Signaled(s) => write!(
+                f,
+                "was killed by SIG{} (exit code {})",
+                signals::name(*s),
+                self.code()
+            ),
+        }
+    }
+}
+
+/// What a child gets besides its argv.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch<'a> {
+    /// Run as this user (`--user`).
+    pub run_as: Option<&'a RunAs>,
+    /// Hand the terminal on stdin to the child's process group (the app, the debug shell).
+    pub take_terminal: bool,
+}
+
+/// Starts `program` in its own process group with a clean signal state and returns its pid.
+///
+/// The caller must reap it through the [`Reaper`] on the same thread: std's spawn waits for a
+/// child whose exec failed, and that must not race a `waitpid(-1)` elsewhere.
+pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<libc::pid_t> {
+    let mut command = Command::new(&program.path);
+    command.arg0(&program.argv[0]).args(&program.argv[1..]);
+    if let Some(run_as) = launch.run_as {
+        command.env("HOME", &run_as.home);
+    }
+    let take_terminal = launch.take_terminal && owns_terminal();
+    let ids = launch.run_as.map(|r| (r.uid, r.gid, r.groups.clone()));
+    // SAFETY: the closure only makes async-signal-safe calls and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // Own process group: group signalling reaches only the app's tree, and a tty's
+            // Ctrl-C reaches the app once, not twice (once directly, once forwarded).
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if take_terminal {
+                // SIGTTOU is still blocked here, so a background caller may do this.
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            signals::reset_for_exec()?;
+            if let Some((uid, gid, groups)) = &ids
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    // Dropping std's handle neither waits nor kills: the reaper owns the pid from here.
+    Ok(child.id() as libc::pid_t)
+}
+
+/// Whether stdin is a terminal whose foreground is roadie's own process group: only then is the
+/// terminal ours to hand over (never steal it from a shell that ran roadie in the background).
+fn owns_terminal() -> bool {
+    // SAFETY: plain queries on fd 0.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(ChildExit::Exited(0), 0)]
+    #[case(ChildExit::Exited(7), 7)]
+    #[case(ChildExit::Exited(255), 255)]
+    #[case(ChildExit::Signaled(libc::SIGTERM), 143)]
+    #[case(ChildExit::Signaled(libc::SIGKILL), 137)]
+    #[case(ChildExit::Signaled(libc::SIGUSR1), 138)]
+    #[case(ChildExit::Signaled(libc::SIGINT), 130)]
+    fn exit_codes_follow_the_shell(#[case] exit: ChildExit, #[case] code: u8) {
+        assert_eq!(exit.code(), code);
+    }
+
+    #[test]
+    fn decodes_wait_statuses() {
+        // Encodings from <bits/waitstatus.h>: exit code in the high byte, signal in the low.
+        assert_eq!(
+            ChildExit::from_wait_status(3 << 8),
+            Some(ChildExit::Exited(3))
+        );
+        assert_eq!(
+            ChildExit::from_wait_status(libc::SIGTERM),
+            Some(ChildExit::Signaled(libc::SIGTERM))
+        );
+        assert_eq!(
+            ChildExit::from_wait_status(0x137f),
+            None,
+            "stopped by SIGSTOP"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! What the user typed, resolved into what roadie will do: durations parsed, signals named,
+//! the user looked up and the command found on PATH. Everything here is fast, so a typo fails
+//! in milliseconds, before any slow stage starts.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::unistd::{AccessFlags, access};
+
+use crate::children::Program;
+use crate::cli::Args;
+use crate::signals::{self, ForwardPolicy};
+use crate::user::{self, RunAs};
+
+/// PATH when the environment has none (what a shell would use).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug)]
+pub struct Config {
+    pub app: Program,
+    pub stop_grace: Duration,
+    pub forward: ForwardPolicy,
+    /// `--success-exit-code`: app exit codes reported as 0.
+    pub success_codes: Vec<u8>,
+    pub run_as: Option<RunAs>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A value that cannot be used, with the option named (exit 78).
+    Invalid(String),
+    /// COMMAND is nowhere on PATH (exit 127).
+    NotFound { command: String, searched: String },
+    /// COMMAND exists but cannot be executed (exit 126).
+    NotExecutable { command: String, path: PathBuf },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Invalid(message) => f.write_str(message),
+            ConfigError::NotFound { command, searched } => {
+                write!(
+                    f,
+                    "command not found: {command:?} (searched PATH={searched})"
+                )
+            }
+            ConfigError::NotExecutable { command, path } => write!(
+                f,
+                "command not executable: {command:?} ({} is not an executable file)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let s = args.supervise;
+        let stop_grace = duration("--stop-grace", &s.stop_grace)?;
+        let rewrites = s
+            .rewrite_signal
+            .iter()
+            .map(|r| signals::parse_rewrite(r))
+            .collect::<Result<_, _>>()
+            .map_err(ConfigError::Invalid)?;
+        let success_codes = s
+            .success_exit_code
+            .iter()
+            .map(|c| {
+                c.trim().parse::<u8>().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "--success-exit-code {c:?}: expected a number from 0 to 255"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let run_as = s
+            .user
+            .as_deref()
+            .map(user::resolve)
+            .transpose()
+            .map_err(ConfigError::Invalid)?;
+        let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+        let app = resolve_command(args.command, &path_var)?;
+        Ok(Config {
+            app,
+            stop_grace,
+            forward: ForwardPolicy {
+                rewrites,
+                group: s.signal_group,
+            },
+            success_codes,
+            run_as,
+        })
+    }
+}
+
+/// Reads `500ms`, `30s`, `10m`, `1h 30m`.
+pub fn duration(option: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{option} {text:?}: {e} (expected a duration like 500ms, 30s or 10m)"
+        ))
+    })
+}
+
+/// Finds COMMAND as execvp would: a name with a `/` is a path, any other is looked up on PATH.
+fn resolve_command(argv: Vec<OsString>, path_var: &OsStr) -> Result<Program, ConfigError> {
+    let name = argv.first().expect("UNWRAP: clap requires COMMAND").clone();
+    let shown = name.to_string_lossy().into_owned();
+    let path = if Path::new(&name).components().count() > 1 || shown.contains('/') {
+        let path = PathBuf::from(&name);
+        if !path.exists() {
+            return Err(ConfigError::NotFound {
+                command: shown,
+                searched: "(not searched: COMMAND is a path)".into(),
+            });
+        }
+        if !is_executable_file(&path) {
+            return Err(ConfigError::NotExecutable {
+                command: shown,
+                path,
+            });
+        }
+        path
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        match which::which_in(&name, Some(path_var), cwd) {
+            Ok(path) => path,
+            Err(_) => {
+                // which only returns executables: look again for one that is there but
+                // cannot run, so the user hears 126 (fix the mode) and not 127 (fix the name).
+                let present = std::env::split_paths(path_var)
+                    .map(|dir| dir.join(&name))
+                    .find(|p| p.exists());
+                return Err(match present {
+                    Some(path) => ConfigError::NotExecutable {
+                        command: shown,
+                        path,
+                    },
+                    None => ConfigError::NotFound {
+                        command: shown,
+                        searched: path_var.to_string_lossy().into_owned(),
+                    },
+                });
+            }
+        }
+    };
+    Ok(Program { path, argv })
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    path.is_file() && access(path, AccessFlags::X_OK).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[rstest]
+    #[case("500ms", Duration::from_millis(500))]
+    #[case("30s", Duration::from_secs(30))]
+    #[case("10m", Duration::from_secs(600))]
+    #[case(" 1h 30m ", Duration::from_secs(5400))]
+    fn reads_durations(#[case] text: &str, #[case] expected: Duration) {
+        assert_eq!(duration("--stop-grace", text), Ok(expected));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("10")]
+    #[case("ten seconds")]
+    #[case("-5s")]
+    fn a_bad_duration_names_the_option(#[case] text: &str) {
+        let Err(ConfigError::Invalid(message)) = duration("--stop-grace", text) else {
+            panic!("{text:?} accepted");
+        };
+        assert!(message.starts_with("--stop-grace"), "{message}");
+    }
+
+    #[test]
+    fn finds_commands_on_path_and_tells_missing_from_not_executable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runnable = dir.path().join("runnable");
+        let plain = dir.path().join("plain");
+        std::fs::write(&runnable, "#!/bin/sh\n").expect("write");
+        std::fs::write(&plain, "").expect("write");
+        std::fs::set_permissions(&runnable, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let path_var = dir.path().as_os_str();
+
+        let found = resolve_command(vec!["runnable".into(), "x".into()], path_var).expect("found");
+        assert_eq!(found.path, runnable);
+        assert_eq!(found.argv, ["runnable", "x"]);
+
+        assert!(matches!(
+            resolve_command(vec!["plain".into()], path_var),
+            Err(ConfigError::NotExecutable { .. })
+        ));
+        assert!(matches!(
+            resolve_command(vec!["absent".into()], path_var),
+            Err(ConfigError::NotFound { .. })
+        ));
+        assert!(matches!(
+            resolve_command(vec![dir.path().as_os_str().to_owned()], path_var),
+            Err(ConfigError::NotExecutable { .. })
+        ));
+        assert!(matches!(
+            resolve_command(vec![dir.path().join("absent").into()], path_var),
+            Err(ConfigError::NotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,76 @@
+//! Every way a boot can fail, one variant per stage, and the one place that turns them into
+//! exit codes (PRODUCT.md's table).
+
+use std::io;
+
+use crate::config::ConfigError;
+
+#[derive(Debug)]
+pub enum BootError {
+    /// The command line itself is wrong: unknown flag, missing COMMAND.
+    Usage(String),
+    Config(ConfigError),
+    /// The app could not be started although config found it (it changed in between).
+    Spawn {
+        command: String,
+        source: io::Error,
+    },
+    /// Something that cannot fail did: a bug in roadie or a broken system.
+    Internal {
+        about: &'static str,
+        source: io::Error,
+    },
+}
+
+impl BootError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BootError::Usage(_) => 64,
+            BootError::Config(ConfigError::Invalid(_)) => 78,
+            BootError::Config(ConfigError::NotExecutable { .. }) => 126,
+            BootError::Config(ConfigError::NotFound { .. }) => 127,
+            BootError::Spawn { source, .. } => match source.kind() {
+                io::ErrorKind::NotFound => 127,
+                _ => 126,
+            },
+            BootError::Internal { .. } => 70,
+        }
+    }
+}
+
+impl std::fmt::Display for BootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootError::Usage(message) => f.write_str(message),
+            BootError::Config(e) => e.fmt(f),
+            BootError::Spawn { command, source } => write!(f, "starting {command:?}: {source}"),
+            BootError::Internal { about, source } => {
+                write!(f, "internal error while {about}: {source}")
+            }
+        }
+    }
+}
+
+impl From<ConfigError> for BootError {
+    fn from(e: ConfigError) -> Self {
+        BootError::Config(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(BootError::Usage("missing COMMAND".into()), 64)]
+    #[case(BootError::Config(ConfigError::Invalid("--stop-grace".into())), 78)]
+    #[case(BootError::Config(ConfigError::NotExecutable { command: "x".into(), path: "/x".into() }), 126)]
+    #[case(BootError::Config(ConfigError::NotFound { command: "x".into(), searched: "/bin".into() }), 127)]
+    #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::NotFound.into() }, 127)]
+    #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::PermissionDenied.into() }, 126)]
+    #[case(BootError::Internal { about: "reading signals", source: io::ErrorKind::Other.into() }, 70)]
+    fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
+        assert_eq!(error.exit_code(), code);
+    }
+}

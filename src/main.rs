@@ -1,0 +1,79 @@
+//! roadie: the ENTRYPOINT (PID 1) of a database-backed container.
+//!
+//! `main` blocks signals before anything else, parses the command line, starts logging and
+//! hands over to the boot pipeline (`boot.rs`):
+//!
+//! - `cli.rs`, `config.rs`: flags and env, resolved and checked (a typo fails in milliseconds)
+//! - `supervise.rs`: the app as a child: forward signals, reap, stop within a grace period
+//! - `signals.rs` (the forwarding table), `children.rs` (spawn, reap), `user.rs` (`--user`)
+//! - `error.rs`: every failure and its exit code, decided in one match
+
+mod boot;
+mod children;
+mod cli;
+mod config;
+mod error;
+mod logging;
+mod signals;
+mod supervise;
+mod user;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::config::ConfigError;
+use crate::error::BootError;
+
+fn main() -> ExitCode {
+    // First of all: as PID 1 the kernel discards every signal that is neither handled nor
+    // blocked; blocked, a signal waits in the queue until the supervisor reads it.
+    let mut signals = match signals::SignalSource::install() {
+        Ok(signals) => signals,
+        Err(source) => {
+            return fail(BootError::Internal {
+                about: "setting up signals",
+                source,
+            });
+        }
+    };
+    let args = match cli::Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
+            return fail(BootError::Usage(
+                "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...] (see roadie --help)"
+                    .into(),
+            ));
+        }
+        Err(e) => return fail(BootError::Usage(first_line(&e.render().to_string()))),
+    };
+    match logging::Settings::parse(&args.log.log_format, &args.log.log_level) {
+        Ok(settings) => logging::init(settings),
+        Err(message) => return fail(BootError::Config(ConfigError::Invalid(message))),
+    }
+    match boot::run(args, &mut signals) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(e),
+    }
+}
+
+/// Reports `error` on one line and gives its exit code. Logging may not be set up yet (a bad
+/// flag), so the line is written in the text format directly.
+fn fail(error: BootError) -> ExitCode {
+    if tracing::dispatcher::has_been_set() {
+        tracing::error!("{error}");
+    } else {
+        eprintln!("[roadie] ERROR {error}");
+    }
+    ExitCode::from(error.exit_code())
+}
+
+/// clap's first line (`error: unexpected argument '--x' found`), with a pointer to --help.
+fn first_line(rendered: &str) -> String {
+    let line = rendered.lines().next().unwrap_or("invalid command line");
+    format!("{} (see roadie --help)", line.trim_start_matches("error: "))
+}
