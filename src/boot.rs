@@ -7,6 +7,7 @@ use crate::children::{self, ChildExit, Launch, Reaper};
 use crate::cli::Args;
 use crate::config::Config;
 use crate::error::BootError;
+use crate::resident;
 use crate::signals::SignalSource;
 use crate::supervise::Supervisor;
 
@@ -34,6 +35,7 @@ fn run_app(
     })?;
     reaper.watch(pid);
     info!("starting {name} (pid {pid})");
+    resident::release_boot_memory();
     let ended = Supervisor {
         signals,
         reaper,

@@ -1,13 +1,17 @@
-//! roadie's own log lines, on stderr: `[roadie] LEVEL message key=value` or one JSON object a
+//! roadie's own log lines, on stderr: `[roadie] LEVEL message key=value`, or one JSON object a
 //! line. The app's stdout and stderr never pass through here.
+//!
+//! A small `tracing::Subscriber` rather than tracing-subscriber's: roadie records events, never
+//! spans, and tracing-subscriber's span registry allocates a 4096-slot shard table up front,
+//! which was a third of the supervisor's resident heap.
 
-use std::fmt;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::SystemTime;
 
-use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -18,7 +22,8 @@ pub enum Format {
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub format: Format,
-    pub level: LevelFilter,
+    /// The most verbose level written.
+    pub level: Level,
 }
 
 impl Settings {
@@ -29,11 +34,11 @@ impl Settings {
             other => return Err(format!("--log-format {other:?}: expected text or json")),
         };
         let level = match level.to_ascii_lowercase().as_str() {
-            "error" => LevelFilter::ERROR,
-            "warn" => LevelFilter::WARN,
-            "info" => LevelFilter::INFO,
-            "debug" => LevelFilter::DEBUG,
-            "trace" => LevelFilter::TRACE,
+            "error" => Level::ERROR,
+            "warn" => Level::WARN,
+            "info" => Level::INFO,
+            "debug" => Level::DEBUG,
+            "trace" => Level::TRACE,
             _ => {
                 return Err(format!(
                     "--log-level {level:?}: expected error, warn, info, debug or trace"
@@ -45,37 +50,101 @@ impl Settings {
 }
 
 pub fn init(settings: Settings) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(settings.level);
-    match settings.format {
-        Format::Text => builder.event_format(Text).init(),
-        Format::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
+    tracing::subscriber::set_global_default(Stderr(settings))
+        .expect("UNWRAP: logging is set up once, in main");
+}
+
+struct Stderr(Settings);
+
+impl Subscriber for Stderr {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.0.level
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(self.0.level.into())
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        let level = *event.metadata().level();
+        let line = match self.0.format {
+            Format::Text => {
+                let mut text = TextLine(format!("[roadie] {level:<5} "));
+                event.record(&mut text);
+                text.0
+            }
+            Format::Json => {
+                let mut json = JsonLine(serde_json::Map::new());
+                json.0.insert(
+                    "timestamp".into(),
+                    humantime::format_rfc3339_millis(SystemTime::now())
+                        .to_string()
+                        .into(),
+                );
+                json.0.insert("level".into(), level.as_str().into());
+                event.record(&mut json);
+                serde_json::Value::Object(json.0).to_string()
+            }
+        };
+        // One write per line, so lines from roadie and the app never interleave mid-line.
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("{line}\n").as_bytes());
+    }
+
+    // roadie records no spans: these keep the trait's contract and nothing else.
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// `message key=value key2=value2`.
+struct TextLine(String);
+
+impl Visit for TextLine {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
     }
 }
 
-/// `[roadie] INFO  starting uvicorn (pid 12)`: the prefix tells roadie's lines from the app's.
-struct Text;
+/// `{"message": ..., "key": value}`, numbers and booleans kept as JSON numbers and booleans.
+struct JsonLine(serde_json::Map<String, serde_json::Value>);
 
-impl<S, N> FormatEvent<S, N> for Text
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        write!(writer, "[roadie] {:<5} ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+impl Visit for JsonLine {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
     }
 }
 

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod error;
 mod logging;
+mod resident;
 mod signals;
 mod supervise;
 mod user;
