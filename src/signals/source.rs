@@ -141,13 +141,36 @@ pub fn reset_for_exec() -> io::Result<()> {
         if s == libc::SIGKILL || s == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: plain sigaction calls; errors (glibc's reserved 32/33) are harmless, exec
-        // resets handlers anyway and those two are never ignored.
+        // The raw system call, because glibc's sigaction refuses 32 and 33 (its own), and an
+        // inherited "ignore" on those would otherwise reach the app (seen under the test runner).
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a valid kernel sigaction for this architecture's rt_sigaction(2); the old
+        // action is not asked for. Errors (none expected) leave that signal as it was.
         unsafe {
-            libc::signal(s, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                s,
+                &default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                size_of::<u64>(),
+            );
         }
     }
     let empty = sigset(std::iter::empty());
     // SAFETY: valid set; this thread is the only one in the forked child.
     check(unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) })
+}
+
+/// `struct sigaction` as the kernel takes it on x86_64 and aarch64 (both have sa_restorer).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
 }

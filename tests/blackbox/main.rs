@@ -1,0 +1,12 @@
+//! Black-box tests of the real roadie binary: one file per behaviour family, every behaviour
+//! run both as a subreaper and as PID 1 of a PID namespace (see support/).
+
+mod support;
+
+mod command_line;
+mod exit_codes;
+mod forwarding;
+mod reaping;
+mod stopping;
+mod terminal;
+mod user;

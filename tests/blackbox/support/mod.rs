@@ -1,0 +1,443 @@
+//! The harness: runs the real roadie binary as a black box, either as a subreaper (a child of
+//! the test) or as real PID 1 of a fresh PID namespace (`unshare --pid --fork --mount-proc`,
+//! which is what a container is). Everything has a deadline; a failure prints all the evidence.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any one step may take before the test fails with its evidence.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// roadie is a child of the test and makes itself a subreaper.
+    Subreaper,
+    /// roadie is PID 1 of its own PID namespace.
+    Pid1,
+}
+
+pub fn roadie_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_roadie")
+}
+
+/// A tiny app from tests/blackbox/apps.
+pub fn app(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/blackbox/apps")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `roadie ARGS...` in `mode`, to configure and then start.
+pub fn roadie<I, S>(mode: Mode, args: I) -> Roadie
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    Roadie {
+        mode,
+        args: args.into_iter().map(Into::into).collect(),
+        env: Vec::new(),
+        stdin: None,
+        before_exec: None,
+    }
+}
+
+pub struct Roadie {
+    mode: Mode,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
+    before_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
+}
+
+impl Roadie {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Bytes to write to roadie's stdin (then closed). Without it stdin is /dev/null.
+    pub fn stdin(mut self, bytes: &[u8]) -> Self {
+        self.stdin = Some(bytes.to_vec());
+        self
+    }
+
+    /// Runs in the forked test child just before it execs (roadie, or unshare in Pid1 mode).
+    pub fn before_exec(
+        mut self,
+        f: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.before_exec = Some(Box::new(f));
+        self
+    }
+
+    fn argv(&self) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = match self.mode {
+            Mode::Subreaper => vec![roadie_bin().into()],
+            Mode::Pid1 => ["unshare", "--pid", "--fork", "--mount-proc", roadie_bin()]
+                .iter()
+                .map(Into::into)
+                .collect(),
+        };
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+
+    pub fn start(mut self) -> Running {
+        let argv = self.argv();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so the deadline can take down everything it started.
+            .process_group(0);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        if let Some(mut f) = self.before_exec.take() {
+            // SAFETY: the hooks given by tests only make async-signal-safe calls.
+            unsafe {
+                command.pre_exec(move || f());
+            }
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {argv:?}: {e}"));
+        if let Some(bytes) = self.stdin.take() {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        let (lines_tx, lines) = channel();
+        let stdout_all = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let all = Arc::clone(&stdout_all);
+        let stdout_reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut all = all.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                let _ = lines_tx.send(line);
+            }
+        });
+        let stderr_all = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let all = Arc::clone(&stderr_all);
+        let stderr_reader = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running {
+            argv,
+            mode: self.mode,
+            child,
+            lines,
+            stdout_all,
+            stderr_all,
+            readers: vec![stdout_reader, stderr_reader],
+            started: Instant::now(),
+        }
+    }
+
+    /// Starts roadie and waits for it to exit.
+    pub fn run(self) -> Finished {
+        self.start().finish()
+    }
+}
+
+/// A roadie that runs.
+pub struct Running {
+    argv: Vec<OsString>,
+    pub mode: Mode,
+    child: Child,
+    lines: Receiver<String>,
+    stdout_all: Arc<Mutex<String>>,
+    stderr_all: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Running {
+    /// roadie's pid as the test sees it (in Pid1 mode: the child of `unshare`).
+    pub fn pid(&self) -> i32 {
+        match self.mode {
+            Mode::Subreaper => self.child.id() as i32,
+            Mode::Pid1 => {
+                let unshare = self.child.id();
+                let until = Instant::now() + DEADLINE;
+                loop {
+                    let children =
+                        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+                            .unwrap_or_default();
+                    if let Some(pid) = children.split_whitespace().next() {
+                        return pid.parse().expect("pid");
+                    }
+                    if Instant::now() > until {
+                        self.fail("unshare never started roadie");
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to roadie.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid();
+        // SAFETY: plain kill(2).
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            self.fail(&format!(
+                "kill({pid}, {signal}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn line_containing(&mut self, needle: &str) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("no stdout line containing {needle:?} in time"))
+                }
+                Err(RecvTimeoutError::Disconnected) => self.fail(&format!(
+                    "stdout closed before a line containing {needle:?}"
+                )),
+            }
+        }
+    }
+
+    /// Asserts that no stdout line arrives within `quiet`.
+    pub fn no_line_within(&mut self, quiet: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.fail(&format!("unexpected stdout line {line:?}"));
+        }
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr_all.lock().unwrap().clone()
+    }
+
+    /// Waits for roadie to exit (killing everything at the deadline).
+    pub fn finish(self) -> Finished {
+        self.finish_within(DEADLINE)
+    }
+
+    pub fn finish_within(mut self, deadline: Duration) -> Finished {
+        let until = Instant::now() + deadline;
+        let status = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => break status,
+                None if Instant::now() > until => {
+                    self.fail(&format!("roadie did not exit within {deadline:?}"))
+                }
+                None => thread::sleep(Duration::from_millis(2)),
+            }
+        };
+        let elapsed = self.started.elapsed();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Finished {
+            argv: self.argv.clone(),
+            code: status.code(),
+            signal: status.signal(),
+            elapsed,
+            stdout: self.stdout_all.lock().unwrap().clone(),
+            stderr: self.stderr_all.lock().unwrap().clone(),
+        }
+    }
+
+    /// Fails the test with everything known so far, after killing all it started.
+    pub fn fail(&self, why: &str) -> ! {
+        kill_tree(self.child.id() as i32);
+        thread::sleep(Duration::from_millis(50));
+        panic!(
+            "{why}\n  argv: {:?}\n  mode: {:?}\n  after: {:?}\n  stdout:\n{}\n  stderr:\n{}",
+            self.argv,
+            self.mode,
+            self.started.elapsed(),
+            indent(&self.stdout_all.lock().unwrap()),
+            indent(&self.stderr_all.lock().unwrap()),
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill_tree(self.child.id() as i32);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How roadie ended, with all it printed.
+pub struct Finished {
+    pub argv: Vec<OsString>,
+    /// Exit code; `None` when roadie itself died of a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Asserts the exit code, printing all the evidence when it differs.
+    pub fn code(&self, expected: i32) -> &Self {
+        if self.code != Some(expected) {
+            panic!("expected exit code {expected}\n{self}");
+        }
+        self
+    }
+
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        if !self.stdout.contains(needle) {
+            panic!("stdout lacks {needle:?}\n{self}");
+        }
+        self
+    }
+
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        if !self.stderr.contains(needle) {
+            panic!("stderr lacks {needle:?}\n{self}");
+        }
+        self
+    }
+
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        if self.stderr.contains(needle) {
+            panic!("stderr has {needle:?}\n{self}");
+        }
+        self
+    }
+
+    pub fn faster_than(&self, limit: Duration) -> &Self {
+        if self.elapsed > limit {
+            panic!("took {:?}, more than {limit:?}\n{self}", self.elapsed);
+        }
+        self
+    }
+
+    pub fn slower_than(&self, limit: Duration) -> &Self {
+        if self.elapsed < limit {
+            panic!("took {:?}, less than {limit:?}\n{self}", self.elapsed);
+        }
+        self
+    }
+}
+
+impl fmt::Display for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "  argv: {:?}\n  exit code: {:?}, signal: {:?}, after {:?}\n  stdout:\n{}\n  stderr:\n{}",
+            self.argv,
+            self.code,
+            self.signal,
+            self.elapsed,
+            indent(&self.stdout),
+            indent(&self.stderr)
+        )
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every process's parent, from /proc.
+pub fn parents() -> HashMap<i32, i32> {
+    let mut map = HashMap::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s[s.rfind(')')? + 1..].to_string();
+                rest.split_whitespace().nth(1)?.parse().ok()
+            })
+        {
+            map.insert(pid, ppid);
+        }
+    }
+    map
+}
+
+/// `root` and every process below it.
+pub fn tree(root: i32) -> Vec<i32> {
+    let parents = parents();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parents.iter().filter(|&(_, &pp)| pp == p).map(|(&c, _)| c));
+        i += 1;
+    }
+    found
+}
+
+/// SIGKILLs `root` and everything below it.
+pub fn kill_tree(root: i32) {
+    for pid in tree(root).into_iter().rev() {
+        // SAFETY: plain kill(2).
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether a process exists (zombies count).
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A scratch directory kept on failure (its path is printed by the test that uses it).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("roadie-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+pub fn read(path: &PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
