@@ -113,10 +113,10 @@ impl Roadie {
         for (k, v) in &self.env {
             command.env(k, v);
         }
-        if let Some(mut f) = self.before_exec.take() {
+        if let Some(f) = self.before_exec.take() {
             // SAFETY: the hooks given by tests only make async-signal-safe calls.
             unsafe {
-                command.pre_exec(move || f());
+                command.pre_exec(f);
             }
         }
         let mut child = command
