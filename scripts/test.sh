@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need (Debian packages,
+# cargo-nextest), checks formatting and lints, then runs every unit and black-box test.
+# Needs root (PID namespaces, --user, package installs), as CI and our machines have.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# unshare (util-linux) runs roadie as PID 1; procps and python3 serve the test apps;
+# the postgres user and server binaries come with the postgresql package.
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v ps >/dev/null || need_apt+=(procps)
+[ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo nextest run --locked --profile ci
