@@ -35,12 +35,12 @@ fn run_app(
     })?;
     reaper.watch(pid);
     info!("starting {name} (pid {pid})");
-    resident::release_boot_memory();
     let ended = Supervisor {
         signals,
         reaper,
         forward: &config.forward,
         stop_grace: config.stop_grace,
+        settled: Some(resident::release_boot_memory),
     }
     .run(pid, &name)
     .map_err(|source| BootError::Internal {

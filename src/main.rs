@@ -57,9 +57,18 @@ fn main() -> ExitCode {
         Err(message) => return fail(BootError::Config(ConfigError::Invalid(message))),
     }
     match boot::run(args, &mut signals) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => exit_now(code),
         Err(e) => fail(e),
     }
+}
+
+/// Leaves at once when the app and everything it left are gone. roadie holds nothing to flush
+/// (every log line is one write to unbuffered stderr; stdout is the app's), and the C and Rust
+/// exit paths sit on pages released after start-up: running them would fault those back in
+/// while `docker stop` waits (measured: 11 page faults and 17 us on the SIGTERM-to-exit path).
+fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit(2) ends the process; nothing in roadie depends on exit handlers.
+    unsafe { libc::_exit(code.into()) }
 }
 
 /// Reports `error` on one line and gives its exit code. Logging may not be set up yet (a bad

@@ -16,12 +16,18 @@ use crate::signals::{self, ForwardPolicy, Role, SignalSource};
 const KILL_SWEEP: Duration = Duration::from_millis(100);
 const KILL_SWEEPS: u32 = 50;
 
+/// How long the child must have run before `Supervisor::settled` is called: a short-lived
+/// child (`true`, a hook) exits before and never pays for it.
+const SETTLE: Duration = Duration::from_millis(100);
+
 /// What the supervisor needs from the boot: the stop trigger, the reaper, the policy.
 pub struct Supervisor<'a> {
     pub signals: &'a mut SignalSource,
     pub reaper: &'a mut Reaper,
     pub forward: &'a ForwardPolicy,
     pub stop_grace: Duration,
+    /// Called once when the child has run for `SETTLE` with nothing to do: the boot is over.
+    pub settled: Option<fn()>,
 }
 
 /// How a supervised child ended, and whether a stop signal asked for it.
@@ -51,13 +57,19 @@ impl Supervisor<'_> {
         let mut stops = 0u32;
         let mut leftovers_told = false;
         let mut phase = Phase::Running;
+        let mut settle_at = self.settled.map(|f| (Instant::now() + SETTLE, f));
         loop {
             let deadline = match phase {
-                Phase::Running => None,
+                Phase::Running => settle_at.map(|(at, _)| at),
                 Phase::Grace { until } => Some(until),
                 Phase::Killing { next, .. } => Some(next),
             };
             match self.signals.next(deadline)? {
+                None if matches!(phase, Phase::Running) => {
+                    if let Some((_, settled)) = settle_at.take() {
+                        settled();
+                    }
+                }
                 None => match phase {
                     Phase::Killing { sweeps, .. } if sweeps >= KILL_SWEEPS => {
                         warn!("processes survived SIGKILL for 5s; exiting without them");
