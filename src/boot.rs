@@ -1,21 +1,50 @@
-//! The boot pipeline, in order: config, then run. This is the only file that knows the order
-//! of the stages; each stage is a plain function with its inputs passed in.
+//! The boot pipeline, in order: config, wait, then run. This is the only file that knows the
+//! order of the stages; each stage is a plain function with its inputs passed in.
 
 use tracing::info;
 
 use crate::children::{self, ChildExit, Launch, Reaper};
-use crate::cli::Args;
+use crate::cli::Invocation;
 use crate::config::Config;
 use crate::error::BootError;
 use crate::resident;
 use crate::signals::SignalSource;
 use crate::supervise::Supervisor;
+use crate::wait::{self, Target};
 
-/// Boots and runs the app; returns the exit code roadie should exit with.
-pub fn run(args: Args, signals: &mut SignalSource) -> Result<u8, BootError> {
-    let config = Config::from_args(args)?;
+/// Boots and runs the app (or only waits, for `roadie wait`); returns roadie's exit code.
+pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, BootError> {
+    let config = match invocation {
+        Invocation::Run { options, command } => Config::resolve(options, Some(command))?,
+        Invocation::Wait { options } => Config::resolve(options, None)?,
+    };
     let mut reaper = Reaper::adopt_orphans();
-    run_app(&config, signals, &mut reaper)
+    wait_stage(&config, signals)?;
+    match &config.app {
+        Some(_) => run_app(&config, signals, &mut reaper),
+        None => Ok(0),
+    }
+}
+
+/// Waits for the database and the --wait-for targets, in parallel.
+fn wait_stage(config: &Config, signals: &mut SignalSource) -> Result<(), BootError> {
+    let mut targets: Vec<Target> = config
+        .database
+        .iter()
+        .cloned()
+        .map(Target::database)
+        .collect();
+    if config.database.is_none() {
+        info!(
+            "no database configured (--database-url, ROADIE_DATABASE_URL, DATABASE_URL, \
+             POSTGRES_HOST): nothing to wait for or migrate"
+        );
+    }
+    targets.extend(config.wait_for.iter().cloned());
+    if targets.is_empty() {
+        return Ok(());
+    }
+    wait::wait_for(&targets, config.wait_timeout, signals, &config.forward).map_err(BootError::Wait)
 }
 
 /// The last stage: the app as a supervised child, with the terminal handed over.
@@ -24,12 +53,16 @@ fn run_app(
     signals: &mut SignalSource,
     reaper: &mut Reaper,
 ) -> Result<u8, BootError> {
-    let name = config.app.display_name();
+    let app = config
+        .app
+        .as_ref()
+        .expect("UNWRAP: run_app is called for a run");
+    let name = app.display_name();
     let launch = Launch {
         run_as: config.run_as.as_ref(),
         take_terminal: true,
     };
-    let pid = children::spawn(&config.app, launch).map_err(|source| BootError::Spawn {
+    let pid = children::spawn(app, launch).map_err(|source| BootError::Spawn {
         command: name.clone(),
         source,
     })?;

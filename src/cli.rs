@@ -15,7 +15,8 @@ Exit codes:
   69          a dependency is unavailable (not ready in time, or refused for good)
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
-  78          configuration error: bad duration, signal, exit code, user
+  78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
+              exit code or user, missing directory of a SQLite file
   126 / 127   COMMAND found but not executable / not found
 
 Signals: everything a process can catch is forwarded to the app (after --rewrite-signal),
@@ -26,20 +27,118 @@ except CHLD and the synchronous faults SEGV BUS FPE ILL TRAP SYS. TERM or INT al
 #[command(
     name = "roadie",
     version,
-    about = "The ENTRYPOINT of a database-backed container: runs COMMAND as its child, \
-             forwards signals, reaps zombies and exits with the app's code.",
-    after_help = AFTER_HELP
+    about = "The ENTRYPOINT of a database-backed container: waits for the database, then runs \
+             COMMAND as its child, forwards signals, reaps zombies and exits with the app's code.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
+    #[command(flatten)]
+    pub options: Options,
+
+    /// The app to run, with its arguments. Put `--` before it when it starts with `-`.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Boot, then run COMMAND supervised: the explicit form, for an app named like a subcommand.
+    Run {
+        #[command(flatten)]
+        options: Options,
+        /// The app to run, with its arguments.
+        #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
+        command: Vec<OsString>,
+    },
+    /// Wait for the database and every --wait-for target; exit 0 once all are ready.
+    Wait {
+        #[command(flatten)]
+        options: Options,
+    },
+}
+
+/// What roadie was asked to do, once the command line is read.
+#[derive(Debug)]
+pub enum Invocation {
+    Run {
+        options: Options,
+        command: Vec<OsString>,
+    },
+    Wait {
+        options: Options,
+    },
+}
+
+impl Args {
+    /// The invocation, or the usage error of a missing COMMAND.
+    pub fn invocation(self) -> Result<Invocation, String> {
+        match self.action {
+            Some(Action::Run { options, command }) => Ok(Invocation::Run { options, command }),
+            Some(Action::Wait { options }) => Ok(Invocation::Wait { options }),
+            None if self.command.is_empty() => Err(
+                "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...] (see roadie --help)"
+                    .into(),
+            ),
+            None => Ok(Invocation::Run {
+                options: self.options,
+                command: self.command,
+            }),
+        }
+    }
+}
+
+impl Invocation {
+    pub fn options(&self) -> &Options {
+        match self {
+            Invocation::Run { options, .. } | Invocation::Wait { options } => options,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
     #[command(flatten)]
     pub supervise: SuperviseArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
 
-    /// The app to run, with its arguments. Put `--` before it when it starts with `-`.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
-    pub command: Vec<OsString>,
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// The database to wait for. Without it: ROADIE_DATABASE_URL, then DATABASE_URL (each also
+    /// read from the file named by *_FILE), then POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER,
+    /// POSTGRES_PASSWORD(_FILE), POSTGRES_DB. With none, roadie is a plain init.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Give up waiting for the database and --wait-for targets after this long (exit 69).
+    #[arg(
+        long,
+        env = "ROADIE_WAIT_TIMEOUT",
+        hide_env_values = true,
+        default_value = "60s",
+        value_name = "DUR"
+    )]
+    pub wait_timeout: String,
+
+    /// Another dependency to wait for, in parallel: tcp://host:port, http(s)://... (2xx), or a
+    /// database URL. Repeatable.
+    #[arg(
+        long,
+        env = "ROADIE_WAIT_FOR",
+        hide_env_values = true,
+        value_name = "TARGET",
+        value_delimiter = ','
+    )]
+    pub wait_for: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +148,7 @@ pub struct SuperviseArgs {
     #[arg(
         long,
         env = "ROADIE_STOP_GRACE",
+        hide_env_values = true,
         default_value = "10s",
         value_name = "DUR"
     )]
@@ -58,26 +158,33 @@ pub struct SuperviseArgs {
     #[arg(
         long,
         env = "ROADIE_REWRITE_SIGNALS",
+        hide_env_values = true,
         value_name = "FROM:TO",
         value_delimiter = ','
     )]
     pub rewrite_signal: Vec<String>,
 
     /// Forward signals to the app's whole process group, not only the app.
-    #[arg(long, env = "ROADIE_SIGNAL_GROUP", value_parser = FalseyValueParser::new())]
+    #[arg(long, env = "ROADIE_SIGNAL_GROUP", hide_env_values = true, value_parser = FalseyValueParser::new())]
     pub signal_group: bool,
 
     /// Report exit code N as 0 (e.g. 143 after a clean SIGTERM). Repeatable.
     #[arg(
         long,
         env = "ROADIE_SUCCESS_EXIT_CODES",
+        hide_env_values = true,
         value_name = "N",
         value_delimiter = ','
     )]
     pub success_exit_code: Vec<String>,
 
     /// Run the app as this user (name or uid), with its groups and HOME, like gosu.
-    #[arg(long, env = "ROADIE_USER", value_name = "USER[:GROUP]")]
+    #[arg(
+        long,
+        env = "ROADIE_USER",
+        hide_env_values = true,
+        value_name = "USER[:GROUP]"
+    )]
     pub user: Option<String>,
 }
 
@@ -87,13 +194,20 @@ pub struct LogArgs {
     #[arg(
         long,
         env = "ROADIE_LOG_FORMAT",
+        hide_env_values = true,
         default_value = "text",
         value_name = "text|json"
     )]
     pub log_format: String,
 
     /// error, warn, info, debug or trace.
-    #[arg(long, env = "ROADIE_LOG", default_value = "info", value_name = "LEVEL")]
+    #[arg(
+        long,
+        env = "ROADIE_LOG",
+        hide_env_values = true,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
     pub log_level: String,
 }
 
@@ -112,13 +226,36 @@ mod tests {
         let args =
             Args::try_parse_from(["roadie", "--signal-group", "sh", "-c", "exit 3", "--user"])
                 .expect("parses");
-        assert!(args.supervise.signal_group);
-        assert_eq!(args.command, ["sh", "-c", "exit 3", "--user"]);
+        let Invocation::Run { options, command } = args.invocation().unwrap() else {
+            panic!("run");
+        };
+        assert!(options.supervise.signal_group);
+        assert_eq!(command, ["sh", "-c", "exit 3", "--user"]);
     }
 
     #[test]
     fn a_double_dash_lets_the_command_start_with_a_dash() {
         let args = Args::try_parse_from(["roadie", "--", "-weird"]).expect("parses");
         assert_eq!(args.command, ["-weird"]);
+    }
+
+    #[test]
+    fn subcommands_and_their_explicit_escape() {
+        let wait = Args::try_parse_from(["roadie", "wait", "--wait-timeout", "5s"]).unwrap();
+        let Invocation::Wait { options } = wait.invocation().unwrap() else {
+            panic!("wait");
+        };
+        assert_eq!(options.database.wait_timeout, "5s");
+        let run = Args::try_parse_from(["roadie", "run", "--", "wait", "3"]).unwrap();
+        let Invocation::Run { command, .. } = run.invocation().unwrap() else {
+            panic!("run");
+        };
+        assert_eq!(command, ["wait", "3"]);
+        assert!(
+            Args::try_parse_from(["roadie"])
+                .unwrap()
+                .invocation()
+                .is_err()
+        );
     }
 }

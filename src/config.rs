@@ -9,16 +9,24 @@ use std::time::Duration;
 use nix::unistd::{AccessFlags, access};
 
 use crate::children::Program;
-use crate::cli::Args;
+use crate::cli::Options;
+use crate::database::{self, DatabaseUrl};
 use crate::signals::{self, ForwardPolicy};
 use crate::user::{self, RunAs};
+use crate::wait::Target;
 
 /// PATH when the environment has none (what a shell would use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug)]
 pub struct Config {
-    pub app: Program,
+    /// The app; `None` for `roadie wait`.
+    pub app: Option<Program>,
+    /// The database to wait for; `None`: roadie is a plain init.
+    pub database: Option<DatabaseUrl>,
+    pub wait_timeout: Duration,
+    /// `--wait-for` targets, waited for beside the database.
+    pub wait_for: Vec<Target>,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
     /// `--success-exit-code`: app exit codes reported as 0.
@@ -56,8 +64,31 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl Config {
-    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
-        let s = args.supervise;
+    /// Resolves the options (and COMMAND, for a run) into what the boot will do.
+    pub fn resolve(options: Options, command: Option<Vec<OsString>>) -> Result<Self, ConfigError> {
+        Self::resolve_with_env(options, command, &|name| std::env::var(name).ok())
+    }
+
+    fn resolve_with_env(
+        options: Options,
+        command: Option<Vec<OsString>>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let d = options.database;
+        let database =
+            database::resolve(d.database_url.as_deref(), env).map_err(ConfigError::Invalid)?;
+        if let Some(url) = &database {
+            database::check_sqlite_directory(url).map_err(ConfigError::Invalid)?;
+        }
+        let wait_timeout = duration("--wait-timeout", &d.wait_timeout)?;
+        let wait_for = d
+            .wait_for
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Target::parse(t))
+            .collect::<Result<_, _>>()
+            .map_err(ConfigError::Invalid)?;
+        let s = options.supervise;
         let stop_grace = duration("--stop-grace", &s.stop_grace)?;
         let rewrites = s
             .rewrite_signal
@@ -83,9 +114,14 @@ impl Config {
             .transpose()
             .map_err(ConfigError::Invalid)?;
         let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-        let app = resolve_command(args.command, &path_var)?;
+        let app = command
+            .map(|argv| resolve_command(argv, &path_var))
+            .transpose()?;
         Ok(Config {
             app,
+            database,
+            wait_timeout,
+            wait_for,
             stop_grace,
             forward: ForwardPolicy {
                 rewrites,

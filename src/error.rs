@@ -4,12 +4,14 @@
 use std::io;
 
 use crate::config::ConfigError;
+use crate::wait::WaitError;
 
 #[derive(Debug)]
 pub enum BootError {
     /// The command line itself is wrong: unknown flag, missing COMMAND.
     Usage(String),
     Config(ConfigError),
+    Wait(WaitError),
     /// The app could not be started although config found it (it changed in between).
     Spawn {
         command: String,
@@ -29,6 +31,9 @@ impl BootError {
             BootError::Config(ConfigError::Invalid(_)) => 78,
             BootError::Config(ConfigError::NotExecutable { .. }) => 126,
             BootError::Config(ConfigError::NotFound { .. }) => 127,
+            BootError::Wait(WaitError::Unavailable { .. } | WaitError::TimedOut { .. }) => 69,
+            BootError::Wait(WaitError::Stopped(signal)) => (128 + signal).clamp(0, 255) as u8,
+            BootError::Wait(WaitError::Internal { .. }) => 70,
             BootError::Spawn { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => 127,
                 _ => 126,
@@ -43,6 +48,7 @@ impl std::fmt::Display for BootError {
         match self {
             BootError::Usage(message) => f.write_str(message),
             BootError::Config(e) => e.fmt(f),
+            BootError::Wait(e) => e.fmt(f),
             BootError::Spawn { command, source } => write!(f, "starting {command:?}: {source}"),
             BootError::Internal { about, source } => {
                 write!(f, "internal error while {about}: {source}")
@@ -70,6 +76,10 @@ mod tests {
     #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::NotFound.into() }, 127)]
     #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::PermissionDenied.into() }, 126)]
     #[case(BootError::Internal { about: "reading signals", source: io::ErrorKind::Other.into() }, 70)]
+    #[case(BootError::Wait(WaitError::Unavailable { target: "database".into(), cause: "c".into(), hint: "h".into() }), 69)]
+    #[case(BootError::Wait(WaitError::TimedOut { timeout: std::time::Duration::from_secs(1), pending: vec![] }), 69)]
+    #[case(BootError::Wait(WaitError::Stopped(libc::SIGTERM)), 143)]
+    #[case(BootError::Wait(WaitError::Stopped(libc::SIGINT)), 130)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
         assert_eq!(error.exit_code(), code);
     }

@@ -12,12 +12,14 @@ mod boot;
 mod children;
 mod cli;
 mod config;
+mod database;
 mod error;
 mod logging;
 mod resident;
 mod signals;
 mod supervise;
 mod user;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -39,24 +41,26 @@ fn main() -> ExitCode {
             });
         }
     };
-    let args = match cli::Args::try_parse() {
-        Ok(args) => args,
+    let invocation = match cli::Args::try_parse().map(cli::Args::invocation) {
+        Ok(Ok(invocation)) => invocation,
+        Ok(Err(usage)) => return fail(BootError::Usage(usage)),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             e.exit()
         }
         Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
             return fail(BootError::Usage(
-                "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...] (see roadie --help)"
+                "missing COMMAND: roadie run [OPTIONS] -- COMMAND [ARG...] (see roadie --help)"
                     .into(),
             ));
         }
         Err(e) => return fail(BootError::Usage(first_line(&e.render().to_string()))),
     };
-    match logging::Settings::parse(&args.log.log_format, &args.log.log_level) {
+    let log = &invocation.options().log;
+    match logging::Settings::parse(&log.log_format, &log.log_level) {
         Ok(settings) => logging::init(settings),
         Err(message) => return fail(BootError::Config(ConfigError::Invalid(message))),
     }
-    match boot::run(args, &mut signals) {
+    match boot::run(invocation, &mut signals) {
         Ok(code) => exit_now(code),
         Err(e) => fail(e),
     }

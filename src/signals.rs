@@ -148,8 +148,17 @@ pub fn parse_rewrite(text: &str) -> Result<(c_int, c_int), String> {
 }
 
 /// TERM and INT ask the app to stop: they start the grace period, and a second one ends it.
-pub fn is_stop(signal: c_int) -> bool {
+fn is_stop(signal: c_int) -> bool {
     signal == libc::SIGTERM || signal == libc::SIGINT
+}
+
+impl ForwardPolicy {
+    /// Whether a received signal asks roadie to stop: TERM or INT as received or as rewritten,
+    /// unless `--rewrite-signal` drops it.
+    pub fn is_stop_request(&self, received: c_int) -> bool {
+        self.rewrite(received)
+            .is_some_and(|to| is_stop(received) || is_stop(to))
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +256,25 @@ mod tests {
         assert_eq!(policy.rewrite(libc::SIGTERM), Some(libc::SIGQUIT));
         assert_eq!(policy.rewrite(libc::SIGWINCH), None);
         assert_eq!(policy.rewrite(libc::SIGHUP), Some(libc::SIGHUP));
+    }
+
+    #[rstest]
+    #[case(libc::SIGTERM, &[], true)]
+    #[case(libc::SIGINT, &[], true)]
+    #[case(libc::SIGHUP, &[], false)]
+    #[case(libc::SIGTERM, &[(libc::SIGTERM, libc::SIGQUIT)], true)]
+    #[case(libc::SIGUSR1, &[(libc::SIGUSR1, libc::SIGTERM)], true)]
+    #[case(libc::SIGTERM, &[(libc::SIGTERM, 0)], false)]
+    fn stop_requests(
+        #[case] received: c_int,
+        #[case] rewrites: &[(c_int, c_int)],
+        #[case] stop: bool,
+    ) {
+        let policy = ForwardPolicy {
+            rewrites: rewrites.to_vec(),
+            group: false,
+        };
+        assert_eq!(policy.is_stop_request(received), stop);
     }
 
     #[test]

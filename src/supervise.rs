@@ -108,10 +108,7 @@ impl Supervisor<'_> {
                             }
                             Some(to) => self.send(pid, to),
                         }
-                        let stop = to.is_some_and(|to| {
-                            signals::is_stop(received.signal) || signals::is_stop(to)
-                        });
-                        if stop {
+                        if self.forward.is_stop_request(received.signal) {
                             stops += 1;
                             stopped_by.get_or_insert(received.signal);
                             match phase {

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
 use libc::c_int;
@@ -87,7 +87,8 @@ impl SignalSource {
         }
     }
 
-    fn try_read(&mut self) -> io::Result<Option<Received>> {
+    /// Takes the next queued signal without waiting.
+    pub fn try_read(&self) -> io::Result<Option<Received>> {
         let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
         let size = size_of::<libc::signalfd_siginfo>();
         // SAFETY: reads at most `size` bytes into `info`.
@@ -110,6 +111,12 @@ impl SignalSource {
             sender: info.ssi_pid,
             code: info.ssi_code,
         }))
+    }
+}
+
+impl AsFd for SignalSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

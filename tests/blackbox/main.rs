@@ -10,3 +10,4 @@ mod reaping;
 mod stopping;
 mod terminal;
 mod user;
+mod waiting;

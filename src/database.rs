@@ -1,0 +1,531 @@
+//! The database roadie waits for and migrates: where its URL comes from (flag, env, `*_FILE`
+//! secrets, the `POSTGRES_*` variables), the forms applications write it in, and a `Display`
+//! that never shows the password. Nothing here connects; `readiness.rs` does.
+
+pub mod readiness;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::ConnectOptions as _;
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// A database URL as sqlx takes it. The password is inside: show it only through `Display`,
+/// which masks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    kind: Kind,
+    /// Postgres and MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone.
+    url: Option<Url>,
+    /// SQLite: the file (`None` for an in-memory database) and the query (`mode=ro`, ...).
+    sqlite: Option<(Option<PathBuf>, String)>,
+    /// Where the URL came from, for messages: `--database-url`, `DATABASE_URL_FILE`, ...
+    pub source: String,
+}
+
+/// sqlx's options for the three drivers.
+#[derive(Debug, Clone)]
+pub enum ConnectOptions {
+    Postgres(PgConnectOptions),
+    MySql(MySqlConnectOptions),
+    Sqlite(SqliteConnectOptions),
+}
+
+impl DatabaseUrl {
+    /// Reads a URL in any form applications write it: `postgres://`, `postgresql://`,
+    /// SQLAlchemy's `postgresql+asyncpg://` (any `+driver` is dropped), `mysql://`, `mariadb://`,
+    /// `mysql+pymysql://`, and `sqlite:` in sqlx's forms (`sqlite:data.db`, `sqlite://data.db`,
+    /// `sqlite::memory:`) and SQLAlchemy's (`sqlite:///relative.db`, `sqlite:////abs/path.db`).
+    /// Errors never repeat the text: it may hold a password.
+    pub fn parse(text: &str, source: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let Some((scheme, rest)) = text.split_once(':') else {
+            return Err(format!(
+                "{source} is not a database URL (expected postgres://, mysql:// or sqlite:...)"
+            ));
+        };
+        let base = scheme
+            .split('+')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let kind = match base.as_str() {
+            "postgres" | "postgresql" => Kind::Postgres,
+            "mysql" | "mariadb" => Kind::MySql,
+            "sqlite" | "sqlite3" => Kind::Sqlite,
+            _ => {
+                return Err(format!(
+                    "{source}: unsupported scheme {scheme:?} (expected postgres://, mysql:// or sqlite:...)"
+                ));
+            }
+        };
+        let source = source.to_string();
+        if kind == Kind::Sqlite {
+            return Ok(DatabaseUrl {
+                kind,
+                url: None,
+                sqlite: Some(sqlite_target(rest)),
+                source,
+            });
+        }
+        if !rest.starts_with("//") {
+            return Err(format!(
+                "{source}: expected {base}://[user[:password]@]host[:port]/database"
+            ));
+        }
+        let scheme = if kind == Kind::Postgres {
+            "postgres"
+        } else {
+            "mysql"
+        };
+        let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
+            // libpq takes `postgres://user@/db?host=/run/postgresql`; the url crate wants a
+            // host there. Any stands in: the `host` parameter (a socket) overrides it.
+            Err(url::ParseError::EmptyHost) => Url::parse(&format!(
+                "{scheme}:{}",
+                rest.replacen("@/", "@localhost/", 1)
+            )),
+            parsed => parsed,
+        }
+        .map_err(|e| format!("{source}: malformed URL: {e}"))?;
+        if kind == Kind::Postgres {
+            translate_asyncpg_ssl(&mut url);
+        }
+        Ok(DatabaseUrl {
+            kind,
+            url: Some(url),
+            sqlite: None,
+            source,
+        })
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // the migrate stage will choose its lock by kind
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The SQLite file, when there is one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite.as_ref()?.0.as_deref()
+    }
+
+    /// The database name (Postgres, MySQL) or file name, for messages.
+    pub fn database_name(&self) -> String {
+        match (&self.url, &self.sqlite) {
+            (Some(url), _) => url.path().trim_start_matches('/').to_string(),
+            (_, Some((Some(path), _))) => path.display().to_string(),
+            _ => ":memory:".into(),
+        }
+    }
+
+    /// The user name, for messages.
+    pub fn user(&self) -> String {
+        self.url
+            .as_ref()
+            .map(|u| u.username().to_string())
+            .unwrap_or_default()
+    }
+
+    /// sqlx's options, with statement logging off (roadie's queries are not the app's).
+    pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
+        Ok(match self.kind {
+            Kind::Postgres => ConnectOptions::Postgres(
+                PgConnectOptions::from_url(self.url.as_ref().expect("UNWRAP: postgres has a URL"))?
+                    .application_name("roadie")
+                    .disable_statement_logging(),
+            ),
+            Kind::MySql => ConnectOptions::MySql(
+                MySqlConnectOptions::from_url(self.url.as_ref().expect("UNWRAP: mysql has a URL"))?
+                    .disable_statement_logging(),
+            ),
+            Kind::Sqlite => {
+                let (path, query) = self.sqlite.as_ref().expect("UNWRAP: sqlite has a path");
+                let url = match path {
+                    None => "sqlite::memory:".to_string(),
+                    Some(path) if query.is_empty() => format!("sqlite://{}", path.display()),
+                    Some(path) => format!("sqlite://{}?{query}", path.display()),
+                };
+                let read_only = query.split('&').any(|p| p == "mode=ro");
+                ConnectOptions::Sqlite(
+                    SqliteConnectOptions::from_str(&url)?
+                        .create_if_missing(!read_only)
+                        .disable_statement_logging(),
+                )
+            }
+        })
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The URL with its password masked: `postgres://app:***@db:5432/app`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(url) = &self.url {
+            let mut shown = url.clone();
+            if url.password().is_some() {
+                let _ = shown.set_password(Some("***"));
+            }
+            if url.query_pairs().any(|(k, _)| k == "password") {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "password" {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                shown.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            return f.write_str(shown.as_str());
+        }
+        match &self.sqlite {
+            Some((Some(path), _)) => write!(f, "sqlite:{}", path.display()),
+            _ => f.write_str("sqlite::memory:"),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self} from {})", self.source)
+    }
+}
+
+/// The file and query of a `sqlite:` URL, in sqlx's and SQLAlchemy's forms.
+fn sqlite_target(rest: &str) -> (Option<PathBuf>, String) {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let file = if let Some(abs) = path.strip_prefix("////") {
+        Some(format!("/{abs}")) // SQLAlchemy: sqlite:////abs/path.db
+    } else if let Some(rel) = path.strip_prefix("///") {
+        Some(rel.to_string()) // SQLAlchemy: sqlite:///relative.db
+    } else if let Some(rel) = path.strip_prefix("//") {
+        Some(rel.to_string()) // sqlx: sqlite://data.db
+    } else {
+        Some(path.to_string()) // sqlx: sqlite:data.db, sqlite:/abs.db
+    };
+    let file = file
+        .filter(|p| !p.is_empty() && p != ":memory:")
+        .map(PathBuf::from);
+    (file, query.to_string())
+}
+
+/// asyncpg spells sslmode `ssl=require` (or `ssl=true`); sqlx knows only `sslmode`.
+fn translate_asyncpg_ssl(url: &mut Url) {
+    if !url.query_pairs().any(|(k, _)| k == "ssl") {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| match (&*k, &*v) {
+            ("ssl", "true") => ("sslmode".into(), "require".into()),
+            ("ssl", "false") => ("sslmode".into(), "disable".into()),
+            ("ssl", mode) => ("sslmode".into(), mode.to_string()),
+            _ => (k.into_owned(), v.into_owned()),
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+}
+
+/// Finds the database: `--database-url`, else `ROADIE_DATABASE_URL`, else `DATABASE_URL` (each
+/// also as `*_FILE`), else built from `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`,
+/// `POSTGRES_PASSWORD(_FILE)` and `POSTGRES_DB`. `None`: no database configured.
+/// `env` reads a variable (empty counts as unset).
+pub fn resolve(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<DatabaseUrl>, String> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(text) = flag {
+        return DatabaseUrl::parse(text, "--database-url").map(Some);
+    }
+    for name in ["ROADIE_DATABASE_URL", "DATABASE_URL"] {
+        if let Some((text, source)) = secret(name, &env)? {
+            return DatabaseUrl::parse(&text, &source).map(Some);
+        }
+    }
+    let Some(host) = env("POSTGRES_HOST") else {
+        return Ok(None);
+    };
+    let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+    let database = env("POSTGRES_DB").unwrap_or_else(|| user.clone());
+    let port = env("POSTGRES_PORT").unwrap_or_else(|| "5432".into());
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("POSTGRES_PORT {port:?}: expected a port number"))?;
+    let mut url = Url::parse("postgres://localhost/").expect("UNWRAP: a constant URL");
+    url.set_host(Some(&host))
+        .map_err(|e| format!("POSTGRES_HOST {host:?}: {e}"))?;
+    let _ = url.set_port(Some(port));
+    let _ = url.set_username(&user);
+    if let Some((password, _)) = secret("POSTGRES_PASSWORD", &env)? {
+        let _ = url.set_password(Some(&password));
+    }
+    url.path_segments_mut()
+        .expect("UNWRAP: postgres URLs have a path")
+        .clear()
+        .push(&database);
+    DatabaseUrl::parse(url.as_str(), "POSTGRES_* variables").map(Some)
+}
+
+/// `NAME`, or the contents of the file `NAME_FILE` names (as the official images read Docker
+/// secrets), with the source for messages. Both set is an error, as in the postgres image.
+fn secret(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(String, String)>, String> {
+    let file_var = format!("{name}_FILE");
+    match (env(name), env(&file_var)) {
+        (Some(_), Some(_)) => Err(format!("both {name} and {file_var} are set: use one")),
+        (Some(value), None) => Ok(Some((value, name.to_string()))),
+        (None, Some(path)) => {
+            let value = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{file_var}={path}: cannot read it: {e}"))?;
+            Ok(Some((
+                value.trim_end_matches(['\n', '\r']).to_string(),
+                file_var,
+            )))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// SQLite creates the file but not its directory: a missing one is a configuration error.
+pub fn check_sqlite_directory(url: &DatabaseUrl) -> Result<(), String> {
+    let Some(file) = url.sqlite_file() else {
+        return Ok(());
+    };
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: the directory {} of the SQLite file does not exist",
+            url.source,
+            dir.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::collections::HashMap;
+
+    #[rstest]
+    #[case(
+        "postgres://app:pw@db:5432/app",
+        Kind::Postgres,
+        "postgres://app:***@db:5432/app"
+    )]
+    #[case(
+        "postgresql://app:pw@db/app",
+        Kind::Postgres,
+        "postgres://app:***@db/app"
+    )]
+    #[case(
+        "postgresql+asyncpg://app:pw@db/app",
+        Kind::Postgres,
+        "postgres://app:***@db/app"
+    )]
+    #[case(
+        "postgresql+psycopg2://app:pw@db/app",
+        Kind::Postgres,
+        "postgres://app:***@db/app"
+    )]
+    #[case(
+        "postgresql+psycopg://app:pw@db/app",
+        Kind::Postgres,
+        "postgres://app:***@db/app"
+    )]
+    #[case(
+        "postgres://app:p%40ss%2Fw%3Ard@db/app",
+        Kind::Postgres,
+        "postgres://app:***@db/app"
+    )]
+    #[case(
+        "postgres://app:pw@[::1]:5433/app",
+        Kind::Postgres,
+        "postgres://app:***@[::1]:5433/app"
+    )]
+    #[case(
+        "postgres://app@/app?host=/run/postgresql",
+        Kind::Postgres,
+        "postgres://app@localhost/app?host=/run/postgresql"
+    )]
+    #[case(
+        "postgresql:///app?host=/run/postgresql",
+        Kind::Postgres,
+        "postgres:///app?host=/run/postgresql"
+    )]
+    #[case(
+        "postgres://app:pw@db/app?sslmode=require",
+        Kind::Postgres,
+        "postgres://app:***@db/app?sslmode=require"
+    )]
+    #[case(
+        "postgresql+asyncpg://app:pw@db/app?ssl=require",
+        Kind::Postgres,
+        "postgres://app:***@db/app?sslmode=require"
+    )]
+    #[case(
+        "postgres://db/app?user=app&password=pw",
+        Kind::Postgres,
+        "postgres://db/app?user=app&password=***"
+    )]
+    #[case(
+        "mysql://app:pw@db:3306/app",
+        Kind::MySql,
+        "mysql://app:***@db:3306/app"
+    )]
+    #[case("mariadb://app:pw@db/app", Kind::MySql, "mysql://app:***@db/app")]
+    #[case(
+        "mysql+pymysql://app:pw@db/app?charset=utf8mb4",
+        Kind::MySql,
+        "mysql://app:***@db/app?charset=utf8mb4"
+    )]
+    #[case("sqlite:data.db", Kind::Sqlite, "sqlite:data.db")]
+    #[case("sqlite://data.db", Kind::Sqlite, "sqlite:data.db")]
+    #[case("sqlite:///relative.db", Kind::Sqlite, "sqlite:relative.db")]
+    #[case("sqlite:////abs/path.db", Kind::Sqlite, "sqlite:/abs/path.db")]
+    #[case("sqlite+pysqlite:///relative.db", Kind::Sqlite, "sqlite:relative.db")]
+    #[case("sqlite:/abs.db?mode=ro", Kind::Sqlite, "sqlite:/abs.db")]
+    #[case("sqlite::memory:", Kind::Sqlite, "sqlite::memory:")]
+    #[case("sqlite://", Kind::Sqlite, "sqlite::memory:")]
+    fn reads_every_url_form_and_masks_the_password(
+        #[case] text: &str,
+        #[case] kind: Kind,
+        #[case] shown: &str,
+    ) {
+        let url = DatabaseUrl::parse(text, "DATABASE_URL").expect("parses");
+        assert_eq!(url.kind(), kind);
+        assert_eq!(url.to_string(), shown);
+        assert!(!format!("{url:?}").contains("pw"));
+        url.connect_options().expect("sqlx takes it");
+    }
+
+    #[test]
+    fn sqlx_gets_the_password_decoded() {
+        let url = DatabaseUrl::parse("postgres://app:p%40ss%2Fw%3Ard@db/app", "x").unwrap();
+        let ConnectOptions::Postgres(options) = url.connect_options().unwrap() else {
+            panic!("postgres");
+        };
+        // The options keep the password private: compare through the URL they give back.
+        assert!(options.to_url_lossy().as_str().contains("p%40ss%2Fw%3Ard"));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("not a url")]
+    #[case("redis://cache:6379")]
+    #[case("postgres:app@db")]
+    #[case("postgres://app:secret-pw@db:notaport/app")]
+    fn a_bad_url_is_refused_without_repeating_it(#[case] text: &str) {
+        let err = DatabaseUrl::parse(text, "DATABASE_URL").unwrap_err();
+        assert!(err.starts_with("DATABASE_URL"), "{err}");
+        assert!(!err.contains("secret-pw"), "{err}");
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[rstest]
+    #[case(Some("postgres://f@h/f"), &[("DATABASE_URL", "postgres://e@h/e")], "postgres://f@h/f", "--database-url")]
+    #[case(None, &[("ROADIE_DATABASE_URL", "postgres://r@h/r"), ("DATABASE_URL", "postgres://e@h/e")], "postgres://r@h/r", "ROADIE_DATABASE_URL")]
+    #[case(None, &[("DATABASE_URL", "postgres://e@h/e")], "postgres://e@h/e", "DATABASE_URL")]
+    #[case(None, &[("DATABASE_URL", ""), ("POSTGRES_HOST", "db")], "postgres://postgres@db:5432/postgres", "POSTGRES_* variables")]
+    #[case(None, &[("POSTGRES_HOST", "db"), ("POSTGRES_USER", "app"), ("POSTGRES_PASSWORD", "p@ss word"), ("POSTGRES_DB", "shop"), ("POSTGRES_PORT", "6543")], "postgres://app:***@db:6543/shop", "POSTGRES_* variables")]
+    fn the_database_comes_from_the_first_source_set(
+        #[case] flag: Option<&str>,
+        #[case] env: &[(&str, &str)],
+        #[case] shown: &str,
+        #[case] source: &str,
+    ) {
+        let url = resolve(flag, &env_of(env)).unwrap().expect("configured");
+        assert_eq!(url.to_string(), shown);
+        assert_eq!(url.source, source);
+    }
+
+    #[test]
+    fn nothing_set_means_no_database() {
+        assert_eq!(
+            resolve(None, &env_of(&[("POSTGRES_USER", "app")])).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_postgres_variables_escape_what_they_hold() {
+        let env = env_of(&[("POSTGRES_HOST", "db"), ("POSTGRES_PASSWORD", "p@ss/w:rd")]);
+        let url = resolve(None, &env).unwrap().unwrap();
+        let ConnectOptions::Postgres(options) = url.connect_options().unwrap() else {
+            panic!("postgres");
+        };
+        assert!(options.to_url_lossy().as_str().contains("p%40ss%2Fw%3Ard"));
+    }
+
+    #[test]
+    fn secrets_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://app:filepw@db/app\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let url = resolve(None, &env_of(&[("DATABASE_URL_FILE", &path)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db/app");
+        assert_eq!(url.source, "DATABASE_URL_FILE");
+
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "filepw\n").unwrap();
+        let pw = pw.to_string_lossy().into_owned();
+        let env = env_of(&[("POSTGRES_HOST", "db"), ("POSTGRES_PASSWORD_FILE", &pw)]);
+        let url = resolve(None, &env).unwrap().unwrap();
+        let ConnectOptions::Postgres(options) = url.connect_options().unwrap() else {
+            panic!("postgres");
+        };
+        assert!(options.to_url_lossy().as_str().contains(":filepw@"));
+    }
+
+    #[rstest]
+    #[case(&[("DATABASE_URL_FILE", "/no/such/file")], "DATABASE_URL_FILE=/no/such/file: cannot read it")]
+    #[case(&[("DATABASE_URL", "postgres://h/d"), ("DATABASE_URL_FILE", "/x")], "both DATABASE_URL and DATABASE_URL_FILE are set")]
+    #[case(&[("POSTGRES_HOST", "db"), ("POSTGRES_PORT", "x")], "POSTGRES_PORT \"x\"")]
+    fn bad_sources_are_named(#[case] env: &[(&str, &str)], #[case] says: &str) {
+        let err = resolve(None, &env_of(env)).unwrap_err();
+        assert!(err.contains(says), "{err}");
+    }
+
+    #[test]
+    fn a_sqlite_file_needs_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        // sqlite:/abs (sqlx) and sqlite:////abs (SQLAlchemy) are absolute; sqlite:///x relative.
+        let ok = format!("sqlite:{}/app.db", dir.path().display());
+        check_sqlite_directory(&DatabaseUrl::parse(&ok, "x").unwrap()).unwrap();
+        check_sqlite_directory(&DatabaseUrl::parse("sqlite:app.db", "x").unwrap()).unwrap();
+        let missing = format!("sqlite:///{}/nope/app.db", dir.path().display());
+        let err = check_sqlite_directory(&DatabaseUrl::parse(&missing, "x").unwrap()).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

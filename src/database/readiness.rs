@@ -1,0 +1,220 @@
+//! "Ready" means usable: log in to the target database and run `SELECT 1`. Every failure is
+//! classified: transient ones are retried until the deadline, permanent ones end the wait at
+//! once, naming the cause and what to check (pg_isready calls a wrong password "ready"; wait4x
+//! and dbmate retry it until they time out).
+
+use std::io;
+
+use sqlx::Connection;
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+
+use super::{ConnectOptions, DatabaseUrl};
+
+/// Why an attempt failed, and whether another may succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Worth another attempt: the server is starting, restarting, busy or not reachable yet.
+    Transient(String),
+    /// Will not get better by waiting.
+    Permanent { cause: String, hint: String },
+}
+
+/// One attempt: connect, `SELECT 1`, close.
+pub async fn probe(options: &ConnectOptions) -> Result<(), sqlx::Error> {
+    match options {
+        ConnectOptions::Postgres(o) => {
+            let mut c = PgConnection::connect_with(o).await?;
+            sqlx::query("SELECT 1").execute(&mut c).await?;
+            c.close().await
+        }
+        ConnectOptions::MySql(o) => {
+            let mut c = MySqlConnection::connect_with(o).await?;
+            sqlx::query("SELECT 1").execute(&mut c).await?;
+            c.close().await
+        }
+        ConnectOptions::Sqlite(o) => {
+            let mut c = SqliteConnection::connect_with(o).await?;
+            sqlx::query("SELECT 1").execute(&mut c).await?;
+            c.close().await
+        }
+    }
+}
+
+/// The classification table. Messages name the user and database, never the password.
+pub fn classify(error: &sqlx::Error, url: &DatabaseUrl) -> Verdict {
+    match error {
+        sqlx::Error::Io(e) => classify_io(e),
+        sqlx::Error::Database(e) => {
+            if let Some(mysql) = e.try_downcast_ref::<MySqlDatabaseError>() {
+                return classify_mysql(mysql.number(), mysql.message(), url);
+            }
+            classify_sqlstate(e.code().as_deref().unwrap_or(""), e.message(), url)
+        }
+        sqlx::Error::Tls(e) => Verdict::Permanent {
+            cause: format!("TLS failed: {e}"),
+            hint: "check sslmode in the URL against what the server offers and its certificate"
+                .into(),
+        },
+        sqlx::Error::Configuration(e) => Verdict::Permanent {
+            cause: format!("the URL cannot be used: {e}"),
+            hint: format!("check {}", url.source),
+        },
+        // The server hung up mid-handshake: it is starting or stopping.
+        sqlx::Error::Protocol(message) => Verdict::Transient(format!("protocol: {message}")),
+        sqlx::Error::WorkerCrashed => Verdict::Transient("the SQLite worker stopped".into()),
+        other => Verdict::Permanent {
+            cause: other.to_string(),
+            hint: "this is unexpected: please report it".into(),
+        },
+    }
+}
+
+fn classify_io(e: &io::Error) -> Verdict {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => Verdict::Permanent {
+            cause: format!("permission denied: {e}"),
+            hint: "check the socket's or file's permissions".into(),
+        },
+        // Refused, reset, aborted, timed out, unreachable, and "failed to lookup address"
+        // (compose starts services in any order, so a name may not resolve yet).
+        _ => Verdict::Transient(e.to_string()),
+    }
+}
+
+/// Postgres SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+fn classify_sqlstate(code: &str, message: &str, url: &DatabaseUrl) -> Verdict {
+    let (user, database) = (url.user(), url.database_name());
+    let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };
+    match code {
+        // cannot_connect_now (starting up, shutting down, recovery), too_many_connections,
+        // admin_shutdown and crash_shutdown (a restart), and the connection_exception class.
+        "57P03" | "53300" | "57P01" | "57P02" => Verdict::Transient(format!("{message} ({code})")),
+        c if c.starts_with("08") => Verdict::Transient(format!("{message} ({code})")),
+        "28P01" => permanent(
+            format!("wrong password for user {user:?} (28P01)"),
+            format!("check the password in {}", url.source),
+        ),
+        "28000" => permanent(
+            format!("the server refuses this connection: {message} (28000)"),
+            "check pg_hba.conf on the server (host, user, database, SSL) and the user name".into(),
+        ),
+        "3D000" => permanent(
+            format!("database {database:?} does not exist (3D000)"),
+            format!("create it, or fix the database name in {}", url.source),
+        ),
+        _ => permanent(
+            format!("{message} ({code})"),
+            "the server rejected the login; waiting will not change that".into(),
+        ),
+    }
+}
+
+/// MySQL and MariaDB error numbers (https://mariadb.com/kb/en/mariadb-error-codes/).
+fn classify_mysql(number: u16, message: &str, url: &DatabaseUrl) -> Verdict {
+    let (user, database) = (url.user(), url.database_name());
+    let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };
+    match number {
+        // too many connections, server shutdown in progress, connection errors
+        1040 | 1053 | 1077 | 1152 | 1158..=1161 | 2002 | 2003 | 2006 | 2013 => {
+            Verdict::Transient(format!("{message} ({number})"))
+        }
+        1045 => permanent(
+            format!("access denied for user {user:?}: wrong password or user (1045)"),
+            format!("check the user and password in {}", url.source),
+        ),
+        1049 => permanent(
+            format!("database {database:?} does not exist (1049)"),
+            format!("create it, or fix the database name in {}", url.source),
+        ),
+        1130 | 1129 => permanent(
+            format!("the server refuses this host: {message} ({number})"),
+            "check the user's allowed hosts on the server".into(),
+        ),
+        _ => permanent(
+            format!("{message} ({number})"),
+            "the server rejected the login; waiting will not change that".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn url() -> DatabaseUrl {
+        DatabaseUrl::parse("postgres://app:secret-pw@db/shop", "DATABASE_URL").unwrap()
+    }
+
+    #[rstest]
+    #[case("57P03", true)]
+    #[case("53300", true)]
+    #[case("57P01", true)]
+    #[case("08006", true)]
+    #[case("28P01", false)]
+    #[case("28000", false)]
+    #[case("3D000", false)]
+    #[case("42501", false)]
+    fn postgres_errors_are_transient_or_permanent(#[case] code: &str, #[case] transient: bool) {
+        let verdict = classify_sqlstate(code, "message", &url());
+        assert_eq!(
+            matches!(verdict, Verdict::Transient(_)),
+            transient,
+            "{verdict:?}"
+        );
+    }
+
+    #[rstest]
+    #[case(1040, true)]
+    #[case(1053, true)]
+    #[case(1045, false)]
+    #[case(1049, false)]
+    #[case(1130, false)]
+    fn mysql_errors_are_transient_or_permanent(#[case] number: u16, #[case] transient: bool) {
+        let verdict = classify_mysql(number, "message", &url());
+        assert_eq!(
+            matches!(verdict, Verdict::Transient(_)),
+            transient,
+            "{verdict:?}"
+        );
+    }
+
+    #[rstest]
+    #[case(io::ErrorKind::ConnectionRefused, true)]
+    #[case(io::ErrorKind::ConnectionReset, true)]
+    #[case(io::ErrorKind::TimedOut, true)]
+    #[case(io::ErrorKind::NotFound, true)]
+    #[case(io::ErrorKind::Other, true)]
+    #[case(io::ErrorKind::PermissionDenied, false)]
+    fn io_errors_are_transient_but_permissions(
+        #[case] kind: io::ErrorKind,
+        #[case] transient: bool,
+    ) {
+        let verdict = classify(&sqlx::Error::Io(kind.into()), &url());
+        assert_eq!(
+            matches!(verdict, Verdict::Transient(_)),
+            transient,
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn permanent_causes_name_user_and_database_but_not_the_password() {
+        for code in ["28P01", "3D000", "28000"] {
+            let Verdict::Permanent { cause, hint } = classify_sqlstate(code, "m", &url()) else {
+                panic!("{code} is permanent");
+            };
+            assert!(!cause.contains("secret-pw") && !hint.contains("secret-pw"));
+            assert!(cause.contains(code), "{cause}");
+        }
+        let Verdict::Permanent { cause, hint } = classify_sqlstate("28P01", "m", &url()) else {
+            unreachable!()
+        };
+        assert!(
+            cause.contains("\"app\"") && hint.contains("DATABASE_URL"),
+            "{cause} / {hint}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The wait stage: block until every dependency is really usable, then go on at once; give up
+//! at the deadline or at the first permanent error, saying which. Targets are checked in
+//! parallel on a single-threaded runtime that exists only for this stage; a stop signal ends
+//! the wait at once (a shell as PID 1 ignores it and docker SIGKILLs after 10 s).
+
+pub mod target;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinSet;
+use tracing::{debug, info};
+
+use crate::database::readiness::Verdict;
+use crate::signals::{self, ForwardPolicy, Role, SignalSource};
+pub use target::Target;
+
+/// Attempts on one target start at least this far apart (at most 20 a second), plus up to
+/// `JITTER` so replicas do not probe in step. Readiness is seen within about half of it.
+const INTERVAL: Duration = Duration::from_millis(50);
+const JITTER: Duration = Duration::from_millis(5);
+/// One attempt may take this long (a host that drops SYNs never refuses).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// While waiting, one progress line per target this often.
+const REPORT_EVERY: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub enum WaitError {
+    /// A target refused for good (wrong password, no such database, ...): exit 69.
+    Unavailable {
+        target: String,
+        cause: String,
+        hint: String,
+    },
+    /// Not ready before `--wait-timeout`: exit 69. Each pending target with its last error.
+    TimedOut {
+        timeout: Duration,
+        pending: Vec<(String, String)>,
+    },
+    /// A stop signal arrived: exit 128+S.
+    Stopped(c_int),
+    /// The runtime or the signal source failed: exit 70.
+    Internal {
+        about: &'static str,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitError::Unavailable {
+                target,
+                cause,
+                hint,
+            } => {
+                write!(f, "{target} is unavailable: {cause}; {hint}")
+            }
+            WaitError::TimedOut { timeout, pending } => {
+                write!(
+                    f,
+                    "not ready after --wait-timeout {}:",
+                    humantime::format_duration(*timeout)
+                )?;
+                for (i, (name, last)) in pending.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ";" };
+                    write!(f, "{sep} {name} (last error: {last})")?;
+                }
+                Ok(())
+            }
+            WaitError::Stopped(s) => write!(f, "stopped by SIG{} while waiting", signals::name(*s)),
+            WaitError::Internal { about, source } => {
+                write!(f, "internal error while {about}: {source}")
+            }
+        }
+    }
+}
+
+/// Waits for every target, in parallel, up to `timeout`.
+pub fn wait_for(
+    targets: &[Target],
+    timeout: Duration,
+    signals: &mut SignalSource,
+    policy: &ForwardPolicy,
+) -> Result<(), WaitError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|source| WaitError::Internal {
+            about: "starting the wait stage's runtime",
+            source,
+        })?;
+    let outcome = runtime.block_on(wait_all(targets, timeout, signals, policy));
+    // A DNS lookup stuck in the blocking pool must not hold the boot up.
+    runtime.shutdown_background();
+    outcome
+}
+
+async fn wait_all(
+    targets: &[Target],
+    timeout: Duration,
+    signals: &mut SignalSource,
+    policy: &ForwardPolicy,
+) -> Result<(), WaitError> {
+    let deadline = Instant::now() + timeout;
+    let http = if targets.iter().any(|t| matches!(t, Target::Http { .. })) {
+        Some(
+            target::http_client(ATTEMPT_TIMEOUT).map_err(|e| WaitError::Internal {
+                about: "setting up the HTTP client",
+                source: io::Error::other(e),
+            })?,
+        )
+    } else {
+        None
+    };
+    let mut pending = JoinSet::new();
+    for target in targets {
+        pending.spawn(wait_one(target.clone(), deadline, timeout, http.clone()));
+    }
+    let stop = stop_requested(signals, policy);
+    tokio::pin!(stop);
+    let mut timed_out = Vec::new();
+    loop {
+        tokio::select! {
+            signal = &mut stop => {
+                return Err(match signal {
+                    Ok(signal) => WaitError::Stopped(signal),
+                    Err(source) => WaitError::Internal { about: "reading signals", source },
+                });
+            }
+            done = pending.join_next() => match done {
+                None if timed_out.is_empty() => return Ok(()),
+                None => return Err(WaitError::TimedOut { timeout, pending: timed_out }),
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(Outcome::TimedOut { name, last }))) => timed_out.push((name, last)),
+                Some(Ok(Err(Outcome::Refused { name, cause, hint }))) => {
+                    return Err(WaitError::Unavailable { target: name, cause, hint });
+                }
+                Some(Err(join)) => {
+                    return Err(WaitError::Internal {
+                        about: "waiting for a target",
+                        source: io::Error::other(join.to_string()),
+                    });
+                }
+            },
+        }
+    }
+}
+
+enum Outcome {
+    TimedOut {
+        name: String,
+        last: String,
+    },
+    Refused {
+        name: String,
+        cause: String,
+        hint: String,
+    },
+}
+
+/// Probes one target until it is ready, refuses for good, or the deadline passes.
+async fn wait_one(
+    target: Target,
+    deadline: Instant,
+    timeout: Duration,
+    http: Option<reqwest::Client>,
+) -> Result<(), Outcome> {
+    let name = target.name().to_string();
+    let started = Instant::now();
+    let mut next_report = started + REPORT_EVERY;
+    let mut attempts = 0u32;
+    loop {
+        let attempt_started = Instant::now();
+        attempts += 1;
+        let left = deadline.saturating_duration_since(attempt_started);
+        let last = match tokio::time::timeout(
+            ATTEMPT_TIMEOUT.min(left),
+            target.probe(http.as_ref()),
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                info!(
+                    target = %name,
+                    attempts,
+                    elapsed = started.elapsed().as_secs_f64(),
+                    "{name} ready in {:.2}s after {attempts} attempt{}",
+                    started.elapsed().as_secs_f64(),
+                    if attempts == 1 { "" } else { "s" }
+                );
+                return Ok(());
+            }
+            Ok(Err(Verdict::Permanent { cause, hint })) => {
+                return Err(Outcome::Refused { name, cause, hint });
+            }
+            Ok(Err(Verdict::Transient(message))) => message,
+            Err(_) => format!(
+                "no answer within {}",
+                humantime::format_duration(ATTEMPT_TIMEOUT.min(left))
+            ),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Outcome::TimedOut { name, last });
+        }
+        if now >= next_report {
+            info!(
+                target = %name,
+                attempts,
+                elapsed = started.elapsed().as_secs_f64(),
+                "waiting for {name}: {last} ({:.1}s of {})",
+                started.elapsed().as_secs_f64(),
+                humantime::format_duration(timeout)
+            );
+            next_report = now + REPORT_EVERY;
+        } else {
+            debug!(target = %name, attempts, "not ready: {last}");
+        }
+        let pause = INTERVAL + JITTER.mul_f64(fastrand::f64());
+        tokio::time::sleep_until((attempt_started + pause).min(deadline).into()).await;
+    }
+}
+
+/// Resolves with the first stop signal (TERM or INT, as `ForwardPolicy` decides). Other
+/// signals have no app to go to yet and are dropped.
+async fn stop_requested(signals: &SignalSource, policy: &ForwardPolicy) -> io::Result<c_int> {
+    // SAFETY: the descriptor is borrowed from `signals`, which outlives this AsyncFd.
+    let fd = unsafe { AsyncFd::register_with_interest(signals.as_fd(), Interest::READABLE) }
+        .map_err(io::Error::from)?;
+    loop {
+        let mut ready = fd.readable().await?;
+        while let Some(received) = signals.try_read()? {
+            if signals::role(received.signal) != Role::Forward || received.is_self_raised() {
+                continue;
+            }
+            if policy.is_stop_request(received.signal) {
+                return Ok(received.signal);
+            }
+            debug!(
+                "SIG{} dropped: no app is running yet",
+                signals::name(received.signal)
+            );
+        }
+        ready.clear_ready();
+    }
+}

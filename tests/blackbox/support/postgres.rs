@@ -1,0 +1,346 @@
+//! A throwaway PostgreSQL per test: its own data directory (copied from a template that is
+//! initdb'd once per machine), its own port on 127.0.0.1 and ::1, its own socket directory,
+//! fsync off. It runs as the `postgres` user (initdb refuses root). On a failed test the data
+//! directory and log are kept and their path printed.
+//!
+//! Roles in every cluster: `roadie` / ROADIE_PASSWORD owns database `app`; `special` has a
+//! password full of URL-reserved characters; `blocked` is rejected by pg_hba.conf.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const ROADIE_PASSWORD: &str = "roadie-secret-pw";
+pub const SPECIAL_PASSWORD: &str = "p@ss/w:rd%?#&";
+/// Bump when the template's contents change, so machines build it again.
+const TEMPLATE: &str = "/tmp/roadie-test-pg15-template-v1";
+
+pub struct Postgres {
+    pub port: u16,
+    /// Holds `data/`, the socket and `log`.
+    pub dir: PathBuf,
+    running: bool,
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+impl Postgres {
+    /// A new cluster, not yet started.
+    pub fn new() -> Self {
+        ensure_template();
+        let dir = tempfile::Builder::new()
+            .prefix("roadie-pg-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        run(
+            "cp",
+            &[
+                "-a",
+                &format!("{TEMPLATE}/data"),
+                &dir.join("data").to_string_lossy(),
+            ],
+        );
+        chown_postgres(&dir);
+        Postgres {
+            port: free_port(),
+            dir,
+            running: false,
+        }
+    }
+
+    /// A new cluster, started and accepting logins.
+    pub fn started() -> Self {
+        let mut pg = Self::new();
+        pg.start();
+        pg
+    }
+
+    pub fn socket_dir(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+
+    /// Starts the server (`tcp`: listen on 127.0.0.1 and ::1, else the socket only, as the
+    /// official image's first-boot server does) and waits until it accepts logins.
+    pub fn start_with(&mut self, tcp: bool) {
+        let listen = if tcp { "127.0.0.1,::1" } else { "" };
+        let options = format!(
+            "-p {} -k {} -c listen_addresses='{listen}' -c fsync=off -c log_line_prefix='%n [%p] '",
+            self.port,
+            self.socket_dir()
+        );
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-l",
+            &self.log_path().to_string_lossy(),
+            "-o",
+            &options,
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            text(&out),
+            self.log()
+        );
+        self.running = true;
+    }
+
+    pub fn start(&mut self) {
+        self.start_with(true);
+    }
+
+    /// A fast shutdown (clients disconnected, server down), and wait for it.
+    pub fn stop(&mut self) {
+        if self.running {
+            as_postgres(&[
+                &format!("{BIN}/pg_ctl"),
+                "-D",
+                &self.data(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]);
+            self.running = false;
+        }
+    }
+
+    /// Runs SQL as the superuser over the socket; panics on an error.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = as_postgres(&[
+            &format!("{BIN}/psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &self.socket_dir(),
+            "-p",
+            &self.port.to_string(),
+            "-d",
+            "app",
+            "-c",
+            sql,
+        ]);
+        assert!(out.status.success(), "psql {sql:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `postgres://USER:PASSWORD@127.0.0.1:PORT/DB` with the password URL-escaped.
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgres://{user}:{}@127.0.0.1:{}/{db}",
+            escape(password),
+            self.port
+        )
+    }
+
+    /// The usual URL: role `roadie`, database `app`.
+    pub fn app_url(&self) -> String {
+        self.url("roadie", ROADIE_PASSWORD, "app")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// When the server last said it accepts connections, in Unix milliseconds (log_line_prefix %n).
+    pub fn ready_at_ms(&self) -> Option<f64> {
+        self.log()
+            .lines()
+            .rfind(|l| l.contains("database system is ready to accept connections"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            as_postgres(&[
+                &format!("{BIN}/pg_ctl"),
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "kept the PostgreSQL data directory and log of this failed test: {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Percent-escapes everything but unreserved characters.
+pub fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// initdb once per machine (serialised with a lock file): roles, database and pg_hba rules.
+fn ensure_template() {
+    let lock = fs::File::create(format!("{TEMPLATE}.lock")).expect("lock file");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an open file.
+    unsafe {
+        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
+    }
+    if !Path::new(&format!("{TEMPLATE}/ready")).exists() {
+        build_template();
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::flock(lock.as_raw_fd(), libc::LOCK_UN);
+    }
+}
+
+fn build_template() {
+    let _ = fs::remove_dir_all(TEMPLATE);
+    fs::create_dir_all(TEMPLATE).expect("template dir");
+    chown_postgres(Path::new(TEMPLATE));
+    let data = format!("{TEMPLATE}/data");
+    let out = as_postgres(&[
+        &format!("{BIN}/initdb"),
+        "--no-sync",
+        "-U",
+        "postgres",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "-D",
+        &data,
+    ]);
+    assert!(out.status.success(), "initdb: {}", text(&out));
+    let hba = "local all all trust\n\
+               host all blocked 127.0.0.1/32 reject\n\
+               host all blocked ::1/128 reject\n\
+               host all all 127.0.0.1/32 scram-sha-256\n\
+               host all all ::1/128 scram-sha-256\n";
+    fs::write(format!("{data}/pg_hba.conf"), hba).expect("pg_hba");
+    chown_postgres(Path::new(&format!("{data}/pg_hba.conf")));
+    let port = free_port().to_string();
+    let start = as_postgres(&[
+        &format!("{BIN}/pg_ctl"),
+        "-D",
+        &data,
+        "-o",
+        &format!("-p {port} -k {TEMPLATE} -c listen_addresses=''"),
+        // A log file: without one the server inherits our pipes and output() never ends.
+        "-l",
+        &format!("{TEMPLATE}/build.log"),
+        "-w",
+        "start",
+    ]);
+    assert!(start.status.success(), "template start: {}", text(&start));
+    // One -c per statement: psql runs a multi-statement -c in one transaction, and CREATE
+    // DATABASE refuses to run in one.
+    let statements = [
+        format!("CREATE ROLE roadie LOGIN PASSWORD '{ROADIE_PASSWORD}'"),
+        format!("CREATE ROLE special LOGIN PASSWORD '{SPECIAL_PASSWORD}'"),
+        "CREATE ROLE blocked LOGIN PASSWORD 'blocked'".to_string(),
+        "CREATE DATABASE app OWNER roadie".to_string(),
+    ];
+    let psql_bin = format!("{BIN}/psql");
+    let mut argv: Vec<&str> = vec![
+        &psql_bin,
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        TEMPLATE,
+    ];
+    argv.extend(["-p", &port, "-d", "postgres"]);
+    for statement in &statements {
+        argv.extend(["-c", statement]);
+    }
+    let psql = as_postgres(&argv);
+    as_postgres(&[
+        &format!("{BIN}/pg_ctl"),
+        "-D",
+        &data,
+        "-m",
+        "fast",
+        "-w",
+        "stop",
+    ]);
+    assert!(psql.status.success(), "template roles: {}", text(&psql));
+    fs::write(format!("{TEMPLATE}/ready"), "").expect("ready marker");
+}
+
+fn chown_postgres(path: &Path) {
+    run(
+        "chown",
+        &["-R", "postgres:postgres", &path.to_string_lossy()],
+    );
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+}
+
+fn as_postgres(argv: &[&str]) -> Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(argv)
+        .current_dir("/")
+        .output()
+        .expect("runuser")
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().expect(program);
+    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits until `f` holds, for at most `limit`.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
