@@ -139,16 +139,31 @@ impl DatabaseUrl {
 
     /// sqlx's options, with statement logging off (roadie's queries are not the app's).
     pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
+        // sqlx takes the host as url's host_str(), brackets and all, and then fails to resolve
+        // "[::1]": hand it the bare address.
+        let ipv6 = match self.url.as_ref().and_then(Url::host) {
+            Some(url::Host::Ipv6(address)) => Some(address.to_string()),
+            _ => None,
+        };
         Ok(match self.kind {
-            Kind::Postgres => ConnectOptions::Postgres(
-                PgConnectOptions::from_url(self.url.as_ref().expect("UNWRAP: postgres has a URL"))?
+            Kind::Postgres => {
+                let url = self.url.as_ref().expect("UNWRAP: postgres has a URL");
+                let mut options = PgConnectOptions::from_url(url)?
                     .application_name("roadie")
-                    .disable_statement_logging(),
-            ),
-            Kind::MySql => ConnectOptions::MySql(
-                MySqlConnectOptions::from_url(self.url.as_ref().expect("UNWRAP: mysql has a URL"))?
-                    .disable_statement_logging(),
-            ),
+                    .disable_statement_logging();
+                if let Some(host) = ipv6 {
+                    options = options.host(&host);
+                }
+                ConnectOptions::Postgres(options)
+            }
+            Kind::MySql => {
+                let url = self.url.as_ref().expect("UNWRAP: mysql has a URL");
+                let mut options = MySqlConnectOptions::from_url(url)?.disable_statement_logging();
+                if let Some(host) = ipv6 {
+                    options = options.host(&host);
+                }
+                ConnectOptions::MySql(options)
+            }
             Kind::Sqlite => {
                 let (path, query) = self.sqlite.as_ref().expect("UNWRAP: sqlite has a path");
                 let url = match path {

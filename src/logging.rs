@@ -1,5 +1,6 @@
-//! roadie's own log lines, on stderr: `[roadie] LEVEL message key=value`, or one JSON object a
-//! line. The app's stdout and stderr never pass through here.
+//! roadie's own log lines, on stderr: `[roadie] LEVEL message` for people, or one JSON object a
+//! line with the event's fields (attempts, elapsed, ...) for log pipelines. Messages carry
+//! everything a person needs; fields are for machines. The app's output never passes here.
 //!
 //! A small `tracing::Subscriber` rather than tracing-subscriber's: roadie records events, never
 //! spans, and tracing-subscriber's span registry allocates a 4096-slot shard table up front,
@@ -58,7 +59,13 @@ struct Stderr(Settings);
 
 impl Subscriber for Stderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        *metadata.level() <= self.0.level
+        // Other crates (sqlx) speak only when something is wrong.
+        let ceiling = if is_ours(metadata) {
+            self.0.level
+        } else {
+            Level::WARN.min(self.0.level)
+        };
+        *metadata.level() <= ceiling
     }
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
@@ -69,9 +76,12 @@ impl Subscriber for Stderr {
         let level = *event.metadata().level();
         let line = match self.0.format {
             Format::Text => {
-                let mut text = TextLine(format!("[roadie] {level:<5} "));
+                let mut text = TextLine {
+                    line: format!("[roadie] {level:<5} "),
+                    fields: !is_ours(event.metadata()),
+                };
                 event.record(&mut text);
-                text.0
+                text.line
             }
             Format::Json => {
                 let mut json = JsonLine(serde_json::Map::new());
@@ -102,23 +112,23 @@ impl Subscriber for Stderr {
     fn exit(&self, _: &Id) {}
 }
 
-/// `message key=value key2=value2`.
-struct TextLine(String);
+fn is_ours(metadata: &Metadata<'_>) -> bool {
+    metadata.target().starts_with("roadie")
+}
+
+/// The message alone for roadie's own events (it says everything); other crates' events
+/// (sqlx's warnings) keep their `key=value` fields.
+struct TextLine {
+    line: String,
+    fields: bool,
+}
 
 impl Visit for TextLine {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0.push_str(value);
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+            let _ = write!(self.line, "{value:?}");
+        } else if self.fields {
+            let _ = write!(self.line, " {}={value:?}", field.name());
         }
     }
 }

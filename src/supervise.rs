@@ -145,7 +145,7 @@ impl Supervisor<'_> {
                         "{name} has exited; sent SIGTERM to what it left behind, SIGKILL in {}",
                         humantime::format_duration(self.stop_grace)
                     );
-                    debug!(signalled = n, "leftover processes");
+                    debug!(signalled = n, "{n} leftover processes signalled");
                     if let Phase::Running = phase {
                         phase = Phase::Grace {
                             until: Instant::now() + self.stop_grace,

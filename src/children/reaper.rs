@@ -59,7 +59,7 @@ impl Reaper {
                         ended.push((pid, exit));
                     } else {
                         self.orphans += 1;
-                        debug!(pid, "reaped orphan that {exit}");
+                        debug!(pid, "reaped orphan {pid} that {exit}");
                     }
                 }
             }

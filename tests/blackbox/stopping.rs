@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
-use crate::support::{DEADLINE, Mode, alive, roadie, scratch};
+use crate::support::{Mode, alive, roadie, scratch};
 
 const IGNORES_TERM: &str = "trap '' TERM; echo ready; while :; do sleep 1; done";
 
@@ -44,7 +44,7 @@ fn a_second_stop_signal_kills_at_once(
     let mut r = roadie(mode, ["--stop-grace", "60s", "sh", "-c", IGNORES_TERM]).start();
     r.line_containing("ready");
     r.signal(libc::SIGTERM);
-    wait_for_stderr(&r, "SIGTERM received");
+    r.stderr_containing("SIGTERM received");
     r.signal(second);
     r.finish_within(Duration::from_secs(10))
         .code(137)
@@ -111,14 +111,4 @@ fn a_stop_signal_reaches_the_app_and_its_children_are_seen_out(
     r.finish_within(Duration::from_secs(5))
         .code(143)
         .stderr_lacks("sending SIGKILL");
-}
-
-fn wait_for_stderr(r: &crate::support::Running, needle: &str) {
-    let until = Instant::now() + DEADLINE;
-    while !r.stderr_so_far().contains(needle) {
-        if Instant::now() > until {
-            r.fail(&format!("stderr never said {needle:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

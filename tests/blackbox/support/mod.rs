@@ -252,6 +252,17 @@ impl Running {
         self.stderr_all.lock().unwrap().clone()
     }
 
+    /// Waits until roadie's stderr contains `needle`.
+    pub fn stderr_containing(&self, needle: &str) {
+        let until = Instant::now() + DEADLINE;
+        while !self.stderr_so_far().contains(needle) {
+            if Instant::now() > until {
+                self.fail(&format!("stderr never said {needle:?}"));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits for roadie to exit (killing everything at the deadline).
     pub fn finish(self) -> Finished {
         self.finish_within(DEADLINE)
