@@ -1,33 +1,80 @@
-//! The boot pipeline, in order: config, wait, then run. This is the only file that knows the
-//! order of the stages; each stage is a plain function with its inputs passed in.
+//! The boot pipeline, in order: config, wait, migrate, then run. This is the only file that
+//! knows the order of the stages; each stage is a plain function with its inputs passed in.
+//! The async stages share one single-threaded runtime, built only when there is a database or
+//! a target, and shut down before the app starts: the supervisor keeps no runtime.
 
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::runtime::Runtime;
 use tracing::info;
 
 use crate::children::{self, ChildExit, Launch, Reaper};
 use crate::cli::Invocation;
 use crate::config::Config;
 use crate::error::BootError;
+use crate::migrate::lock::MigrationLock;
+use crate::migrate::native::{self, Folder};
+use crate::migrate::{MigrateError, Plan, Summary};
 use crate::resident;
-use crate::signals::SignalSource;
+use crate::signals::{self, SignalSource};
 use crate::supervise::Supervisor;
 use crate::wait::{self, Target};
 
-/// Boots and runs the app (or only waits, for `roadie wait`); returns roadie's exit code.
+/// Boots and runs the app (or only waits or migrates); returns roadie's exit code.
 pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, BootError> {
-    let config = match invocation {
-        Invocation::Run { options, command } => Config::resolve(options, Some(command))?,
-        Invocation::Wait { options } => Config::resolve(options, None)?,
+    let (config, status_json) = match invocation {
+        Invocation::Run { options, command } => (Config::resolve(options, Some(command))?, None),
+        Invocation::Wait { options } => {
+            let config = Config::resolve(options, None)?;
+            let runtime = runtime_for(&config)?;
+            wait_stage(runtime.as_ref(), &config, signals)?;
+            return Ok(0);
+        }
+        Invocation::Migrate { options } => (Config::resolve(options, None)?, None),
+        Invocation::MigrateStatus { options, json } => {
+            (Config::resolve(options, None)?, Some(json))
+        }
     };
     let mut reaper = Reaper::adopt_orphans();
-    wait_stage(&config, signals)?;
+    let runtime = runtime_for(&config)?;
+    wait_stage(runtime.as_ref(), &config, signals)?;
+    if let Some(json) = status_json {
+        return migrate_status(runtime.as_ref(), &config, json);
+    }
+    migrate_stage(runtime.as_ref(), &config, signals, &mut reaper)?;
+    if let Some(runtime) = runtime {
+        // A DNS lookup stuck in the blocking pool must not hold the boot up.
+        runtime.shutdown_background();
+    }
     match &config.app {
         Some(_) => run_app(&config, signals, &mut reaper),
         None => Ok(0),
     }
 }
 
+fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
+    if config.database.is_none() && config.wait_for.is_empty() {
+        return Ok(None);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map(Some)
+        .map_err(|source| BootError::Internal {
+            about: "starting the boot's runtime",
+            source,
+        })
+}
+
 /// Waits for the database and the --wait-for targets, in parallel.
-fn wait_stage(config: &Config, signals: &mut SignalSource) -> Result<(), BootError> {
+fn wait_stage(
+    runtime: Option<&Runtime>,
+    config: &Config,
+    signals: &SignalSource,
+) -> Result<(), BootError> {
     let mut targets: Vec<Target> = config
         .database
         .iter()
@@ -41,10 +88,188 @@ fn wait_stage(config: &Config, signals: &mut SignalSource) -> Result<(), BootErr
         );
     }
     targets.extend(config.wait_for.iter().cloned());
-    if targets.is_empty() {
+    let Some(runtime) = runtime.filter(|_| !targets.is_empty()) else {
         return Ok(());
+    };
+    wait::wait_for(
+        runtime,
+        &targets,
+        config.wait_timeout,
+        signals,
+        &config.forward,
+    )
+    .map_err(BootError::Wait)
+}
+
+/// Runs the planned migrations under the lock and logs the summary line.
+fn migrate_stage(
+    runtime: Option<&Runtime>,
+    config: &Config,
+    signals: &mut SignalSource,
+    reaper: &mut Reaper,
+) -> Result<(), BootError> {
+    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+        return Ok(());
+    };
+    let summary = match &config.migrate {
+        Plan::Skip(None) => return Ok(()),
+        Plan::Skip(Some(why)) => {
+            info!("{why}");
+            return Ok(());
+        }
+        Plan::Native(dir) => {
+            let folder = Folder::read(dir).map_err(BootError::Migrate)?;
+            runtime
+                .block_on(native::run(
+                    &folder,
+                    url,
+                    config.lock_timeout,
+                    config.stop_grace,
+                    signals::stop_requested(signals, &config.forward),
+                ))
+                .map_err(BootError::Migrate)?
+        }
+        Plan::Command(program) => migrate_with_command(runtime, config, program, signals, reaper)
+            .map_err(BootError::Migrate)?,
+    };
+    info!("{summary}");
+    Ok(())
+}
+
+/// Any migrator, under the lock, as a supervised child: signals forwarded, reaped by the one
+/// reaper, `--user` applied. The lock's connection idles meanwhile, holding no snapshot.
+fn migrate_with_command(
+    runtime: &Runtime,
+    config: &Config,
+    program: &children::Program,
+    signals: &mut SignalSource,
+    reaper: &mut Reaper,
+) -> Result<Summary, MigrateError> {
+    let url = config
+        .database
+        .as_ref()
+        .expect("UNWRAP: migrations need a database");
+    let options = url
+        .connect_options()
+        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
+    let (lock, waited) = runtime.block_on(async {
+        tokio::select! {
+            acquired = MigrationLock::acquire(&options, url.sqlite_file().map(Path::to_path_buf), config.lock_timeout) => {
+                acquired.map_err(MigrateError::from)
+            }
+            signal = signals::stop_requested(signals, &config.forward) => Err(MigrateError::stopped(signal)),
+        }
+    })?;
+    let name = program
+        .argv
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let started = Instant::now();
+    let spawned = children::spawn(
+        program,
+        Launch {
+            run_as: config.run_as.as_ref(),
+            take_terminal: false,
+        },
+    );
+    let ended = spawned.and_then(|pid| {
+        reaper.watch(pid);
+        info!("running {name} (pid {pid}) under the migration lock");
+        Supervisor {
+            signals,
+            reaper,
+            forward: &config.forward,
+            stop_grace: config.stop_grace,
+            settled: None,
+        }
+        .run(pid, &program.display_name())
+    });
+    runtime.block_on(lock.release());
+    let ended = ended.map_err(|source| MigrateError::Internal {
+        about: "running the migration command",
+        source,
+    })?;
+    if let Some(signal) = ended.stopped_by {
+        return Err(MigrateError::Stopped(signal));
     }
-    wait::wait_for(&targets, config.wait_timeout, signals, &config.forward).map_err(BootError::Wait)
+    match ended.exit {
+        ChildExit::Exited(0) => Ok(Summary::Command {
+            took: started.elapsed(),
+            lock_waited: waited,
+        }),
+        exit => Err(MigrateError::CommandFailed {
+            command: name,
+            exit,
+        }),
+    }
+}
+
+/// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
+fn migrate_status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<u8, BootError> {
+    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+        return Err(BootError::Migrate(MigrateError::Unavailable(
+            "no database configured: nothing to show".into(),
+        )));
+    };
+    let dir = match &config.migrate {
+        Plan::Native(dir) => dir,
+        Plan::Command(program) => {
+            println!(
+                "migrations run by {:?}: their status belongs to that tool (e.g. `alembic current`)",
+                program.display_name()
+            );
+            return Ok(0);
+        }
+        Plan::Skip(why) => {
+            println!(
+                "no native migrations to show: {}",
+                why.as_deref().unwrap_or("none configured")
+            );
+            return Ok(0);
+        }
+    };
+    let folder = Folder::read(dir).map_err(BootError::Migrate)?;
+    let rows = runtime
+        .block_on(native::status(&folder, url))
+        .map_err(BootError::Migrate)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let array: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "version": r.version,
+                    "description": r.description,
+                    "status": r.state,
+                    "installed_on": r.installed_on,
+                    "execution_ms": r.execution_ms,
+                    "file": r.file,
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(array));
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<18} {:<30} {:>12}  description",
+            "version", "status", "installed on", "took"
+        );
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<18} {:<30} {:>12}  {}",
+                r.version,
+                r.state,
+                r.installed_on.as_deref().unwrap_or("-"),
+                r.execution_ms
+                    .map_or("-".into(), |ms| format!("{ms:.1} ms")),
+                r.description
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// The last stage: the app as a supervised child, with the terminal handed over.

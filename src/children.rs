@@ -17,7 +17,7 @@ use crate::signals;
 use crate::user::RunAs;
 
 /// A command resolved at config time: the file to execute and the argv it gets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     /// Resolved through PATH: what execve gets.
     pub path: PathBuf,

@@ -2,6 +2,7 @@
 //! Values stay text here; `config.rs` checks them, so a bad one is a configuration error (78).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::Parser;
 use clap::builder::FalseyValueParser;
@@ -11,7 +12,8 @@ Exit codes:
   the app's   the app exited with that code
   128+S       the app was killed by signal S, or roadie was stopped by S before the app started
   64          usage error: unknown flag, missing command
-  65          migration failed
+  65          migration failed: SQL error, checksum mismatch, applied migration missing,
+              migration command exited non-zero
   69          a dependency is unavailable (not ready in time, or refused for good)
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
@@ -44,6 +46,8 @@ pub struct Args {
     pub command: Vec<OsString>,
 }
 
+// Parsed once, at start-up: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum Action {
     /// Boot, then run COMMAND supervised: the explicit form, for an app named like a subcommand.
@@ -59,6 +63,26 @@ pub enum Action {
         #[command(flatten)]
         options: Options,
     },
+    /// Wait, migrate under the lock, exit (a one-shot service, a Kubernetes Job or initContainer).
+    #[command(args_conflicts_with_subcommands = true)]
+    Migrate {
+        #[command(flatten)]
+        options: Options,
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateAction {
+    /// Each migration: applied, pending, checksum mismatch or missing (native folders).
+    Status {
+        #[command(flatten)]
+        options: Options,
+        /// One JSON array on stdout, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What roadie was asked to do, once the command line is read.
@@ -71,6 +95,13 @@ pub enum Invocation {
     Wait {
         options: Options,
     },
+    Migrate {
+        options: Options,
+    },
+    MigrateStatus {
+        options: Options,
+        json: bool,
+    },
 }
 
 impl Args {
@@ -79,6 +110,11 @@ impl Args {
         match self.action {
             Some(Action::Run { options, command }) => Ok(Invocation::Run { options, command }),
             Some(Action::Wait { options }) => Ok(Invocation::Wait { options }),
+            Some(Action::Migrate {
+                action: Some(MigrateAction::Status { options, json }),
+                ..
+            }) => Ok(Invocation::MigrateStatus { options, json }),
+            Some(Action::Migrate { options, .. }) => Ok(Invocation::Migrate { options }),
             None if self.command.is_empty() => Err(
                 "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...] (see roadie --help)"
                     .into(),
@@ -94,7 +130,10 @@ impl Args {
 impl Invocation {
     pub fn options(&self) -> &Options {
         match self {
-            Invocation::Run { options, .. } | Invocation::Wait { options } => options,
+            Invocation::Run { options, .. }
+            | Invocation::Wait { options }
+            | Invocation::Migrate { options }
+            | Invocation::MigrateStatus { options, .. } => options,
         }
     }
 }
@@ -105,10 +144,55 @@ pub struct Options {
     pub database: DatabaseArgs,
 
     #[command(flatten)]
+    pub migrate: MigrateArgs,
+
+    #[command(flatten)]
     pub supervise: SuperviseArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Native migrations: a folder in sqlx's format. Default: ./migrations when it holds any
+    /// (after alembic.ini, which means `alembic upgrade head`).
+    #[arg(
+        long,
+        env = "ROADIE_MIGRATIONS",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub migrations: Option<PathBuf>,
+
+    /// Any migrator, run under the lock as a supervised child, e.g. "alembic upgrade head"
+    /// (split like a shell would, never run through one).
+    #[arg(
+        long,
+        env = "ROADIE_MIGRATE_COMMAND",
+        hide_env_values = true,
+        value_name = "CMD"
+    )]
+    pub migrate_command: Option<String>,
+
+    /// The escape hatch: wait, but do not migrate.
+    #[arg(
+        long,
+        env = "ROADIE_SKIP_MIGRATIONS",
+        hide_env_values = true,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub skip_migrations: bool,
+
+    /// How long a replica waits for another's migration before giving up (exit 75).
+    #[arg(
+        long,
+        env = "ROADIE_LOCK_TIMEOUT",
+        hide_env_values = true,
+        default_value = "10m",
+        value_name = "DUR"
+    )]
+    pub lock_timeout: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,8 +9,9 @@ use std::time::Duration;
 use nix::unistd::{AccessFlags, access};
 
 use crate::children::Program;
-use crate::cli::Options;
+use crate::cli::{MigrateArgs, Options};
 use crate::database::{self, DatabaseUrl};
+use crate::migrate::{self, Asked, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
 use crate::user::{self, RunAs};
 use crate::wait::Target;
@@ -27,6 +28,9 @@ pub struct Config {
     pub wait_timeout: Duration,
     /// `--wait-for` targets, waited for beside the database.
     pub wait_for: Vec<Target>,
+    /// Which migrations run.
+    pub migrate: Plan,
+    pub lock_timeout: Duration,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
     /// `--success-exit-code`: app exit codes reported as 0.
@@ -88,6 +92,8 @@ impl Config {
             .map(|t| Target::parse(t))
             .collect::<Result<_, _>>()
             .map_err(ConfigError::Invalid)?;
+        let m = options.migrate;
+        let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let s = options.supervise;
         let stop_grace = duration("--stop-grace", &s.stop_grace)?;
         let rewrites = s
@@ -117,11 +123,14 @@ impl Config {
         let app = command
             .map(|argv| resolve_command(argv, &path_var))
             .transpose()?;
+        let migrate = migration_plan(&m, database.is_some(), app.as_ref(), &path_var)?;
         Ok(Config {
             app,
             database,
             wait_timeout,
             wait_for,
+            migrate,
+            lock_timeout,
             stop_grace,
             forward: ForwardPolicy {
                 rewrites,
@@ -130,6 +139,54 @@ impl Config {
             success_codes,
             run_as,
         })
+    }
+}
+
+/// Decides which migrations run (migrate.rs has the rules), resolving the commands involved.
+fn migration_plan(
+    m: &MigrateArgs,
+    database: bool,
+    app: Option<&Program>,
+    path_var: &OsStr,
+) -> Result<Plan, ConfigError> {
+    let command = match m.migrate_command.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => {
+            let words = shell_words::split(text)
+                .map_err(|e| ConfigError::Invalid(format!("--migrate-command {text:?}: {e}")))?;
+            if words.is_empty() {
+                return Err(ConfigError::Invalid("--migrate-command is empty".into()));
+            }
+            Some(resolve_command(
+                words.into_iter().map(OsString::from).collect(),
+                path_var,
+            )?)
+        }
+    };
+    if let Some(dir) = &m.migrations
+        && !dir.is_dir()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "--migrations {}: not a directory",
+            dir.display()
+        )));
+    }
+    let asked = Asked {
+        database,
+        skip: m.skip_migrations,
+        migrations: m.migrations.as_deref(),
+        command: command.as_ref(),
+        app: app.map(|a| a.argv[0].as_os_str()),
+        alembic_ini: Path::new("alembic.ini").is_file(),
+        migrations_dir: migrate::has_sqlx_migrations(Path::new("migrations")),
+    };
+    match migrate::decide(&asked) {
+        Decision::Plan(plan) => Ok(plan),
+        Decision::Invalid(message) => Err(ConfigError::Invalid(message)),
+        Decision::Alembic => Ok(Plan::Command(resolve_command(
+            ["alembic", "upgrade", "head"].map(OsString::from).to_vec(),
+            path_var,
+        )?)),
     }
 }
 

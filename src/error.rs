@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::config::ConfigError;
+use crate::migrate::MigrateError;
 use crate::wait::WaitError;
 
 #[derive(Debug)]
@@ -12,6 +13,7 @@ pub enum BootError {
     Usage(String),
     Config(ConfigError),
     Wait(WaitError),
+    Migrate(MigrateError),
     /// The app could not be started although config found it (it changed in between).
     Spawn {
         command: String,
@@ -34,6 +36,13 @@ impl BootError {
             BootError::Wait(WaitError::Unavailable { .. } | WaitError::TimedOut { .. }) => 69,
             BootError::Wait(WaitError::Stopped(signal)) => (128 + signal).clamp(0, 255) as u8,
             BootError::Wait(WaitError::Internal { .. }) => 70,
+            BootError::Migrate(e) => match e {
+                MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
+                MigrateError::LockTimedOut { .. } => 75,
+                MigrateError::Unavailable(_) => 69,
+                MigrateError::Stopped(signal) => (128 + signal).clamp(0, 255) as u8,
+                MigrateError::Internal { .. } => 70,
+            },
             BootError::Spawn { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => 127,
                 _ => 126,
@@ -49,6 +58,7 @@ impl std::fmt::Display for BootError {
             BootError::Usage(message) => f.write_str(message),
             BootError::Config(e) => e.fmt(f),
             BootError::Wait(e) => e.fmt(f),
+            BootError::Migrate(e) => e.fmt(f),
             BootError::Spawn { command, source } => write!(f, "starting {command:?}: {source}"),
             BootError::Internal { about, source } => {
                 write!(f, "internal error while {about}: {source}")
@@ -80,6 +90,11 @@ mod tests {
     #[case(BootError::Wait(WaitError::TimedOut { timeout: std::time::Duration::from_secs(1), pending: vec![] }), 69)]
     #[case(BootError::Wait(WaitError::Stopped(libc::SIGTERM)), 143)]
     #[case(BootError::Wait(WaitError::Stopped(libc::SIGINT)), 130)]
+    #[case(BootError::Migrate(MigrateError::Failed { what: "m".into(), message: "x".into() }), 65)]
+    #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1) }), 65)]
+    #[case(BootError::Migrate(MigrateError::LockTimedOut { waited: std::time::Duration::ZERO, holder: None }), 75)]
+    #[case(BootError::Migrate(MigrateError::Unavailable("gone".into())), 69)]
+    #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
         assert_eq!(error.exit_code(), code);
     }

@@ -15,6 +15,7 @@ mod config;
 mod database;
 mod error;
 mod logging;
+mod migrate;
 mod resident;
 mod signals;
 mod supervise;

@@ -58,6 +58,13 @@ impl Supervisor<'_> {
         let mut leftovers_told = false;
         let mut phase = Phase::Running;
         let mut settle_at = self.settled.map(|f| (Instant::now() + SETTLE, f));
+        // A SIGCHLD read (and dropped) by an earlier async stage would otherwise leave its
+        // zombie until the next one: sweep once first.
+        for (ended, status) in self.reaper.reap_all() {
+            if ended == pid {
+                exit = Some(status);
+            }
+        }
         loop {
             let deadline = match phase {
                 Phase::Running => settle_at.map(|(at, _)| at),

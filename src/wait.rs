@@ -6,17 +6,14 @@
 pub mod target;
 
 use std::io;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use libc::c_int;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::database::readiness::Verdict;
-use crate::signals::{self, ForwardPolicy, Role, SignalSource};
+use crate::signals::{self, ForwardPolicy, SignalSource};
 pub use target::Target;
 
 /// Attempts on one target start at least this far apart (at most 20 a second), plus up to
@@ -82,29 +79,19 @@ impl std::fmt::Display for WaitError {
 
 /// Waits for every target, in parallel, up to `timeout`.
 pub fn wait_for(
+    runtime: &tokio::runtime::Runtime,
     targets: &[Target],
     timeout: Duration,
-    signals: &mut SignalSource,
+    signals: &SignalSource,
     policy: &ForwardPolicy,
 ) -> Result<(), WaitError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|source| WaitError::Internal {
-            about: "starting the wait stage's runtime",
-            source,
-        })?;
-    let outcome = runtime.block_on(wait_all(targets, timeout, signals, policy));
-    // A DNS lookup stuck in the blocking pool must not hold the boot up.
-    runtime.shutdown_background();
-    outcome
+    runtime.block_on(wait_all(targets, timeout, signals, policy))
 }
 
 async fn wait_all(
     targets: &[Target],
     timeout: Duration,
-    signals: &mut SignalSource,
+    signals: &SignalSource,
     policy: &ForwardPolicy,
 ) -> Result<(), WaitError> {
     let deadline = Instant::now() + timeout;
@@ -122,7 +109,7 @@ async fn wait_all(
     for target in targets {
         pending.spawn(wait_one(target.clone(), deadline, timeout, http.clone()));
     }
-    let stop = stop_requested(signals, policy);
+    let stop = signals::stop_requested(signals, policy);
     tokio::pin!(stop);
     let mut timed_out = Vec::new();
     loop {
@@ -224,29 +211,5 @@ async fn wait_one(
         }
         let pause = INTERVAL + JITTER.mul_f64(fastrand::f64());
         tokio::time::sleep_until((attempt_started + pause).min(deadline).into()).await;
-    }
-}
-
-/// Resolves with the first stop signal (TERM or INT, as `ForwardPolicy` decides). Other
-/// signals have no app to go to yet and are dropped.
-async fn stop_requested(signals: &SignalSource, policy: &ForwardPolicy) -> io::Result<c_int> {
-    // SAFETY: the descriptor is borrowed from `signals`, which outlives this AsyncFd.
-    let fd = unsafe { AsyncFd::register_with_interest(signals.as_fd(), Interest::READABLE) }
-        .map_err(io::Error::from)?;
-    loop {
-        let mut ready = fd.readable().await?;
-        while let Some(received) = signals.try_read()? {
-            if signals::role(received.signal) != Role::Forward || received.is_self_raised() {
-                continue;
-            }
-            if policy.is_stop_request(received.signal) {
-                return Ok(received.signal);
-            }
-            debug!(
-                "SIG{} dropped: no app is running yet",
-                signals::name(received.signal)
-            );
-        }
-        ready.clear_ready();
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod mariadb;
 pub mod postgres;
 
 use std::collections::HashMap;
@@ -54,6 +55,7 @@ where
         env: Vec::new(),
         stdin: None,
         before_exec: None,
+        cwd: PathBuf::from("/"),
     }
 }
 
@@ -63,9 +65,17 @@ pub struct Roadie {
     env: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
     before_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
+    /// roadie's working directory: `/` unless a test says otherwise, so nothing (alembic.ini,
+    /// migrations/) is auto-detected by accident.
+    cwd: PathBuf,
 }
 
 impl Roadie {
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = dir.into();
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -111,7 +121,8 @@ impl Roadie {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so the deadline can take down everything it started.
-            .process_group(0);
+            .process_group(0)
+            .current_dir(&self.cwd);
         for (k, v) in &self.env {
             command.env(k, v);
         }

@@ -1,0 +1,278 @@
+//! The cluster-wide migration lock, around any kind of migration. Postgres: a session advisory
+//! lock polled with `pg_try_advisory_lock` on a dedicated connection that holds no transaction
+//! (a blocking waiter holds a snapshot and deadlocks with `CREATE INDEX CONCURRENTLY`), with
+//! sqlx's key so roadie serialises with apps that run `sqlx::migrate!()`. MySQL: `GET_LOCK` with
+//! sqlx's name. SQLite: an flock on a file beside the database. Released on every path: by
+//! `release`, and, should roadie die, by the server when the connection goes.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
+use tracing::{debug, info};
+
+use crate::database::ConnectOptions;
+
+/// Polls are this far apart (plus jitter): a waiting replica picks the lock up soon after the
+/// holder lets go, and each poll is one tiny query on an idle connection.
+const POLL: Duration = Duration::from_millis(100);
+const POLL_JITTER: Duration = Duration::from_millis(50);
+/// While waiting, say who holds the lock this often.
+const REPORT_EVERY: Duration = Duration::from_secs(3);
+
+/// sqlx's advisory-lock key: `0x3d32ad9e * crc32(current_database())`.
+pub fn sqlx_key(database: &str) -> i64 {
+    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    0x3d32ad9e * i64::from(CRC.checksum(database.as_bytes()))
+}
+
+/// A held lock. Dropping it without `release` still frees it (the connection or file closes),
+/// but `release` says so in the log and reports failures.
+pub enum MigrationLock {
+    Postgres { conn: PgConnection, key: i64 },
+    MySql { conn: MySqlConnection, name: String },
+    Sqlite { _file: Option<File> },
+}
+
+#[derive(Debug)]
+pub enum LockError {
+    /// Not acquired before `--lock-timeout`; the last holder seen, if any.
+    TimedOut {
+        waited: Duration,
+        holder: Option<String>,
+    },
+    /// The database went away while taking the lock.
+    Database(sqlx::Error),
+    /// The SQLite lock file could not be opened.
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl MigrationLock {
+    /// Waits for the lock up to `timeout`. Returns it and how long it waited.
+    pub async fn acquire(
+        options: &ConnectOptions,
+        sqlite_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Result<(Self, Duration), LockError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut lock = match options {
+            ConnectOptions::Postgres(o) => {
+                let mut conn = PgConnection::connect_with(
+                    &o.clone().application_name("roadie (migration lock)"),
+                )
+                .await
+                .map_err(LockError::Database)?;
+                // A lock held by a host that vanished is released once the server notices:
+                // within about 5 + 2 * 3 seconds, instead of the kernel's two hours.
+                sqlx::raw_sql(
+                    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                     SET tcp_keepalives_count = 3",
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(LockError::Database)?;
+                let database: String = sqlx::query_scalar("SELECT current_database()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(LockError::Database)?;
+                MigrationLock::Postgres {
+                    conn,
+                    key: sqlx_key(&database),
+                }
+            }
+            ConnectOptions::MySql(o) => {
+                let mut conn = MySqlConnection::connect_with(o)
+                    .await
+                    .map_err(LockError::Database)?;
+                let database: String = sqlx::query_scalar("SELECT DATABASE()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(LockError::Database)?;
+                MigrationLock::MySql {
+                    conn,
+                    name: format!("{:x}", sqlx_key(&database)),
+                }
+            }
+            ConnectOptions::Sqlite(_) => {
+                let Some(db) = sqlite_file else {
+                    // An in-memory database lives in one process: nothing to share.
+                    return Ok((MigrationLock::Sqlite { _file: None }, Duration::ZERO));
+                };
+                let path = PathBuf::from(format!("{}.roadie-lock", db.display()));
+                let file = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| LockError::File { path, source })?;
+                MigrationLock::Sqlite { _file: Some(file) }
+            }
+        };
+        let mut next_report = started + REPORT_EVERY;
+        let mut holder = None;
+        loop {
+            if lock.try_lock().await.map_err(LockError::Database)? {
+                return Ok((lock, started.elapsed()));
+            }
+            let now = Instant::now();
+            if now >= next_report || holder.is_none() {
+                holder = lock.holder().await;
+            }
+            if now >= deadline {
+                return Err(LockError::TimedOut {
+                    waited: started.elapsed(),
+                    holder,
+                });
+            }
+            if now >= next_report {
+                info!(
+                    "waiting for the migration lock ({:.1}s of {}): held by {}",
+                    started.elapsed().as_secs_f64(),
+                    humantime::format_duration(timeout),
+                    holder.as_deref().unwrap_or("another process")
+                );
+                next_report = now + REPORT_EVERY;
+            }
+            let pause = POLL + POLL_JITTER.mul_f64(fastrand::f64());
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
+        }
+    }
+
+    async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
+        match self {
+            MigrationLock::Postgres { conn, key } => {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(*key)
+                    .fetch_one(conn)
+                    .await
+            }
+            MigrationLock::MySql { conn, name } => {
+                let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+                    .bind(name.as_str())
+                    .fetch_one(conn)
+                    .await?;
+                Ok(got == Some(1))
+            }
+            MigrationLock::Sqlite { _file: None } => Ok(true),
+            MigrationLock::Sqlite { _file: Some(file) } => {
+                // SAFETY: flock on an open file; LOCK_NB never blocks.
+                Ok(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0)
+            }
+        }
+    }
+
+    /// Who holds the lock, for the waiting log line: pid, application and since when.
+    async fn holder(&mut self) -> Option<String> {
+        match self {
+            MigrationLock::Postgres { conn, key } => {
+                let row = sqlx::query(
+                    "SELECT a.pid, coalesce(a.application_name, ''), \
+                            coalesce(host(a.client_addr), 'local'), \
+                            to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted \
+                       AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid \
+                       AND l.objsubid = 1",
+                )
+                .bind(*key)
+                .fetch_optional(conn)
+                .await
+                .ok()??;
+                let pid: i32 = row.get(0);
+                let app: String = row.get(1);
+                let from: String = row.get(2);
+                let since: String = row.get(3);
+                Some(format!(
+                    "pid {pid} ({}) from {from}, connected since {since}",
+                    if app.is_empty() {
+                        "no application_name"
+                    } else {
+                        &app
+                    }
+                ))
+            }
+            MigrationLock::MySql { conn, name } => {
+                let id: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+                    .bind(name.as_str())
+                    .fetch_one(conn)
+                    .await
+                    .ok()?;
+                id.map(|id| format!("connection {id}"))
+            }
+            MigrationLock::Sqlite { .. } => None,
+        }
+    }
+
+    /// The server-side id of the lock's own connection's peer is not needed: cancelling the
+    /// migration's query goes through this idle connection.
+    pub async fn cancel(&mut self, backend: i64) {
+        let result = match self {
+            MigrationLock::Postgres { conn, .. } => {
+                sqlx::query("SELECT pg_cancel_backend($1::int)")
+                    .bind(backend)
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            }
+            MigrationLock::MySql { conn, .. } => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL QUERY {backend}")))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            }
+            MigrationLock::Sqlite { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            debug!("cancelling the migration's query: {e}");
+        }
+    }
+
+    /// Releases the lock and closes its connection.
+    pub async fn release(self) {
+        let result = match self {
+            MigrationLock::Postgres { mut conn, key } => {
+                let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .fetch_one(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+                unlocked.map(drop)
+            }
+            MigrationLock::MySql { mut conn, name } => {
+                let released = sqlx::query("SELECT RELEASE_LOCK(?)")
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+                released.map(drop)
+            }
+            MigrationLock::Sqlite { .. } => Ok(()),
+        };
+        match result {
+            Ok(()) => debug!("migration lock released"),
+            // Closing the connection released it anyway.
+            Err(e) => debug!("releasing the migration lock: {e} (the closed connection frees it)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("postgres", 368907709894077238)]
+    #[case("app", 3469795979745788610)]
+    fn the_key_is_sqlxs(#[case] database: &str, #[case] key: i64) {
+        assert_eq!(sqlx_key(database), key);
+    }
+}
