@@ -12,6 +12,10 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v ps >/dev/null || need_apt+=(procps)
 [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+# mariadbd, mariadb-install-db, the mariadb client and the mysql user: mariadb-server (it
+# pulls mariadb-client); the tests run mariadbd themselves, never the service.
+[ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null && id mysql >/dev/null 2>&1 ||
+  need_apt+=(mariadb-server mariadb-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +23,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# The Python venv with alembic (and, later, uvicorn) that the black-box tests run.
+scripts/venv.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

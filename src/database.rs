@@ -99,8 +99,9 @@ impl DatabaseUrl {
             parsed => parsed,
         }
         .map_err(|e| format!("{source}: malformed URL: {e}"))?;
-        if kind == Kind::Postgres {
-            translate_asyncpg_ssl(&mut url);
+        match kind {
+            Kind::Postgres => translate_asyncpg_ssl(&mut url),
+            _ => translate_pymysql_socket(&mut url),
         }
         Ok(DatabaseUrl {
             kind,
@@ -110,7 +111,6 @@ impl DatabaseUrl {
         })
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // the migrate stage will choose its lock by kind
     pub fn kind(&self) -> Kind {
         self.kind
     }
@@ -249,6 +249,25 @@ fn translate_asyncpg_ssl(url: &mut Url) {
             ("ssl", "false") => ("sslmode".into(), "disable".into()),
             ("ssl", mode) => ("sslmode".into(), mode.to_string()),
             _ => (k.into_owned(), v.into_owned()),
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+}
+
+/// PyMySQL spells the socket `unix_socket=`; sqlx knows only `socket=`.
+fn translate_pymysql_socket(url: &mut Url) {
+    if !url.query_pairs().any(|(k, _)| k == "unix_socket") {
+        return;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let k = if k == "unix_socket" {
+                "socket".into()
+            } else {
+                k.into_owned()
+            };
+            (k, v.into_owned())
         })
         .collect();
     url.query_pairs_mut().clear().extend_pairs(pairs);
@@ -414,6 +433,11 @@ mod tests {
         "mysql+pymysql://app:pw@db/app?charset=utf8mb4",
         Kind::MySql,
         "mysql://app:***@db/app?charset=utf8mb4"
+    )]
+    #[case(
+        "mysql+pymysql://app:pw@localhost/app?unix_socket=/run/mysqld/mysqld.sock",
+        Kind::MySql,
+        "mysql://app:***@localhost/app?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
     )]
     #[case("sqlite:data.db", Kind::Sqlite, "sqlite:data.db")]
     #[case("sqlite://data.db", Kind::Sqlite, "sqlite:data.db")]

@@ -10,7 +10,7 @@ use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{ConnectOptions, DatabaseUrl};
+use super::{ConnectOptions, DatabaseUrl, Kind};
 
 /// Why an attempt failed, and whether another may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +54,14 @@ pub fn classify(error: &sqlx::Error, url: &DatabaseUrl) -> Verdict {
         }
         sqlx::Error::Tls(e) => Verdict::Permanent {
             cause: format!("TLS failed: {e}"),
-            hint: "check sslmode in the URL against what the server offers and its certificate"
-                .into(),
+            hint: format!(
+                "check {} in the URL against what the server offers and its certificate",
+                if url.kind() == Kind::MySql {
+                    "ssl-mode"
+                } else {
+                    "sslmode"
+                }
+            ),
         },
         sqlx::Error::Configuration(e) => Verdict::Permanent {
             cause: format!("the URL cannot be used: {e}"),
@@ -117,12 +123,23 @@ fn classify_mysql(number: u16, message: &str, url: &DatabaseUrl) -> Verdict {
     let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };
     match number {
         // too many connections, server shutdown in progress, connection errors
-        1040 | 1053 | 1077 | 1152 | 1158..=1161 | 2002 | 2003 | 2006 | 2013 => {
+        // ... and per-user connection limits (1203) and a Galera node not yet synced (1047).
+        1040 | 1047 | 1053 | 1077 | 1152 | 1158..=1161 | 1203 | 2002 | 2003 | 2006 | 2013 => {
             Verdict::Transient(format!("{message} ({number})"))
         }
         1045 => permanent(
             format!("access denied for user {user:?}: wrong password or user (1045)"),
             format!("check the user and password in {}", url.source),
+        ),
+        // MariaDB does not tell a missing database from one the user may not use.
+        1044 => permanent(
+            format!(
+                "user {user:?} may not use database {database:?}: it does not exist or has no grant (1044)"
+            ),
+            format!(
+                "create it and grant it to the user, or fix the database name in {}",
+                url.source
+            ),
         ),
         1049 => permanent(
             format!("database {database:?} does not exist (1049)"),
@@ -168,6 +185,9 @@ mod tests {
 
     #[rstest]
     #[case(1040, true)]
+    #[case(1203, true)]
+    #[case(1047, true)]
+    #[case(1044, false)]
     #[case(1053, true)]
     #[case(1045, false)]
     #[case(1049, false)]

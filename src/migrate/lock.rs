@@ -173,9 +173,10 @@ impl MigrationLock {
     async fn holder(&mut self) -> Option<String> {
         match self {
             MigrationLock::Postgres { conn, key } => {
+                // Another role's session shows only pid, user and application_name unless
+                // roadie's role may read all statistics: the rest is NULL then.
                 let row = sqlx::query(
-                    "SELECT a.pid, coalesce(a.application_name, ''), \
-                            coalesce(host(a.client_addr), 'local'), \
+                    "SELECT a.pid, a.usename::text, a.application_name, host(a.client_addr), \
                             to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                      WHERE l.locktype = 'advisory' AND l.granted \
@@ -186,18 +187,23 @@ impl MigrationLock {
                 .fetch_optional(conn)
                 .await
                 .ok()??;
-                let pid: i32 = row.get(0);
-                let app: String = row.get(1);
-                let from: String = row.get(2);
-                let since: String = row.get(3);
-                Some(format!(
-                    "pid {pid} ({}) from {from}, connected since {since}",
-                    if app.is_empty() {
-                        "no application_name"
-                    } else {
-                        &app
+                let text = |i: usize| row.try_get::<Option<String>, _>(i).ok().flatten();
+                let pid: i32 = row.try_get(0).ok()?;
+                let mut holder = format!("pid {pid}");
+                if let Some(user) = text(1) {
+                    holder.push_str(&format!(" (user {user}"));
+                    match text(2).filter(|a| !a.is_empty()) {
+                        Some(app) => holder.push_str(&format!(", application {app:?})")),
+                        None => holder.push(')'),
                     }
-                ))
+                }
+                if let Some(from) = text(3) {
+                    holder.push_str(&format!(" from {from}"));
+                }
+                if let Some(since) = text(4) {
+                    holder.push_str(&format!(", connected since {since}"));
+                }
+                Some(holder)
             }
             MigrationLock::MySql { conn, name } => {
                 let id: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")

@@ -228,7 +228,21 @@ impl Conn {
             |e: sqlx::Error| MigrateError::Unavailable(format!("connecting to migrate: {e}"));
         Ok(match options {
             ConnectOptions::Postgres(o) => {
-                Conn::Postgres(PgConnection::connect_with(o).await.map_err(unavailable)?)
+                let mut conn = PgConnection::connect_with(o).await.map_err(unavailable)?;
+                // If roadie dies mid-statement, the server notices only when it next writes to
+                // the socket, and a long statement would keep its transaction (and the next
+                // replica waiting) until then. Have it check the client every second instead
+                // (PostgreSQL 14+; an older server refuses the setting, which costs only that).
+                if let Err(e) = sqlx::raw_sql(
+                    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                     SET tcp_keepalives_count = 3; SET client_connection_check_interval = '1s'",
+                )
+                .execute(&mut conn)
+                .await
+                {
+                    tracing::debug!("the migration session keeps the server's defaults: {e}");
+                }
+                Conn::Postgres(conn)
             }
             ConnectOptions::MySql(o) => Conn::MySql(
                 MySqlConnection::connect_with(o)
