@@ -118,7 +118,7 @@ fn migrate_stage(
             return Ok(());
         }
         Plan::Native(dir) => {
-            let folder = Folder::read(dir).map_err(BootError::Migrate)?;
+            let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
             runtime
                 .block_on(native::run(
                     &folder,
@@ -230,7 +230,7 @@ fn migrate_status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Res
             return Ok(0);
         }
     };
-    let folder = Folder::read(dir).map_err(BootError::Migrate)?;
+    let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
     let rows = runtime
         .block_on(native::status(&folder, url))
         .map_err(BootError::Migrate)?;

@@ -14,26 +14,28 @@ use libc::c_int;
 use sqlx::migrate::{
     AppliedMigration, Migrate, MigrateError as SqlxMigrateError, Migration, Migrator,
 };
-use sqlx::mysql::MySqlConnection;
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
 use super::lock::MigrationLock;
 use super::{MigrateError, Summary};
-use crate::database::{ConnectOptions, DatabaseUrl};
+use crate::database::{ConnectOptions, DatabaseUrl, Kind};
 
 const TABLE: &str = "_sqlx_migrations";
 
 /// The folder's migrations, with the file each came from.
 pub struct Folder {
     pub dir: PathBuf,
+    /// The database they go to: how a failure ends depends on it.
+    kind: Kind,
     migrations: Vec<(Migration, PathBuf)>,
 }
 
 impl Folder {
     /// Reads the folder as sqlx does (silently ignoring what is not a migration).
-    pub fn read(dir: &Path) -> Result<Self, MigrateError> {
+    pub fn read(dir: &Path, kind: Kind) -> Result<Self, MigrateError> {
         let mut migrations =
             sqlx::migrate::resolve_blocking(dir).map_err(|e| MigrateError::Failed {
                 what: format!("reading {}", dir.display()),
@@ -42,6 +44,7 @@ impl Folder {
         migrations.sort_by_key(|(m, _)| m.version);
         Ok(Folder {
             dir: dir.to_path_buf(),
+            kind,
             migrations,
         })
     }
@@ -108,17 +111,17 @@ impl Folder {
                     .migrations
                     .iter()
                     .any(|(m, _)| m.version == version && m.no_tx);
+                let outcome = if no_tx {
+                    "it is a -- no-transaction migration: what ran before the error stays, and nothing was recorded"
+                } else if self.kind == Kind::MySql {
+                    "MySQL and MariaDB commit DDL as they go: what ran before the error may stay, \
+                     and a migration with DDL is recorded as partially applied; check the schema"
+                } else {
+                    "rolled back, nothing recorded"
+                };
                 MigrateError::Failed {
                     what: format!("migration {version} ({file}{line})"),
-                    message: format!(
-                        "{}; {}",
-                        database_message(&e),
-                        if no_tx {
-                            "it is a -- no-transaction migration: what ran before the error stays, and nothing was recorded"
-                        } else {
-                            "rolled back, nothing recorded"
-                        }
-                    ),
+                    message: format!("{}; {outcome}", database_message(&e)),
                 }
             }
             SqlxMigrateError::VersionMismatch(version) => MigrateError::Failed {
@@ -424,12 +427,16 @@ fn is_connection_loss(e: &sqlx::Error) -> bool {
     }
 }
 
-/// The server's message and code, without sqlx's wrapping.
+/// The server's message and code (MySQL's error number, which users look up), without sqlx's
+/// wrapping.
 fn database_message(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Database(d) => match d.code() {
-            Some(code) => format!("{} ({code})", d.message()),
-            None => d.message().to_string(),
+        sqlx::Error::Database(d) => match d.try_downcast_ref::<MySqlDatabaseError>() {
+            Some(mysql) => format!("{} ({})", mysql.message(), mysql.number()),
+            None => match d.code() {
+                Some(code) => format!("{} ({code})", d.message()),
+                None => d.message().to_string(),
+            },
         },
         other => other.to_string(),
     }

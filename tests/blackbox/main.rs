@@ -8,6 +8,7 @@ mod exit_codes;
 mod forwarding;
 mod migrating;
 mod migrating_alembic;
+mod migrating_other_databases;
 mod reaping;
 mod stopping;
 mod terminal;
