@@ -1,0 +1,709 @@
+#!/usr/bin/env python3
+"""Readiness-detection harness for bench/readiness: roadie side by side with two pg_isready
+loops, over cold starts of a real PostgreSQL 15.
+
+Called by bench/readiness (which builds roadie and compiles stamp.c); it can also be run by
+hand, as root:
+
+    python3 bench/readiness.py --roadie PATH --stamp PATH --work DIR --out FILE [--rounds N]
+
+One run: the waiter starts first while the server is down; after a random delay of 0.5-1.5 s
+the harness starts the (initdb'd, stopped) cluster with `pg_ctl start`; the waiter notices, and
+starts the app (bench/stamp.c), which writes its own start time. The latency of the run is
+that time minus the time in the server's "database system is ready to accept connections" log
+line (log_line_prefix '%n ': Unix epoch with milliseconds). Then the server is stopped with
+`pg_ctl stop -m fast`. Every round runs the three waiters in a new random order.
+
+The harness is a child subreaper: the postmaster (daemonized by pg_ctl) and anything a waiter
+leaves behind come back to it; on exit (or SIGINT/SIGTERM) it stops the server with
+`pg_ctl stop -m immediate` and kills and reaps every child left. It never leaves a process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import math
+import os
+import platform
+import pwd
+import random
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+WAITERS = ("roadie", "classic", "tight")
+LABEL = {
+    "roadie": "roadie",
+    "classic": "classic script (`sleep 1`)",
+    "tight": "tight script (`sleep 0.1`)",
+}
+PR_SET_CHILD_SUBREAPER = 36
+# PGBIN first: `pg_isready` in the scripts is PostgreSQL's own binary, not Debian's Perl
+# wrapper /usr/bin/pg_isready (which costs ~30 ms of Perl start-up per call).
+ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+READY_LOG = re.compile(r"^(\d+)\.(\d{3}) .*database system is ready to accept connections", re.M)
+CONN_LOG = re.compile(r"^(\d+)\.(\d{3}) .*connection received: host=127\.0\.0\.1", re.M)
+ROADIE_READY = re.compile(r"ready in ([0-9.]+)s after (\d+) attempts?")
+
+GOAL_MEDIAN_MS = 30.0
+GOAL_P95_MS = 60.0
+GOAL_RATE = 20.0
+
+
+class BenchError(Exception):
+    pass
+
+
+class Stopped(BaseException):
+    """SIGINT/SIGTERM/SIGHUP to the harness: unwind, clean up, exit."""
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+def children_of_self() -> list[int]:
+    kids: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids.extend(int(p) for p in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return kids
+
+
+def reap_zombies() -> int:
+    """Reaps children that have already exited (the postmaster after `pg_ctl stop`). Only
+    called when no subprocess.Popen child is running, so it steals no one's status."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid == 0:
+            return n
+        n += 1
+
+
+def reap_strays() -> int:
+    """Kills and reaps every child left (tracked, or orphans that came back to the harness as
+    the subreaper); returns how many it killed."""
+    killed = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reap_zombies()
+        kids = children_of_self()
+        if not kids:
+            break
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    reap_zombies()
+    return killed
+
+
+def as_postgres(argv: list[str], timeout_s: float, what: str) -> str:
+    """Runs a server tool as the postgres user; returns its output. Output goes to a file, not
+    a pipe: a daemon that inherited a pipe would hold it open forever."""
+    with open(os.devnull, "rb") as devnull, _TempOut() as out:
+        try:
+            r = subprocess.run(
+                ["runuser", "-u", "postgres", "--", *argv],
+                stdin=devnull, stdout=out.f, stderr=subprocess.STDOUT, env=ENV, timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{what}: no exit within {timeout_s:g} s") from None
+        text = out.read()
+    if r.returncode != 0:
+        raise BenchError(f"{what} exited {r.returncode}: {text.strip()[-800:]}")
+    return text
+
+
+class _TempOut:
+    def __enter__(self):
+        import tempfile
+        self.f = tempfile.TemporaryFile()
+        return self
+
+    def read(self) -> str:
+        self.f.seek(0)
+        return self.f.read().decode(errors="replace")
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The cluster
+# --------------------------------------------------------------------------------------------
+
+class Cluster:
+    def __init__(self, work: str, port: int):
+        self.dir = os.path.join(work, "pg")  # owned by postgres: data, socket, logs
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.port = port
+        self.password = secrets.token_hex(16)
+        pw = pwd.getpwnam("postgres")
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+
+    def initdb(self) -> None:
+        os.makedirs(self.sock)
+        pwfile = os.path.join(self.dir, "pwfile")
+        with open(pwfile, "w") as f:
+            f.write(self.password + "\n")
+        for p in (self.dir, self.sock, pwfile):
+            os.chown(p, self.uid, self.gid)
+        os.chmod(self.dir, 0o700)
+        os.chmod(pwfile, 0o600)
+        as_postgres([
+            f"{PGBIN}/initdb", "-D", self.data, "--no-sync", "--no-instructions",
+            "--auth-host=scram-sha-256", "--auth-local=peer", "-U", "postgres",
+            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
+        ], 120, "initdb")
+        os.unlink(pwfile)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\n# bench/readiness\nlog_line_prefix = '%n '\nlogging_collector = off\n"
+                    "log_connections = on\n")
+
+    def url(self) -> str:
+        return f"postgres://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def options(self) -> str:
+        return f"-h 127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off"
+
+    def start(self, logfile: str) -> None:
+        # -l is essential: without it the postmaster keeps pg_ctl's stdout and stderr.
+        as_postgres([f"{PGBIN}/pg_ctl", "start", "-D", self.data, "-l", logfile, "-w", "-t", "30",
+                     "-s", "-o", self.options()], 40, "pg_ctl start")
+
+    def running(self) -> bool:
+        return os.path.exists(os.path.join(self.data, "postmaster.pid"))
+
+    def stop(self, mode: str = "fast") -> None:
+        as_postgres([f"{PGBIN}/pg_ctl", "stop", "-D", self.data, "-m", mode, "-w", "-t", "30", "-s"],
+                    40, f"pg_ctl stop -m {mode}")
+        reap_zombies()  # the postmaster came back to the harness (subreaper) when pg_ctl exited
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_refuses(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    waiter: str
+    round: int
+    delay_s: float
+    latency_ms: float  # server ready (log line) -> app's own start time
+    failed: int  # failed attempts before success
+    window_s: float  # waiter start -> server ready
+    startup_ms: float  # pg_ctl start issued -> server ready (log line)
+    rate: float  # failed / window_s
+    # Server ready -> the successful attempt reaches the server (the last connection it logs
+    # before the app started), and that connection -> app started; log_connections, ms resolution.
+    poll_ms: float | None = None
+    finish_ms: float | None = None
+    roadie_says: tuple[float, int] | None = None  # roadie's own "ready in Xs after N attempts"
+    starting_up: int = 0  # roadie's attempts answered "the database system is starting up"
+    failed_after_ready: int = 0  # connections logged after the ready line that were not the successful one
+
+
+def read_epoch_ns(text: str) -> int:
+    sec, _, frac = text.strip().partition(".")
+    return int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least q% of the samples at or below."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+
+
+class Bench:
+    def __init__(self, args):
+        self.roadie = os.path.abspath(args.roadie)
+        self.stamp_link = args.stamp_link
+        self.stamp = os.path.abspath(args.stamp)
+        self.work = os.path.abspath(args.work)
+        self.rounds = args.rounds
+        self.warmup = args.warmup
+        self.seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+        self.rng = random.Random(self.seed)
+        self.deadline = time.monotonic() + args.deadline
+        self.port = free_port()
+        self.cluster = Cluster(self.work, self.port)
+        self.rundir = os.path.join(self.work, "run")
+        os.makedirs(self.rundir, exist_ok=True)
+        self.stamp_file = os.path.join(self.rundir, "app.stamp")
+        self.count_file = os.path.join(self.rundir, "attempts")
+        self.pgid_file = os.path.join(self.rundir, "waiter.pgid")
+        # The waiters' working directory: empty, so a roadie that looks for migrations to run
+        # (alembic.ini, migrations/) in its working directory finds none and only waits.
+        self.cwd = os.path.join(self.work, "cwd")
+        os.makedirs(self.cwd, exist_ok=True)
+        self.migrated = 0  # roadie runs that ran a migrate stage anyway
+        self.runs: list[Run] = []
+        self.notes: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self.n = 0
+
+    def argv(self, waiter: str) -> list[str]:
+        app = [self.stamp, self.stamp_file]
+        if waiter == "roadie":
+            return [self.roadie, "--log-level", "debug", "--database-url", self.cluster.url(), "--", *app]
+        pause = {"classic": "1", "tight": "0.1"}[waiter]
+        # `echo >> FILE` (a dash builtin: no fork) counts the loop's iterations.
+        script = (f"until echo >> {shlex.quote(self.count_file)}; pg_isready -h 127.0.0.1 -p {self.port} -q;"
+                  f" do sleep {pause}; done; exec {shlex.join(app)}")
+        return ["/bin/sh", "-c", script]
+
+    def script_text(self, waiter: str) -> str:
+        pause = {"classic": "1", "tight": "0.1"}[waiter]
+        return f"sh -c 'until pg_isready -h 127.0.0.1 -p PORT -q; do sleep {pause}; done; exec APP'"
+
+    def check_time(self, need_s: float) -> None:
+        if time.monotonic() + need_s > self.deadline:
+            raise BenchError("out of time (BENCH_DEADLINE): the machine is too slow or too busy")
+
+    # -- the app's own overhead --------------------------------------------------------------
+
+    def stamp_overhead(self, n: int = 40) -> list[float]:
+        """posix_spawn of the app -> the time it writes, in ms."""
+        out = []
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for _ in range(n):
+                try:
+                    os.unlink(self.stamp_file)
+                except FileNotFoundError:
+                    pass
+                t0 = time.time_ns()
+                pid = os.posix_spawn(self.stamp, [self.stamp, self.stamp_file], ENV,
+                                     file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
+                                                   (os.POSIX_SPAWN_DUP2, devnull, 1)])
+                _, status = os.waitpid(pid, 0)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise BenchError("the stamp app failed")
+                with open(self.stamp_file) as f:
+                    out.append((read_epoch_ns(f.read()) - t0) / 1e6)
+        finally:
+            os.close(devnull)
+        return out
+
+    # -- one run -----------------------------------------------------------------------------
+
+    def run_once(self, waiter: str, rnd: int) -> Run:
+        self.n += 1
+        self.check_time(25)
+        if self.cluster.running():
+            raise BenchError("the server is still running before a run")
+        for p in (self.stamp_file, self.count_file):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        logfile = os.path.join(self.cluster.dir, f"server-{self.n:03d}.log")
+        delay = self.rng.uniform(0.5, 1.5)
+        errfile = os.path.join(self.rundir, f"{waiter}-{self.n:03d}.stderr")
+
+        def tail() -> str:
+            with open(errfile, errors="replace") as f:
+                return " | ".join(f.read().splitlines()[-5:])
+
+        t0 = time.time_ns()
+        with open(errfile, "wb") as err:
+            # Its own process group, whose id bench/readiness finds in waiter.pgid: if the harness
+            # is SIGKILLed, the entry point still kills the waiter and whatever it runs.
+            self.proc = p = subprocess.Popen(self.argv(waiter), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err, env=ENV,
+                                             cwd=self.cwd, process_group=0)
+        with open(self.pgid_file, "w") as f:
+            f.write(f"{p.pid}\n")
+        time.sleep(max(0.0, t0 / 1e9 + delay - time.time()))
+        if p.poll() is not None:
+            raise BenchError(f"{waiter} exited {p.returncode} before the server started: {tail()}")
+        t_pg = time.time_ns()
+        self.cluster.start(logfile)
+        try:
+            code = p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise BenchError(f"{waiter} did not start the app within 15 s of the server's start: {tail()}") from None
+        finally:
+            self.proc = None
+            os.unlink(self.pgid_file)
+        self.cluster.stop("fast")
+        strays = reap_strays()
+        if strays:
+            self.notes.append(f"run {self.n} ({waiter}): {strays} stray process(es) killed after the run")
+
+        with open(logfile) as f:
+            server_log = f.read()
+        m = READY_LOG.search(server_log)
+        if not m:
+            raise BenchError(f"no 'ready to accept connections' line in {logfile}")
+        t_ready = int(m.group(1)) * 10**9 + int(m.group(2)) * 10**6
+        conns = [int(c.group(1)) * 10**9 + int(c.group(2)) * 10**6
+                 for c in CONN_LOG.finditer(server_log, m.end())]
+        if code != 0:
+            raise BenchError(f"{waiter} exited {code}: {tail()}")
+        try:
+            with open(self.stamp_file) as f:
+                t_app = read_epoch_ns(f.read())
+        except FileNotFoundError:
+            raise BenchError(f"{waiter} exited 0 but the app wrote no stamp") from None
+
+        window_s = (t_ready - t0) / 1e9
+        run = Run(waiter, rnd, delay, (t_app - t_ready) / 1e6, 0, window_s,
+                  (t_ready - t_pg) / 1e6, 0.0)
+        before_app = [t for t in conns if t <= t_app]
+        if before_app:
+            t_conn = before_app[-1]
+            run.failed_after_ready = len(before_app) - 1
+            run.poll_ms = (t_conn - t_ready) / 1e6
+            run.finish_ms = (t_app - t_conn) / 1e6
+        else:
+            self.notes.append(f"run {self.n} ({waiter}): no connection logged between the ready line and the app")
+        if waiter == "roadie":
+            with open(errfile, errors="replace") as f:
+                lines = f.read().splitlines()
+            not_ready = sum(1 for l in lines if "not ready:" in l)
+            waiting = sum(1 for l in lines if "waiting for" in l)  # every 3 s instead of debug
+            run.starting_up = sum(1 for l in lines if "57P03" in l)
+            if any(re.search(r"migrations? applied|schema up to date|migration lock", l) for l in lines):
+                self.migrated += 1
+            ready = [mm for mm in map(ROADIE_READY.search, lines) if mm]
+            if not ready:
+                raise BenchError(f"roadie printed no 'ready in ... after N attempts' line: {tail()}")
+            said = (float(ready[0].group(1)), int(ready[0].group(2)))
+            run.roadie_says = said
+            run.failed = not_ready + waiting
+            if said[1] - 1 != not_ready + waiting:
+                self.notes.append(
+                    f"run {self.n} (roadie): {not_ready} `not ready:` + {waiting} `waiting for` lines,"
+                    f" but roadie says {said[1]} attempts")
+        else:
+            with open(self.count_file) as f:
+                run.failed = len(f.read().splitlines()) - 1
+        run.rate = run.failed / window_s if window_s > 0 else float("nan")
+        if run.latency_ms < 0:
+            self.notes.append(f"run {self.n} ({waiter}): the app started {-run.latency_ms:.1f} ms"
+                              " *before* the server's ready line")
+        return run
+
+    def run_all(self) -> None:
+        log(f"initdb (port {self.port})")
+        self.cluster.initdb()
+        if not port_refuses(self.port):
+            raise BenchError(f"something already listens on 127.0.0.1:{self.port}")
+        self.overhead = self.stamp_overhead()
+        total = self.warmup + self.rounds
+        for rnd in range(1, total + 1):
+            order = list(WAITERS)
+            self.rng.shuffle(order)
+            done = []
+            for w in order:
+                r = self.run_once(w, rnd)
+                if rnd > self.warmup:
+                    self.runs.append(r)
+                done.append(f"{w} {r.latency_ms:.0f} ms")
+            tag = "warm-up" if rnd <= self.warmup else f"round {rnd - self.warmup}/{self.rounds}"
+            log(f"{tag}: " + ", ".join(done))
+
+    def cleanup(self) -> None:
+        p = self.proc
+        if p is not None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # the waiter and what it runs (sleep, pg_isready)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.unlink(self.pgid_file)
+            except FileNotFoundError:
+                pass
+        if self.cluster.running():
+            try:
+                self.cluster.stop("immediate")
+            except BenchError as e:
+                log(f"cleanup: {e}")
+        reap_strays()
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+def version_of(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=5, env=ENV)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001 - informational only
+        return f"unknown ({e})"
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
+    by = {w: [r for r in b.runs if r.waiter == w] for w in WAITERS}
+    lat = {w: [r.latency_ms for r in by[w]] for w in WAITERS}
+    rate = {w: [r.rate for r in by[w]] for w in WAITERS}
+    med = {w: statistics.median(lat[w]) for w in WAITERS}
+    p95 = {w: percentile(lat[w], 95) for w in WAITERS}
+    mx = {w: max(lat[w]) for w in WAITERS}
+    rmed = {w: statistics.median(rate[w]) for w in WAITERS}
+    ov = b.overhead
+    size = os.path.getsize(b.roadie)
+
+    out = [
+        "# Readiness detection: roadie vs pg_isready loops, PostgreSQL cold starts",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"- kernel: {platform.release()} ({platform.machine()})",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
+        f"- PostgreSQL: {version_of([PGBIN + '/postgres', '--version'])}, 127.0.0.1:{b.port},"
+        " `fsync=off`, SCRAM-SHA-256 password login over TCP",
+        f"- roadie: {version_of([b.roadie, '--version'])}, {commit}, static binary {size:,} bytes;"
+        " run as `roadie --log-level debug --database-url postgres://postgres:***@127.0.0.1:PORT/postgres -- APP`",
+        f"- scripts: `/bin/sh` = {os.path.realpath('/bin/sh')}, `pg_isready` = {PGBIN}/pg_isready"
+        f" ({version_of([PGBIN + '/pg_isready', '--version'])})",
+        f"- app: bench/stamp.c, linked {b.stamp_link}ally; it reads CLOCK_REALTIME first thing and writes it to a file."
+        f" Its own overhead (posix_spawn from the harness → its reading): median {statistics.median(ov):.2f} ms,"
+        f" max {max(ov):.2f} ms over {len(ov)} runs; it is inside every waiter's latency alike",
+        f"- load average (1/5/15 min) before: {load_before}, after: {loadavg()}"
+        " (other work on the machine adds noise)",
+        f"- {b.rounds} rounds × 3 waiters (+{b.warmup} warm-up round discarded), random order per round,"
+        f" seed {b.seed}; total {elapsed:.0f} s",
+        "",
+        "Latency = the app's own start time − the server's \"database system is ready to accept"
+        " connections\" log line, in ms (the log time is truncated to the millisecond, so values are"
+        " up to 1 ms high).",
+        "",
+        "| waiter | runs | median ms | p95 ms | max ms | roadie / this (median) | roadie / this (p95) | attempts/s while down (median) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for w in WAITERS:
+        out.append(
+            f"| {LABEL[w]} | {len(lat[w])} | {med[w]:.1f} | {p95[w]:.1f} | {mx[w]:.1f} |"
+            f" {fmt_ratio(med['roadie'], med[w])} | {fmt_ratio(p95['roadie'], p95[w])} | {rmed[w]:.1f} |"
+        )
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out += [
+        "",
+        "## Goals",
+        "",
+        "| goal | roadie | met |",
+        "| --- | ---: | --- |",
+        f"| median latency ≤ {GOAL_MEDIAN_MS:.0f} ms | {med['roadie']:.1f} ms | {verdict(med['roadie'] <= GOAL_MEDIAN_MS)} |",
+        f"| p95 latency ≤ {GOAL_P95_MS:.0f} ms | {p95['roadie']:.1f} ms | {verdict(p95['roadie'] <= GOAL_P95_MS)} |",
+        f"| ≤ {GOAL_RATE:.0f} connection attempts per second (median; max over runs {max(rate['roadie']):.1f}) |"
+        f" {rmed['roadie']:.1f} /s | {verdict(rmed['roadie'] <= GOAL_RATE)} |",
+    ]
+
+    rr = by["roadie"]
+    startup = [r.startup_ms for r in b.runs]
+
+    def mmm(xs: list[float]) -> str:
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "n/a"
+        return f"{statistics.median(xs):.1f} / {percentile(xs, 95):.1f} / {max(xs):.1f}"
+
+    interval = statistics.median(r.window_s / r.failed * 1000 for r in rr if r.failed)
+    finish = statistics.median(r.finish_ms for r in rr if r.finish_ms is not None)
+    out += [
+        "",
+        "## Where the latency goes",
+        "",
+        "Split at the waiter's successful attempt: the last connection the server logs"
+        " (`log_connections`) before the app started. Both parts come from millisecond-truncated"
+        " log times, so each is ±1 ms.",
+        "",
+        "| waiter | ready → successful attempt arrives, ms (median / p95 / max) | that attempt → app started, ms (median / p95 / max) | runs with a failed attempt logged after the ready line |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {LABEL[w]} | {mmm([r.poll_ms for r in by[w]])} | {mmm([r.finish_ms for r in by[w]])} |"
+          f" {sum(1 for r in by[w] if r.failed_after_ready)} |" for w in WAITERS],
+        "",
+        f"- roadie's attempts are {interval:.1f} ms apart (median of window / failed attempts), so the"
+        f" wait for the next attempt is spread evenly over 0–{interval:.0f} ms: expected median"
+        f" ≈ {interval / 2:.0f} ms, p95 ≈ {0.95 * interval:.0f} ms. Its successful attempt (TCP"
+        f" connect, SSL request refused, SCRAM-SHA-256 login, `SELECT 1`, close) plus starting the"
+        f" app then takes {finish:.1f} ms (median). Expected latency: median ≈"
+        f" {interval / 2 + finish:.0f} ms, p95 ≈ {0.95 * interval + finish:.0f} ms.",
+        f"- roadie's own report: {statistics.median(r.roadie_says[1] for r in rr):.0f} attempts"
+        f" (median) in {statistics.median(r.roadie_says[0] for r in rr):.2f} s;"
+        f" {sum(1 for r in rr if r.starting_up)} of {len(rr)} runs had an attempt answered"
+        " \"the database system is starting up\" (57P03). Such an attempt can straddle the ready"
+        " line (the postmaster accepted it just before, the backend logs it just after), and the"
+        " retry comes a whole interval later.",
+        "",
+        "## Method",
+        "",
+        f"- One run: the waiter starts while the server is down; after a random delay of 0.5–1.5 s"
+        f" the harness runs `pg_ctl start -w -l LOG -o '-h 127.0.0.1 -p PORT -k SOCKDIR -c fsync=off'`"
+        f" (as the postgres user) on a cluster made once by `initdb --no-sync --auth-host=scram-sha-256`"
+        f" (with `log_line_prefix = '%n '` and `log_connections = on` in postgresql.conf);"
+        f" the waiter starts the app; the harness waits for the waiter to exit, then runs"
+        f" `pg_ctl stop -m fast`. Server start (pg_ctl issued → ready line): median"
+        f" {statistics.median(startup):.0f} ms, max {max(startup):.0f} ms.",
+        f"- Waiters (working directory: an empty temp directory, so that roadie finds no"
+        f" `alembic.ini` or `migrations/` to run): roadie as above; the classic script `{b.script_text('classic').replace('PORT', str(b.port))}`;"
+        f" the tight script, the same with `sleep 0.1`. In the scripts, the `until` condition is"
+        f" `echo >> COUNTFILE; pg_isready ...`: a dash builtin (no fork) counts the iterations.",
+        "- Attempts per second while down: failed attempts (roadie: `not ready:` debug lines plus"
+        " `waiting for` progress lines, which replace them every 3 s, checked against roadie's"
+        " `after N attempts`; scripts: loop iterations − 1) over the time from the waiter's start to"
+        " the server's ready line. Median over the runs.",
+        "- p95 is the nearest-rank percentile (with 20 runs: the second-largest value).",
+        "- Clocks: the server's `%n` (gettimeofday), the app's CLOCK_REALTIME and the harness's"
+        " time.time_ns() are the same clock.",
+        "- pg_isready answers as soon as the server accepts a connection (it does not log in);"
+        " roadie logs in with SCRAM-SHA-256 and runs `SELECT 1`, so its latency includes one"
+        " full login.",
+    ]
+    if b.migrated:
+        b.notes.append(f"roadie ran a migrate stage (a second login) before the app in {b.migrated}"
+                       " run(s), although its working directory was empty: those latencies include it")
+    if b.notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in b.notes]]
+    out.append("")
+    return "\n".join(out)
+
+
+def write_csv(b: Bench, path: str) -> None:
+    with open(path, "w") as f:
+        f.write("waiter,round,delay_s,latency_ms,failed_attempts,window_s,attempts_per_s,"
+                "server_startup_ms,ready_to_successful_attempt_ms,attempt_to_app_ms,"
+                "failed_after_ready,roadie_attempts,roadie_57P03\n")
+        for r in b.runs:
+            f.write(f"{r.waiter},{r.round},{r.delay_s:.3f},{r.latency_ms:.3f},{r.failed},{r.window_s:.3f},"
+                    f"{r.rate:.2f},{r.startup_ms:.1f},"
+                    f"{'' if r.poll_ms is None else f'{r.poll_ms:.0f}'},"
+                    f"{'' if r.finish_ms is None else f'{r.finish_ms:.3f}'},"
+                    f"{r.failed_after_ready},"
+                    f"{'' if r.roadie_says is None else r.roadie_says[1]},"
+                    f"{'' if r.waiter != 'roadie' else r.starting_up}\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--roadie", required=True)
+    ap.add_argument("--stamp", required=True, help="the compiled bench/stamp.c")
+    ap.add_argument("--work", required=True, help="an empty directory for the cluster and run files")
+    ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--csv", help="per-run CSV file to write")
+    ap.add_argument("--stamp-link", default="static", help="how stamp.c was linked, for the report")
+    ap.add_argument("--roadie-commit", default="commit unknown")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--deadline", type=float, default=280, help="seconds for the whole run")
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        raise BenchError("needs root (runuser -u postgres)")
+    if args.rounds < 2:
+        raise BenchError("--rounds must be at least 2")
+
+    def on_signal(signum, _frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+
+    b = Bench(args)
+    started = time.monotonic()
+    load_before = loadavg()
+    try:
+        b.run_all()
+    finally:
+        b.cleanup()
+    text = report(b, args.roadie_commit, load_before, time.monotonic() - started)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    if args.csv:
+        write_csv(b, args.csv)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Stopped as e:
+        print(f"bench: stopped by {e}", file=sys.stderr)
+        sys.exit(130)
