@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 use tracing::info;
@@ -14,6 +14,8 @@ use crate::children::{self, ChildExit, Launch, Reaper};
 use crate::cli::Invocation;
 use crate::config::Config;
 use crate::error::BootError;
+use crate::hooks;
+use crate::logging::{self, Phase};
 use crate::migrate::lock::MigrationLock;
 use crate::migrate::native::{self, Folder};
 use crate::migrate::{MigrateError, Plan, Summary};
@@ -22,8 +24,53 @@ use crate::signals::{self, SignalSource};
 use crate::supervise::Supervisor;
 use crate::wait::{self, Target};
 
+/// How long each phase took, for the line that starts the app.
+#[derive(Debug, Default)]
+struct Timings {
+    /// The wait, and whether a database was among the targets.
+    waited: Option<(Duration, bool)>,
+    migrated: Option<(Summary, Duration)>,
+    hooks: Option<(usize, Duration)>,
+}
+
+impl Timings {
+    /// `ready in 1.73s (database 1.40s, 2 migrations 0.31s, hooks 0.02s); `, or nothing when no
+    /// phase ran.
+    fn ready_line(&self, started: Instant) -> String {
+        let mut parts = Vec::new();
+        if let Some((took, database)) = self.waited {
+            let what = if database { "database" } else { "dependencies" };
+            parts.push(format!("{what} {:.2}s", took.as_secs_f64()));
+        }
+        if let Some((summary, took)) = self.migrated {
+            let what = match summary {
+                Summary::Applied { count: 1, .. } => "1 migration".to_string(),
+                Summary::Applied { count, .. } => format!("{count} migrations"),
+                Summary::UpToDate { .. } => "schema up to date".into(),
+                Summary::Command { .. } => "migration command".into(),
+            };
+            parts.push(format!("{what} {:.2}s", took.as_secs_f64()));
+        }
+        if let Some((count, took)) = self.hooks {
+            let what = if count == 1 { "1 hook" } else { "hooks" };
+            parts.push(format!("{what} {:.2}s", took.as_secs_f64()));
+        }
+        if parts.is_empty() {
+            return String::new();
+        }
+        format!(
+            "ready in {:.2}s ({}); ",
+            started.elapsed().as_secs_f64(),
+            parts.join(", ")
+        )
+    }
+}
+
 /// Boots and runs the app (or only waits or migrates); returns roadie's exit code.
 pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, BootError> {
+    let started = Instant::now();
+    logging::enter(Phase::Config);
+    let mut timings = Timings::default();
     let (config, status_json) = match invocation {
         Invocation::Run { options, command } => (Config::resolve(options, Some(command))?, None),
         Invocation::Wait { options } => {
@@ -39,19 +86,34 @@ pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, Boo
     };
     let mut reaper = Reaper::adopt_orphans();
     let runtime = runtime_for(&config)?;
-    wait_stage(runtime.as_ref(), &config, signals)?;
+    timings.waited = wait_stage(runtime.as_ref(), &config, signals)?;
     if let Some(json) = status_json {
         return migrate_status(runtime.as_ref(), &config, json);
     }
-    migrate_stage(runtime.as_ref(), &config, signals, &mut reaper)?;
+    timings.migrated = migrate_stage(runtime.as_ref(), &config, signals, &mut reaper)?;
     if let Some(runtime) = runtime {
         // A DNS lookup stuck in the blocking pool must not hold the boot up.
         runtime.shutdown_background();
     }
-    match &config.app {
-        Some(_) => run_app(&config, signals, &mut reaper),
-        None => Ok(0),
+    if config.app.is_none() {
+        return Ok(0);
     }
+    if let Some(dir) = &config.hooks {
+        logging::enter(Phase::Hooks);
+        let began = Instant::now();
+        let ran = hooks::run_all(
+            dir,
+            signals,
+            &mut reaper,
+            &config.forward,
+            config.stop_grace,
+            config.run_as.as_ref(),
+        )
+        .map_err(BootError::Hook)?;
+        timings.hooks = Some((ran, began.elapsed()));
+    }
+    let ready = timings.ready_line(started);
+    run_app(&config, signals, &mut reaper, &ready)
 }
 
 fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
@@ -69,12 +131,13 @@ fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
         })
 }
 
-/// Waits for the database and the --wait-for targets, in parallel.
+/// Waits for the database and the --wait-for targets, in parallel; how long it took, and
+/// whether the database was among them, when there was anything to wait for.
 fn wait_stage(
     runtime: Option<&Runtime>,
     config: &Config,
     signals: &SignalSource,
-) -> Result<(), BootError> {
+) -> Result<Option<(Duration, bool)>, BootError> {
     let mut targets: Vec<Target> = config
         .database
         .iter()
@@ -89,8 +152,10 @@ fn wait_stage(
     }
     targets.extend(config.wait_for.iter().cloned());
     let Some(runtime) = runtime.filter(|_| !targets.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
+    logging::enter(Phase::Wait);
+    let began = Instant::now();
     wait::wait_for(
         runtime,
         &targets,
@@ -98,7 +163,8 @@ fn wait_stage(
         signals,
         &config.forward,
     )
-    .map_err(BootError::Wait)
+    .map_err(BootError::Wait)?;
+    Ok(Some((began.elapsed(), config.database.is_some())))
 }
 
 /// Runs the planned migrations under the lock and logs the summary line.
@@ -107,15 +173,17 @@ fn migrate_stage(
     config: &Config,
     signals: &mut SignalSource,
     reaper: &mut Reaper,
-) -> Result<(), BootError> {
+) -> Result<Option<(Summary, Duration)>, BootError> {
     let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
-        return Ok(());
+        return Ok(None);
     };
+    logging::enter(Phase::Migrate);
+    let began = Instant::now();
     let summary = match &config.migrate {
-        Plan::Skip(None) => return Ok(()),
+        Plan::Skip(None) => return Ok(None),
         Plan::Skip(Some(why)) => {
             info!("{why}");
-            return Ok(());
+            return Ok(None);
         }
         Plan::Native(dir) => {
             let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
@@ -133,7 +201,7 @@ fn migrate_stage(
             .map_err(BootError::Migrate)?,
     };
     info!("{summary}");
-    Ok(())
+    Ok(Some((summary, began.elapsed())))
 }
 
 /// Any migrator, under the lock, as a supervised child: signals forwarded, reaped by the one
@@ -277,7 +345,9 @@ fn run_app(
     config: &Config,
     signals: &mut SignalSource,
     reaper: &mut Reaper,
+    ready: &str,
 ) -> Result<u8, BootError> {
+    logging::enter(Phase::Run);
     let app = config
         .app
         .as_ref()
@@ -292,7 +362,7 @@ fn run_app(
         source,
     })?;
     reaper.watch(pid);
-    info!("starting {name} (pid {pid})");
+    info!("{ready}starting {name} (pid {pid})");
     let ended = Supervisor {
         signals,
         reaper,

@@ -8,12 +8,19 @@ use clap::Parser;
 use clap::builder::FalseyValueParser;
 
 const AFTER_HELP: &str = "\
+Phases of a boot, each timed in the line that starts the app:
+  1. config   flags and env, the command found on PATH (a typo fails in milliseconds)
+  2. wait     the database ready (login + SELECT 1), and every --wait-for target
+  3. migrate  under a cluster-wide lock: a sqlx-format folder natively, or any command
+  4. hooks    each executable in --hooks DIR, in name order
+  5. run      the app as a child: signals forwarded, zombies reaped, its exit code passed on
+
 Exit codes:
   the app's   the app exited with that code
   128+S       the app was killed by signal S, or roadie was stopped by S before the app started
   64          usage error: unknown flag, missing command
-  65          migration failed: SQL error, checksum mismatch, applied migration missing,
-              migration command exited non-zero
+  65          a boot step failed: SQL error, checksum mismatch, applied migration missing,
+              migration command or --hooks executable exited non-zero (the message names it)
   69          a dependency is unavailable (not ready in time, or refused for good)
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
@@ -145,6 +152,11 @@ pub struct Options {
 
     #[command(flatten)]
     pub migrate: MigrateArgs,
+
+    /// Before the app, run each executable file in DIR, in name order, as a supervised child
+    /// (a failing one stops the boot: exit 65).
+    #[arg(long, env = "ROADIE_HOOKS", hide_env_values = true, value_name = "DIR")]
+    pub hooks: Option<PathBuf>,
 
     #[command(flatten)]
     pub supervise: SuperviseArgs,

@@ -30,6 +30,8 @@ pub struct Config {
     pub wait_for: Vec<Target>,
     /// Which migrations run.
     pub migrate: Plan,
+    /// `--hooks DIR`: executables run before the app.
+    pub hooks: Option<PathBuf>,
     pub lock_timeout: Duration,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
@@ -92,6 +94,15 @@ impl Config {
             .map(|t| Target::parse(t))
             .collect::<Result<_, _>>()
             .map_err(ConfigError::Invalid)?;
+        if let Some(dir) = &options.hooks
+            && !dir.is_dir()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--hooks {}: not a directory",
+                dir.display()
+            )));
+        }
+        let hooks = options.hooks;
         let m = options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let s = options.supervise;
@@ -130,6 +141,7 @@ impl Config {
             wait_timeout,
             wait_for,
             migrate,
+            hooks,
             lock_timeout,
             stop_grace,
             forward: ForwardPolicy {

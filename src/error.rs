@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::config::ConfigError;
+use crate::hooks::HookError;
 use crate::migrate::MigrateError;
 use crate::wait::WaitError;
 
@@ -14,6 +15,7 @@ pub enum BootError {
     Config(ConfigError),
     Wait(WaitError),
     Migrate(MigrateError),
+    Hook(HookError),
     /// The app could not be started although config found it (it changed in between).
     Spawn {
         command: String,
@@ -43,6 +45,9 @@ impl BootError {
                 MigrateError::Stopped(signal) => (128 + signal).clamp(0, 255) as u8,
                 MigrateError::Internal { .. } => 70,
             },
+            BootError::Hook(HookError::Failed { .. }) => 65,
+            BootError::Hook(HookError::Stopped(signal)) => (128 + signal).clamp(0, 255) as u8,
+            BootError::Hook(HookError::Io { .. }) => 70,
             BootError::Spawn { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => 127,
                 _ => 126,
@@ -59,6 +64,7 @@ impl std::fmt::Display for BootError {
             BootError::Config(e) => e.fmt(f),
             BootError::Wait(e) => e.fmt(f),
             BootError::Migrate(e) => e.fmt(f),
+            BootError::Hook(e) => e.fmt(f),
             BootError::Spawn { command, source } => write!(f, "starting {command:?}: {source}"),
             BootError::Internal { about, source } => {
                 write!(f, "internal error while {about}: {source}")

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
@@ -48,6 +49,28 @@ impl Settings {
         };
         Ok(Settings { format, level })
     }
+}
+
+/// The boot phase roadie is in, for the `phase` field of JSON lines.
+static PHASE: AtomicU8 = AtomicU8::new(0);
+const PHASES: [&str; 5] = ["config", "wait", "migrate", "hooks", "run"];
+
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    Config = 0,
+    Wait = 1,
+    Migrate = 2,
+    Hooks = 3,
+    Run = 4,
+}
+
+/// Marks the phase later log lines belong to.
+pub fn enter(phase: Phase) {
+    PHASE.store(phase as u8, Ordering::Relaxed);
+}
+
+fn phase() -> &'static str {
+    PHASES[usize::from(PHASE.load(Ordering::Relaxed)).min(PHASES.len() - 1)]
 }
 
 pub fn init(settings: Settings) {
@@ -92,6 +115,7 @@ impl Subscriber for Stderr {
                         .into(),
                 );
                 json.0.insert("level".into(), level.as_str().into());
+                json.0.insert("phase".into(), phase().into());
                 event.record(&mut json);
                 serde_json::Value::Object(json.0).to_string()
             }

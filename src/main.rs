@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod database;
 mod error;
+mod hooks;
 mod logging;
 mod migrate;
 mod resident;

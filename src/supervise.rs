@@ -59,12 +59,9 @@ impl Supervisor<'_> {
         let mut phase = Phase::Running;
         let mut settle_at = self.settled.map(|f| (Instant::now() + SETTLE, f));
         // A SIGCHLD read (and dropped) by an earlier async stage would otherwise leave its
-        // zombie until the next one: sweep once first.
-        for (ended, status) in self.reaper.reap_all() {
-            if ended == pid {
-                exit = Some(status);
-            }
-        }
+        // zombie until the next one, and a child that died at once is already waiting: sweep
+        // once first.
+        self.collect(pid, name, &mut exit);
         loop {
             let deadline = match phase {
                 Phase::Running => settle_at.map(|(at, _)| at),
@@ -96,14 +93,7 @@ impl Supervisor<'_> {
                     }
                 },
                 Some(received) => match signals::role(received.signal) {
-                    Role::Reap => {
-                        for (ended, status) in self.reaper.reap_all() {
-                            if ended == pid {
-                                info!("{name} {status}");
-                                exit = Some(status);
-                            }
-                        }
-                    }
+                    Role::Reap => self.collect(pid, name, &mut exit),
                     Role::Forward if received.is_self_raised() => {}
                     Role::Forward => {
                         let to = self.forward.rewrite(received.signal);
@@ -166,6 +156,16 @@ impl Supervisor<'_> {
             ChildExit::Signaled(libc::SIGKILL)
         });
         Ok(Ended { exit, stopped_by })
+    }
+
+    /// Reaps whatever has ended; records (and logs) `pid`'s end in `exit`.
+    fn collect(&mut self, pid: pid_t, name: &str, exit: &mut Option<ChildExit>) {
+        for (ended, status) in self.reaper.reap_all() {
+            if ended == pid {
+                info!("{name} {status}");
+                *exit = Some(status);
+            }
+        }
     }
 
     /// Forwards `signal` to the app, or to its process group with `--signal-group`.

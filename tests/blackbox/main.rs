@@ -6,6 +6,7 @@ mod support;
 mod command_line;
 mod exit_codes;
 mod forwarding;
+mod hooks;
 mod migrating;
 mod migrating_alembic;
 mod migrating_other_databases;
