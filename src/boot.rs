@@ -85,6 +85,13 @@ pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, Boo
         }
     };
     let mut reaper = Reaper::adopt_orphans();
+    if let Some(app) = config.app.as_ref().filter(|app| app.is_debug_shell()) {
+        info!(
+            "{} is an interactive shell: skipping wait, migrations and hooks",
+            app.display_name()
+        );
+        return run_app(&config, signals, &mut reaper, "");
+    }
     let runtime = runtime_for(&config)?;
     timings.waited = wait_stage(runtime.as_ref(), &config, signals)?;
     if let Some(json) = status_json {

@@ -7,7 +7,7 @@ mod reaper;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use descendants::signal_descendants;
@@ -29,6 +29,24 @@ impl Program {
     /// The name to show in logs: argv[0] as written.
     pub fn display_name(&self) -> String {
         self.argv[0].to_string_lossy().into_owned()
+    }
+
+    /// Whether this is an interactive shell someone wants to debug in (`docker run -it image
+    /// bash`): `sh`, `bash`, `ash`, `dash` or `zsh` with options only, no `-c` and no script.
+    /// `sh -c "uvicorn ..."` is an app.
+    pub fn is_debug_shell(&self) -> bool {
+        let name = Path::new(&self.argv[0])
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        if !["sh", "bash", "ash", "dash", "zsh"].contains(&name.as_ref()) {
+            return false;
+        }
+        self.argv[1..].iter().all(|arg| {
+            let arg = arg.to_string_lossy();
+            let short_c = !arg.starts_with("--") && arg.contains('c');
+            arg.starts_with('-') && !short_c
+        })
     }
 }
 
@@ -148,6 +166,25 @@ mod tests {
     #[case(ChildExit::Signaled(libc::SIGINT), 130)]
     fn exit_codes_follow_the_shell(#[case] exit: ChildExit, #[case] code: u8) {
         assert_eq!(exit.code(), code);
+    }
+
+    #[rstest]
+    #[case(&["bash"], true)]
+    #[case(&["/bin/sh"], true)]
+    #[case(&["bash", "-l"], true)]
+    #[case(&["bash", "--login", "-i"], true)]
+    #[case(&["zsh"], true)]
+    #[case(&["sh", "-c", "uvicorn app:app"], false)]
+    #[case(&["bash", "-lc", "echo hi"], false)]
+    #[case(&["bash", "script.sh"], false)]
+    #[case(&["python3"], false)]
+    #[case(&["uvicorn", "-i"], false)]
+    fn tells_a_debug_shell_from_an_app(#[case] argv: &[&str], #[case] shell: bool) {
+        let program = Program {
+            path: PathBuf::from(argv[0]),
+            argv: argv.iter().map(Into::into).collect(),
+        };
+        assert_eq!(program.is_debug_shell(), shell, "{argv:?}");
     }
 
     #[test]

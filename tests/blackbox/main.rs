@@ -4,6 +4,7 @@
 mod support;
 
 mod command_line;
+mod example_fastapi;
 mod exit_codes;
 mod forwarding;
 mod hooks;

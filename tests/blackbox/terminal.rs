@@ -164,3 +164,37 @@ fn ctrl_c_reaches_the_app_and_gives_130(#[values(Mode::Subreaper, Mode::Pid1)] m
     t.type_in(b"\x03");
     assert_eq!(t.exit_code(), 130);
 }
+
+#[rstest]
+fn a_debug_shell_skips_the_boot_and_gets_the_terminal(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    // The database does not exist: a boot would wait for it; a debug shell must not.
+    let unreachable = format!(
+        "postgres://app:pw@127.0.0.1:{}/app",
+        crate::support::postgres::free_port()
+    );
+    let mut t = OnTerminal::start(
+        mode,
+        &[
+            "--database-url",
+            &unreachable,
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-i",
+        ],
+    );
+    t.shows("is an interactive shell: skipping wait, migrations and hooks");
+    t.type_in(b"echo \"flags=[$-]\"\n");
+    let answer = loop {
+        t.shows("flags=[");
+        let answer = t.shows("]");
+        if answer != "$-]" {
+            break answer;
+        }
+    };
+    assert!(answer.contains('m'), "no job control: flags {answer:?}");
+    t.type_in(b"exit 5\n");
+    assert_eq!(t.exit_code(), 5);
+}

@@ -414,3 +414,23 @@ fn with_no_database_roadie_says_so_once_and_is_a_plain_init() {
         .code(0)
         .stderr_has("no database configured");
 }
+
+#[test]
+fn sh_dash_c_is_an_app_and_boots_normally() {
+    let url = format!("postgres://roadie:pw@127.0.0.1:{}/app", free_port());
+    roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &url,
+            "--wait-timeout",
+            "300ms",
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+    .run()
+    .code(69)
+    .stderr_lacks("interactive shell");
+}

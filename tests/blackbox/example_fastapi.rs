@@ -1,0 +1,388 @@
+//! The FastAPI + alembic example (examples/fastapi-alembic), end to end: roadie waits for the
+//! database, runs the example's alembic revisions (one of them a data migration) under the
+//! lock, then runs uvicorn with 2 workers, which serves the migrated rows over HTTP. The Python
+//! packages come from the venv that scripts/venv.sh builds.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::postgres::{Postgres, free_port};
+use crate::support::{DEADLINE, Mode, Roadie, Running, roadie, scratch};
+
+/// The emails the data migration (0004) inserts, in id order.
+const SEEDED: [&str; 3] = ["ada@example.com", "grace@example.com", "edsger@example.com"];
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fastapi-alembic")
+}
+
+fn venv_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    assert!(
+        bin.join("uvicorn").exists() && bin.join("alembic").exists(),
+        "run scripts/venv.sh first (scripts/test.sh does)"
+    );
+    bin
+}
+
+/// `uvicorn app.main:app --workers 2` on 127.0.0.1:`port`, as the example's README runs it.
+fn uvicorn(port: u16) -> Vec<String> {
+    [
+        "uvicorn",
+        "app.main:app",
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// roadie `args` in the example directory `dir`, with the venv on PATH and `database_url` in
+/// DATABASE_URL (read by roadie, alembic's env.py and the app alike).
+fn example(mode: Mode, dir: &Path, database_url: &str, args: &[String]) -> Roadie {
+    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+    roadie(mode, args)
+        .current_dir(dir)
+        .env("PATH", &path)
+        .env("DATABASE_URL", database_url)
+        // No __pycache__ left in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1:`port`: the status code and the body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+    // uvicorn's parent binds the socket before its workers can accept: a request may wait in
+    // the backlog while they start.
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no complete response: {response:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line: {head:?}")))?;
+    Ok((status, body.to_string()))
+}
+
+/// GETs `path` until uvicorn answers (connection refused while roadie waits and migrates),
+/// failing with roadie's output at the deadline.
+fn get(r: &Running, port: u16, path: &str) -> (u16, String) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match http_get(port, path) {
+            Ok(response) => return response,
+            Err(e) if Instant::now() > until => r.fail(&format!(
+                "GET {path} on port {port}: no answer in time: {e}"
+            )),
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// GETs /customers and asserts it lists the seeded customers with their orders.
+fn serves_the_seeded_customers(r: &Running, port: u16) {
+    let (status, body) = get(r, port, "/customers");
+    if status != 200 {
+        r.fail(&format!("GET /customers: {status} {body}"));
+    }
+    let customers: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| r.fail(&format!("GET /customers: not JSON ({e}): {body}")));
+    let emails: Vec<&str> = customers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["email"].as_str())
+        .collect();
+    if emails != SEEDED {
+        r.fail(&format!("GET /customers: {body}"));
+    }
+    let ada = &customers[0];
+    if ada["plan"] != "pro" || ada["orders"] != 2 || ada["total_cents"] != 2499 {
+        r.fail(&format!("GET /customers: Ada's row is wrong: {body}"));
+    }
+}
+
+/// SIGTERMs roadie and asserts uvicorn's graceful shutdown: both workers finish, the parent
+/// stops, and roadie exits with uvicorn's code, 0.
+fn stops_gracefully(r: Running) {
+    r.signal(libc::SIGTERM);
+    let sent = Instant::now();
+    let finished = r.finish();
+    finished
+        .code(0)
+        .stderr_has("SIGTERM received: stopping uvicorn")
+        .stderr_has("INFO:     Shutting down")
+        .stderr_has("INFO:     Stopping parent process")
+        .stderr_has("uvicorn exited with code 0")
+        .stderr_lacks("stop grace of")
+        .stderr_lacks("left behind")
+        .stderr_lacks("Traceback");
+    assert_eq!(
+        finished
+            .stderr
+            .matches("INFO:     Finished server process")
+            .count(),
+        2,
+        "both workers finish\n{finished}"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?} after SIGTERM\n{finished}",
+        sent.elapsed()
+    );
+}
+
+/// `roadie ARGS -- uvicorn ...` as a list of strings.
+fn with_uvicorn(args: &[&str], port: u16) -> Vec<String> {
+    let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    argv.push("--".into());
+    argv.extend(uvicorn(port));
+    argv
+}
+
+/// Whether `table` exists in the database `app`.
+fn table_exists(pg: &Postgres, table: &str) -> bool {
+    pg.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) == "t"
+}
+
+#[test]
+fn roadie_boots_the_example_against_a_postgres_that_starts_a_second_later() {
+    let mut pg = Postgres::new();
+    let port = free_port();
+    let r = example(
+        Mode::Subreaper,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&[], port),
+    )
+    .start();
+    thread::sleep(Duration::from_secs(1));
+    pg.start();
+    serves_the_seeded_customers(&r, port);
+    let stderr = r.stderr_so_far();
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains("[roadie] ") && l.contains("database ready in"))
+        .unwrap_or_else(|| r.fail("no database ready line"));
+    let attempts: u32 = ready
+        .rsplit("after ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| r.fail(&format!("no attempt count in {ready:?}")));
+    if attempts < 2 {
+        r.fail("roadie found the database ready before it was started");
+    }
+    // The order of a boot: wait, then alembic under the lock (all 5 revisions), then uvicorn.
+    let order = [
+        "database ready in",
+        "running alembic upgrade head (pid",
+        "Running upgrade 0003 -> 0004, data migration",
+        "Running upgrade 0004 -> 0005",
+        "migration command done in",
+        "starting uvicorn (pid",
+        "Application startup complete",
+    ];
+    let positions: Vec<Option<usize>> = order.iter().map(|n| stderr.find(n)).collect();
+    if positions.iter().any(Option::is_none) || !positions.is_sorted() {
+        r.fail(&format!("expected, in this order: {order:?}"));
+    }
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    stops_gracefully(r);
+}
+
+#[test]
+fn sigterm_to_roadie_as_pid_1_shuts_uvicorn_down_gracefully_and_exits_0() {
+    let pg = Postgres::started();
+    let port = free_port();
+    let r = example(
+        Mode::Pid1,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&[], port),
+    )
+    .start();
+    let (status, body) = get(&r, port, "/health");
+    if status != 200 {
+        r.fail(&format!("GET /health: {status} {body}"));
+    }
+    serves_the_seeded_customers(&r, port);
+    stops_gracefully(r);
+    // Nothing of the app is left holding the database.
+    assert!(crate::support::postgres::eventually(
+        Duration::from_secs(5),
+        || pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'roadie'") == "0"
+    ));
+}
+
+#[test]
+fn a_second_boot_on_the_same_database_finds_nothing_to_migrate_and_serves_again() {
+    let pg = Postgres::started();
+    let port = free_port();
+    let first = example(
+        Mode::Subreaper,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&[], port),
+    )
+    .start();
+    serves_the_seeded_customers(&first, port);
+    stops_gracefully(first);
+
+    let port = free_port();
+    let second = example(
+        Mode::Subreaper,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&[], port),
+    )
+    .start();
+    serves_the_seeded_customers(&second, port);
+    let stderr = second.stderr_so_far();
+    if stderr.contains("Running upgrade") || !stderr.contains("migration command done in") {
+        second.fail("the second boot should run alembic, and alembic should find nothing to do");
+    }
+    // The data migration ran once: still three customers.
+    assert_eq!(pg.psql("SELECT count(*) FROM customers"), "3");
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    stops_gracefully(second);
+}
+
+#[test]
+fn skip_migrations_starts_the_app_without_migrating() {
+    let pg = Postgres::started();
+    let port = free_port();
+    let r = example(
+        Mode::Subreaper,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&["--skip-migrations"], port),
+    )
+    .start();
+    let (status, body) = get(&r, port, "/health");
+    if status != 200 {
+        r.fail(&format!("GET /health: {status} {body}"));
+    }
+    // The app runs, but the schema is not there: the example answers 503 naming the table.
+    let (status, body) = get(&r, port, "/customers");
+    if status != 503 || !body.contains("relation \\\"customers\\\" does not exist") {
+        r.fail(&format!(
+            "GET /customers without migrations: {status} {body}"
+        ));
+    }
+    assert!(!table_exists(&pg, "alembic_version"), "alembic ran");
+    assert!(!table_exists(&pg, "customers"), "alembic ran");
+    let stderr = r.stderr_so_far();
+    if !stderr.contains("--skip-migrations: not migrating") || stderr.contains("migration lock") {
+        r.fail("expected roadie to say it skips the migrations, and take no lock");
+    }
+    stops_gracefully(r);
+}
+
+#[test]
+fn alembic_current_as_the_command_waits_for_the_database_but_does_not_migrate_first() {
+    let mut pg = Postgres::new();
+    let r = example(
+        Mode::Pid1,
+        &example_dir(),
+        &pg.app_url(),
+        &["alembic".into(), "current".into()],
+    )
+    .start();
+    thread::sleep(Duration::from_millis(500));
+    pg.start();
+    r.finish()
+        .code(0)
+        .stderr_has("database ready in")
+        .stderr_has("alembic is the migrator itself: waiting, but not migrating first")
+        .stderr_has("starting alembic (pid")
+        .stderr_has("Context impl PostgresqlImpl")
+        .stderr_has("alembic exited with code 0")
+        .stderr_lacks("migration lock")
+        .stderr_lacks("Running upgrade");
+    assert!(!table_exists(&pg, "alembic_version"), "alembic migrated");
+    assert!(!table_exists(&pg, "customers"), "alembic migrated");
+}
+
+#[test]
+fn a_broken_revision_exits_65_rolls_everything_back_and_never_starts_uvicorn() {
+    let pg = Postgres::started();
+    // A copy of the example with a sixth revision that fails on the server.
+    let dir = scratch();
+    let copy = dir.path().join("fastapi-alembic");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(example_dir())
+        .arg(&copy)
+        .output()
+        .expect("cp");
+    assert!(cp.status.success(), "cp: {cp:?}");
+    std::fs::write(
+        copy.join("migrations/versions/0006_broken.py"),
+        "\"\"\"a broken revision\"\"\"\n\
+         from alembic import op\n\
+         revision = \"0006\"\n\
+         down_revision = \"0005\"\n\
+         branch_labels = None\n\
+         depends_on = None\n\
+         def upgrade() -> None:\n    op.execute(\"ALTER TABLE customers ADD COLUMN nickname TEXT NOT NUL\")\n\
+         def downgrade() -> None:\n    pass\n",
+    )
+    .expect("writing the broken revision");
+    let port = free_port();
+    let finished = example(Mode::Pid1, &copy, &pg.app_url(), &with_uvicorn(&[], port)).run();
+    finished
+        .code(65)
+        .stderr_has("Running upgrade 0005 -> 0006, a broken revision")
+        .stderr_has("syntax error at or near \"NUL\"")
+        .stderr_has("migration command \"alembic upgrade head\" exited with code 1")
+        .stderr_lacks("starting uvicorn")
+        .stderr_lacks("Uvicorn running");
+    assert!(
+        !finished.stdout.contains("HTTP") && http_get(port, "/health").is_err(),
+        "uvicorn ran\n{finished}"
+    );
+    // One transaction for the whole upgrade (PostgreSQL's transactional DDL): nothing stays.
+    assert!(!table_exists(&pg, "alembic_version"), "not rolled back");
+    assert!(!table_exists(&pg, "customers"), "not rolled back");
+}
+
+#[test]
+fn the_sqlite_embedded_default_boots_migrates_and_serves_with_no_server() {
+    let dir = scratch();
+    let db = dir.path().join("example.db");
+    let url = format!("sqlite:///{}", db.display());
+    let port = free_port();
+    let r = example(Mode::Pid1, &example_dir(), &url, &with_uvicorn(&[], port)).start();
+    serves_the_seeded_customers(&r, port);
+    let stderr = r.stderr_so_far();
+    if !stderr.contains("Context impl SQLiteImpl")
+        || !stderr.contains("Running upgrade 0003 -> 0004, data migration")
+        || !stderr.contains("migration command done in")
+    {
+        r.fail("expected alembic to migrate the SQLite file under roadie");
+    }
+    if !db.is_file() {
+        r.fail(&format!("no database file at {}", db.display()));
+    }
+    stops_gracefully(r);
+}
