@@ -1,0 +1,1 @@
+"""The example's FastAPI app: a customers table that alembic creates and seeds."""
