@@ -258,6 +258,7 @@ fn migrate_with_command(
             forward: &config.forward,
             stop_grace: config.stop_grace,
             settled: None,
+            announce_exit: false,
         }
         .run(pid, &program.display_name())
     });
@@ -376,6 +377,7 @@ fn run_app(
         forward: &config.forward,
         stop_grace: config.stop_grace,
         settled: Some(resident::release_boot_memory),
+        announce_exit: true,
     }
     .run(pid, &name)
     .map_err(|source| BootError::Internal {

@@ -101,6 +101,7 @@ pub fn run_all(
             forward: policy,
             stop_grace,
             settled: None,
+            announce_exit: false,
         }
         .run(pid, &program.display_name())
         .map_err(|source| HookError::Io {

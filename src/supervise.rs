@@ -28,6 +28,9 @@ pub struct Supervisor<'a> {
     pub stop_grace: Duration,
     /// Called once when the child has run for `SETTLE` with nothing to do: the boot is over.
     pub settled: Option<fn()>,
+    /// Log the child's end at info (the app) rather than debug (a hook or migration command,
+    /// whose stage logs its own summary).
+    pub announce_exit: bool,
 }
 
 /// How a supervised child ended, and whether a stop signal asked for it.
@@ -138,7 +141,9 @@ impl Supervisor<'_> {
                 if !leftovers_told {
                     leftovers_told = true;
                     let n = signal_descendants(libc::SIGTERM);
-                    info!(
+                    // Often a helper that exits on its own a moment later (Python's
+                    // multiprocessing resource tracker): only a SIGKILL is worth an info line.
+                    debug!(
                         "{name} has exited; sent SIGTERM to what it left behind, SIGKILL in {}",
                         humantime::format_duration(self.stop_grace)
                     );
@@ -162,7 +167,11 @@ impl Supervisor<'_> {
     fn collect(&mut self, pid: pid_t, name: &str, exit: &mut Option<ChildExit>) {
         for (ended, status) in self.reaper.reap_all() {
             if ended == pid {
-                info!("{name} {status}");
+                if self.announce_exit {
+                    info!("{name} {status}");
+                } else {
+                    debug!("{name} {status}");
+                }
                 *exit = Some(status);
             }
         }

@@ -59,7 +59,7 @@ fn what_the_app_leaves_behind_gets_term_and_time_to_clean_up(
     // (tini #180). As PID 1, exiting early would kill it before it printed.
     let script = "(trap 'sleep 0.5; echo cleanup-done; exit 0' TERM; echo bg-ready; \
                   while :; do sleep 0.05; done) & sleep 0.3; exit 5";
-    let finished = roadie(mode, ["sh", "-c", script]).run();
+    let finished = roadie(mode, ["--log-level", "debug", "sh", "-c", script]).run();
     finished
         .code(5)
         .stdout_has("cleanup-done")
