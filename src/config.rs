@@ -246,8 +246,15 @@ fn resolve_command(argv: Vec<OsString>, path_var: &OsStr) -> Result<Program, Con
                         path,
                     },
                     None => ConfigError::NotFound {
+                        searched: match shown.as_str() {
+                            // `roadie --log-level warn migrate` reads `migrate` as the app.
+                            "run" | "wait" | "migrate" => format!(
+                                "{}; to use the subcommand, put the options after it: roadie {shown} [OPTIONS]",
+                                path_var.to_string_lossy()
+                            ),
+                            _ => path_var.to_string_lossy().into_owned(),
+                        },
                         command: shown,
-                        searched: path_var.to_string_lossy().into_owned(),
                     },
                 });
             }

@@ -17,10 +17,10 @@ use tracing::{debug, info};
 
 use crate::database::ConnectOptions;
 
-/// Polls are this far apart (plus jitter): a waiting replica picks the lock up soon after the
-/// holder lets go, and each poll is one tiny query on an idle connection.
-const POLL: Duration = Duration::from_millis(100);
-const POLL_JITTER: Duration = Duration::from_millis(50);
+/// Polls are this far apart (plus jitter): a waiting replica notices soon after the holder is
+/// done, and each poll is one or two tiny queries on idle connections.
+const POLL: Duration = Duration::from_millis(50);
+const POLL_JITTER: Duration = Duration::from_millis(25);
 /// While waiting, say who holds the lock this often.
 const REPORT_EVERY: Duration = Duration::from_secs(3);
 
@@ -28,6 +28,14 @@ const REPORT_EVERY: Duration = Duration::from_secs(3);
 pub fn sqlx_key(database: &str) -> i64 {
     const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
     0x3d32ad9e * i64::from(CRC.checksum(database.as_bytes()))
+}
+
+/// How waiting for the lock ended well.
+pub enum Acquired {
+    /// Held, after waiting this long.
+    Held(MigrationLock, Duration),
+    /// Another replica did the work while this one waited this long.
+    NotNeeded(Duration),
 }
 
 /// A held lock. Dropping it without `release` still frees it (the connection or file closes),
@@ -55,12 +63,15 @@ pub enum LockError {
 }
 
 impl MigrationLock {
-    /// Waits for the lock up to `timeout`. Returns it and how long it waited.
+    /// Waits for the lock up to `timeout`. Between polls it asks `done_elsewhere` whether the
+    /// holder has already done the work (nothing pending any more): then the lock is not
+    /// needed, and ten replicas do not queue up to find that out one by one.
     pub async fn acquire(
         options: &ConnectOptions,
         sqlite_file: Option<PathBuf>,
         timeout: Duration,
-    ) -> Result<(Self, Duration), LockError> {
+        mut done_elsewhere: impl AsyncFnMut() -> bool,
+    ) -> Result<Acquired, LockError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut lock = match options {
@@ -104,7 +115,10 @@ impl MigrationLock {
             ConnectOptions::Sqlite(_) => {
                 let Some(db) = sqlite_file else {
                     // An in-memory database lives in one process: nothing to share.
-                    return Ok((MigrationLock::Sqlite { _file: None }, Duration::ZERO));
+                    return Ok(Acquired::Held(
+                        MigrationLock::Sqlite { _file: None },
+                        Duration::ZERO,
+                    ));
                 };
                 let path = PathBuf::from(format!("{}.roadie-lock", db.display()));
                 let file = File::options()
@@ -120,7 +134,11 @@ impl MigrationLock {
         let mut holder = None;
         loop {
             if lock.try_lock().await.map_err(LockError::Database)? {
-                return Ok((lock, started.elapsed()));
+                return Ok(Acquired::Held(lock, started.elapsed()));
+            }
+            if done_elsewhere().await {
+                lock.close().await;
+                return Ok(Acquired::NotNeeded(started.elapsed()));
             }
             let now = Instant::now();
             if now >= next_report || holder.is_none() {
@@ -239,6 +257,15 @@ impl MigrationLock {
         if let Err(e) = result {
             debug!("cancelling the migration's query: {e}");
         }
+    }
+
+    /// Closes the connection of a lock that was never taken.
+    async fn close(self) {
+        let _ = match self {
+            MigrationLock::Postgres { conn, .. } => conn.close().await,
+            MigrationLock::MySql { conn, .. } => conn.close().await,
+            MigrationLock::Sqlite { .. } => Ok(()),
+        };
     }
 
     /// Releases the lock and closes its connection.

@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
-use super::lock::MigrationLock;
+use super::lock::{Acquired, MigrationLock};
 use super::{MigrateError, Summary};
 use crate::database::{ConnectOptions, DatabaseUrl, Kind};
 
@@ -169,11 +169,22 @@ pub async fn run(
         return Ok(Summary::UpToDate { lock_waited: None });
     }
     tokio::pin!(stop);
-    let (mut lock, waited) = tokio::select! {
-        acquired = MigrationLock::acquire(&options, url.sqlite_file().map(Path::to_path_buf), lock_timeout) => {
+    let sqlite_file = url.sqlite_file().map(Path::to_path_buf);
+    let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
+    let acquired = tokio::select! {
+        acquired = MigrationLock::acquire(&options, sqlite_file, lock_timeout, done_elsewhere) => {
             acquired.map_err(MigrateError::from)?
         }
         signal = &mut stop => return Err(MigrateError::stopped(signal)),
+    };
+    let (mut lock, waited) = match acquired {
+        Acquired::Held(lock, waited) => (lock, waited),
+        Acquired::NotNeeded(waited) => {
+            conn.close().await;
+            return Ok(Summary::UpToDate {
+                lock_waited: Some(waited),
+            });
+        }
     };
     let outcome = run_locked(folder, &mut conn, &mut lock, waited, grace, &mut stop).await;
     lock.release().await;
