@@ -188,7 +188,7 @@ fn migration_plan(
         skip: m.skip_migrations,
         migrations: m.migrations.as_deref(),
         command: command.as_ref(),
-        app: app.map(|a| a.argv[0].as_os_str()),
+        app: app.map(|a| a.argv.as_slice()),
         alembic_ini: Path::new("alembic.ini").is_file(),
         migrations_dir: migrate::has_sqlx_migrations(Path::new("migrations")),
     };

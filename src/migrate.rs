@@ -5,7 +5,7 @@
 pub mod lock;
 pub mod native;
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,8 +35,8 @@ pub struct Asked<'a> {
     pub skip: bool,
     pub migrations: Option<&'a Path>,
     pub command: Option<&'a Program>,
-    /// argv[0] of the app, when there is one.
-    pub app: Option<&'a OsStr>,
+    /// The app's argv, when there is one.
+    pub app: Option<&'a [OsString]>,
     pub alembic_ini: bool,
     pub migrations_dir: bool,
 }
@@ -70,18 +70,12 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
     if asked.skip {
         return Decision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into())));
     }
-    let app_name = asked.app.map(|a| Path::new(a).file_name().unwrap_or(a));
-    let migrator_name = asked.command.map(|c| {
-        Path::new(&c.argv[0])
-            .file_name()
-            .unwrap_or(c.argv[0].as_os_str())
-    });
-    if let Some(app) = app_name
-        && (app == "alembic" || Some(app) == migrator_name)
+    if let Some(app) = asked.app
+        && is_the_migrator(app, asked.command)
     {
         return Decision::Plan(Plan::Skip(Some(format!(
             "{} is the migrator itself: waiting, but not migrating first",
-            app.to_string_lossy()
+            program_name(&app[0]).to_string_lossy()
         ))));
     }
     if let Some(dir) = asked.migrations {
@@ -99,6 +93,38 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
     Decision::Plan(Plan::Skip(Some(
         "no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into(),
     )))
+}
+
+/// Programs that run someone else's code: sharing one with the migrator says nothing
+/// (`python manage.py migrate` vs `python app.py`).
+const LAUNCHERS: &[&str] = &[
+    "sh", "bash", "dash", "ash", "zsh", "env", "python", "python3", "node", "npx", "npm", "yarn",
+    "pnpm", "bun", "deno", "ruby", "bundle", "rails", "rake", "php", "java", "uv", "uvx", "poetry",
+    "pipenv", "pdm", "hatch", "dotnet", "go", "cargo", "perl", "exec",
+];
+
+fn program_name(argv0: &OsStr) -> &OsStr {
+    Path::new(argv0).file_name().unwrap_or(argv0)
+}
+
+/// Whether the app is the migrator itself, so `alembic downgrade -1` as COMMAND is not preceded
+/// by an upgrade: alembic; the migrate command exactly; or the migrate command's program when
+/// that program is the migrator (`dbmate status` for `dbmate up`), not a launcher.
+fn is_the_migrator(app: &[OsString], command: Option<&Program>) -> bool {
+    let name = program_name(&app[0]);
+    if name == "alembic" {
+        return true;
+    }
+    let Some(command) = command else {
+        return false;
+    };
+    if command.argv == app {
+        return true;
+    }
+    let launcher = name
+        .to_str()
+        .is_some_and(|n| LAUNCHERS.contains(&n) || n.starts_with("python"));
+    !launcher && name == program_name(&command.argv[0])
 }
 
 /// Whether `dir` holds at least one sqlx-format migration (`<version>_<description>.sql`).
@@ -267,23 +293,41 @@ mod tests {
         assert_eq!(decide(&asked), expected);
     }
 
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
     #[rstest]
-    #[case("alembic")]
-    #[case("/venv/bin/alembic")]
-    #[case("dbmate")]
-    fn the_migrator_as_command_waits_but_does_not_migrate(#[case] app: &str) {
-        let command = program("dbmate");
+    #[case(&["alembic", "downgrade", "-1"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["/venv/bin/alembic", "current"], &["dbmate", "up"], true)]
+    #[case(&["dbmate", "status"], &["dbmate", "up"], true)]
+    #[case(&["python3", "manage.py", "migrate"], &["python3", "manage.py", "migrate"], true)]
+    #[case(&["python3", "app.py"], &["python3", "-c", "migrate()"], false)]
+    #[case(&["python", "manage.py", "runserver"], &["python", "manage.py", "migrate"], false)]
+    #[case(&["bundle", "exec", "puma"], &["bundle", "exec", "rake", "db:migrate"], false)]
+    #[case(&["sh", "-c", "uvicorn app:app"], &["sh", "-c", "./migrate.sh"], false)]
+    #[case(&["uvicorn", "app:app"], &["dbmate", "up"], false)]
+    fn the_migrator_as_command_waits_but_does_not_migrate(
+        #[case] app: &[&str],
+        #[case] migrate_command: &[&str],
+        #[case] is_migrator: bool,
+    ) {
+        let command = Program {
+            path: PathBuf::from(migrate_command[0]),
+            argv: argv(migrate_command),
+        };
+        let app = argv(app);
         let asked = Asked {
             database: true,
-            alembic_ini: true,
             command: Some(&command),
-            app: Some(OsStr::new(app)),
+            app: Some(&app),
             ..Default::default()
         };
-        assert!(matches!(
-            decide(&asked),
-            Decision::Plan(Plan::Skip(Some(_)))
-        ));
+        let skipped = matches!(decide(&asked), Decision::Plan(Plan::Skip(Some(_))));
+        assert_eq!(
+            skipped, is_migrator,
+            "{app:?} with --migrate-command {migrate_command:?}"
+        );
     }
 
     #[test]
