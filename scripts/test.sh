@@ -28,4 +28,5 @@ scripts/venv.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo build --locked --examples
 cargo nextest run --locked --profile ci

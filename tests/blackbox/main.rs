@@ -5,6 +5,7 @@ mod support;
 
 mod command_line;
 mod example_fastapi;
+mod example_rust;
 mod exit_codes;
 mod forwarding;
 mod hooks;
