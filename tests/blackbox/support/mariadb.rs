@@ -302,19 +302,7 @@ impl Drop for MariaDb {
 
 /// mariadb-install-db once per machine (serialised with a lock file), then the accounts.
 fn ensure_template() {
-    let lock = fs::File::create(format!("{TEMPLATE}.lock")).expect("lock file");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on an open file.
-    unsafe {
-        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
-    }
-    if !Path::new(&format!("{TEMPLATE}/ready")).exists() {
-        build_template();
-    }
-    // SAFETY: as above.
-    unsafe {
-        libc::flock(lock.as_raw_fd(), libc::LOCK_UN);
-    }
+    super::once_per_machine(TEMPLATE, build_template);
 }
 
 fn build_template() {

@@ -454,6 +454,20 @@ pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Builds `dir` with `build` unless an earlier test (or test process) did: serialised by a lock
+/// file beside it; `build` writes `dir/ready` when it is done.
+pub fn once_per_machine(dir: &str, build: impl FnOnce()) {
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::create(format!("{dir}.lock")).expect("lock file");
+    // SAFETY: flock on an open file; the lock goes with the descriptor.
+    unsafe {
+        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
+    }
+    if !Path::new(&format!("{dir}/ready")).exists() {
+        build();
+    }
+}
+
 /// A scratch directory kept on failure (its path is printed by the test that uses it).
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()

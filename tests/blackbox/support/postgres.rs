@@ -215,19 +215,7 @@ pub fn escape(text: &str) -> String {
 
 /// initdb once per machine (serialised with a lock file): roles, database and pg_hba rules.
 fn ensure_template() {
-    let lock = fs::File::create(format!("{TEMPLATE}.lock")).expect("lock file");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on an open file.
-    unsafe {
-        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
-    }
-    if !Path::new(&format!("{TEMPLATE}/ready")).exists() {
-        build_template();
-    }
-    // SAFETY: as above.
-    unsafe {
-        libc::flock(lock.as_raw_fd(), libc::LOCK_UN);
-    }
+    super::once_per_machine(TEMPLATE, build_template);
 }
 
 fn build_template() {
