@@ -375,12 +375,24 @@ fn run_app(
     })?;
     reaper.watch(pid);
     info!("{ready}starting {name} (pid {pid})");
+    let handoff = logging::settings().map(|log| resident::Handoff {
+        pid,
+        name: name.clone(),
+        stop_grace: config.stop_grace,
+        forward: config.forward.clone(),
+        success_codes: config.success_codes.clone(),
+        log,
+    });
+    let settle = || match &handoff {
+        Some(handoff) => resident::settle(handoff),
+        None => resident::release_boot_memory(),
+    };
     let ended = Supervisor {
         signals,
         reaper,
         forward: &config.forward,
         stop_grace: config.stop_grace,
-        settled: Some(resident::release_boot_memory),
+        settled: Some(&settle),
         announce_exit: true,
     }
     .run(pid, &name)
@@ -389,6 +401,29 @@ fn run_app(
         source,
     })?;
     Ok(exit_code(ended.exit, &config.success_codes))
+}
+
+/// The run stage, continued in a fresh image of roadie that the boot handed the app to
+/// (resident.rs): same pid, same children, signals still pending.
+pub fn resume(handoff: resident::Handoff, signals: &mut SignalSource) -> Result<u8, BootError> {
+    logging::init(handoff.log);
+    logging::enter(Phase::Run);
+    let mut reaper = Reaper::adopt_orphans();
+    reaper.watch(handoff.pid);
+    let ended = Supervisor {
+        signals,
+        reaper: &mut reaper,
+        forward: &handoff.forward,
+        stop_grace: handoff.stop_grace,
+        settled: Some(&resident::release_boot_memory),
+        announce_exit: true,
+    }
+    .run(handoff.pid, &handoff.name)
+    .map_err(|source| BootError::Internal {
+        about: "waiting for signals",
+        source,
+    })?;
+    Ok(exit_code(ended.exit, &handoff.success_codes))
 }
 
 /// The app's code, 128+S for a death by signal S, and 0 for a `--success-exit-code`.

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
@@ -21,7 +22,7 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub format: Format,
     /// The most verbose level written.
@@ -73,7 +74,26 @@ fn phase() -> &'static str {
     PHASES[usize::from(PHASE.load(Ordering::Relaxed)).min(PHASES.len() - 1)]
 }
 
+/// The settings in force, for a supervisor handed over to a fresh image (resident.rs).
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+pub fn settings() -> Option<Settings> {
+    SETTINGS.get().copied()
+}
+
+impl Settings {
+    /// The `--log-format` and `--log-level` values that give these settings back.
+    pub fn as_args(&self) -> (&'static str, String) {
+        let format = match self.format {
+            Format::Text => "text",
+            Format::Json => "json",
+        };
+        (format, self.level.as_str().to_ascii_lowercase())
+    }
+}
+
 pub fn init(settings: Settings) {
+    let _ = SETTINGS.set(settings);
     tracing::subscriber::set_global_default(Stderr(settings))
         .expect("UNWRAP: logging is set up once, in main");
 }

@@ -43,6 +43,21 @@ fn main() -> ExitCode {
             });
         }
     };
+    // A supervisor that roadie's own boot handed the app to: nothing to parse (resident.rs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(handoff) = resident::Handoff::from_args(&args) {
+        let resumed = handoff
+            .map_err(|e| BootError::Internal {
+                about: "resuming supervision",
+                source: std::io::Error::other(e),
+            })
+            .and_then(|handoff| boot::resume(handoff, &mut signals));
+        return match resumed {
+            Ok(code) => exit_now(code),
+            Err(e) => fail(e),
+        };
+    }
+    drop(args);
     let invocation = match cli::Args::try_parse().map(cli::Args::invocation) {
         Ok(Ok(invocation)) => invocation,
         Ok(Err(usage)) => return fail(BootError::Usage(usage)),

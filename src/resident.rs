@@ -1,9 +1,130 @@
-//! What roadie keeps in memory while it supervises: after the boot, the code and heap pages it
-//! touched (argument parsing, logging set-up, later the database stages) are released, so the
-//! supervisor's resident set is what supervision itself uses. Only clean file-backed pages are
-//! dropped, which the kernel maps again from the page cache if they are ever needed.
+//! What roadie keeps in memory while it supervises. Once the app has settled, roadie hands the
+//! supervision to a fresh image of itself (`execve`: same pid, same children, signals still
+//! blocked and pending), so nothing the boot touched stays resident: argument parsing, the
+//! database stages, their runtime. Should that fail, the boot's pages are released in place:
+//! only clean file-backed pages and unused stack, which come back on demand.
 
+use std::ffi::{CString, OsString};
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::logging::Settings;
+use crate::signals::ForwardPolicy;
+
+/// argv[1] of a handed-over supervisor: no user types it (a command of that name is reachable
+/// with `roadie run -- ...`).
+const MARK: &str = "__roadie-supervise";
+
+/// What a supervisor needs once the app runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handoff {
+    pub pid: libc::pid_t,
+    pub name: String,
+    pub stop_grace: Duration,
+    pub forward: ForwardPolicy,
+    pub success_codes: Vec<u8>,
+    pub log: Settings,
+}
+
+impl Handoff {
+    fn to_argv(&self) -> Vec<CString> {
+        let rewrites: Vec<String> = self
+            .forward
+            .rewrites
+            .iter()
+            .map(|(from, to)| format!("{from}:{to}"))
+            .collect();
+        let codes: Vec<String> = self.success_codes.iter().map(u8::to_string).collect();
+        let (format, level) = self.log.as_args();
+        [
+            "roadie".to_string(),
+            MARK.to_string(),
+            self.pid.to_string(),
+            self.stop_grace.as_millis().to_string(),
+            u8::from(self.forward.group).to_string(),
+            format!("r{}", rewrites.join(",")),
+            format!("c{}", codes.join(",")),
+            format.to_string(),
+            level,
+            self.name.clone(),
+        ]
+        .into_iter()
+        .map(|a| CString::new(a.replace('\0', "")).expect("UNWRAP: NULs removed"))
+        .collect()
+    }
+
+    /// The handoff in roadie's own argv, if this image is a handed-over supervisor.
+    pub fn from_args(args: &[OsString]) -> Option<Result<Self, String>> {
+        if args.get(1).map(|a| a.as_bytes()) != Some(MARK.as_bytes()) {
+            return None;
+        }
+        Some(Self::parse(&args[2..]).ok_or_else(|| format!("malformed {MARK} arguments")))
+    }
+
+    fn parse(args: &[OsString]) -> Option<Self> {
+        let text: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let [pid, grace, group, rewrites, codes, format, level, name] = text.as_slice() else {
+            return None;
+        };
+        let list = |s: &str, tag: char| -> Option<Vec<String>> {
+            let rest = s.strip_prefix(tag)?;
+            Some(
+                rest.split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )
+        };
+        let rewrites = list(rewrites, 'r')?
+            .iter()
+            .map(|r| {
+                let (from, to) = r.split_once(':')?;
+                Some((from.parse().ok()?, to.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let success_codes = list(codes, 'c')?
+            .iter()
+            .map(|c| c.parse().ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(Handoff {
+            pid: pid.parse().ok()?,
+            name: name.clone(),
+            stop_grace: Duration::from_millis(grace.parse().ok()?),
+            forward: ForwardPolicy {
+                rewrites,
+                group: group == "1",
+            },
+            success_codes,
+            log: Settings::parse(format, level).ok()?,
+        })
+    }
+}
+
+/// The boot is over: continue as a fresh image that only supervises. Returns only when that
+/// is impossible (no /proc, the binary replaced on disk), after releasing what it can in place.
+pub fn settle(handoff: &Handoff) {
+    let argv = handoff.to_argv();
+    let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    let exe = c"/proc/self/exe";
+    // SAFETY: NUL-terminated strings and a NULL-terminated array that outlive the call; the
+    // environment is inherited. Handlers reset across execve, but no signal has one: every
+    // signal roadie handles is blocked, and stays blocked and pending in the new image.
+    unsafe {
+        libc::execv(exe.as_ptr(), pointers.as_ptr());
+    }
+    debug!(
+        "handing supervision to a fresh image failed ({}); releasing boot memory in place",
+        std::io::Error::last_os_error()
+    );
+    release_boot_memory();
+}
 
 /// Releases boot-only memory. Best effort: any failure leaves memory as it was.
 pub fn release_boot_memory() {
@@ -113,6 +234,42 @@ Anonymous:            16 kB
 00800000-00900000 r-xp 00000000 fe:01 43 /lib/other.so
 Anonymous:             0 kB
 ";
+
+    #[test]
+    fn a_handoff_survives_its_own_argv() {
+        let handoff = Handoff {
+            pid: 4242,
+            name: "uvicorn".into(),
+            stop_grace: Duration::from_millis(2500),
+            forward: ForwardPolicy {
+                rewrites: vec![(15, 3), (1, 0)],
+                group: true,
+            },
+            success_codes: vec![143, 3],
+            log: Settings::parse("json", "debug").unwrap(),
+        };
+        let argv: Vec<OsString> = handoff
+            .to_argv()
+            .into_iter()
+            .map(|c| OsString::from(c.to_str().unwrap()))
+            .collect();
+        assert_eq!(Handoff::from_args(&argv), Some(Ok(handoff.clone())));
+        let empty = Handoff {
+            forward: ForwardPolicy::default(),
+            success_codes: vec![],
+            ..handoff
+        };
+        let argv: Vec<OsString> = empty
+            .to_argv()
+            .into_iter()
+            .map(|c| OsString::from(c.to_str().unwrap()))
+            .collect();
+        assert_eq!(Handoff::from_args(&argv), Some(Ok(empty)));
+        assert_eq!(
+            Handoff::from_args(&["roadie".into(), "uvicorn".into()]),
+            None
+        );
+    }
 
     #[test]
     fn finds_the_stack() {

@@ -108,7 +108,7 @@ fn rt_offset(bare: &str, rtmin: c_int, rtmax: c_int) -> Option<c_int> {
 }
 
 /// Where forwarded signals go and how they are rewritten on the way.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardPolicy {
     /// `--rewrite-signal FROM:TO`; `TO` = 0 drops the signal.
     pub rewrites: Vec<(c_int, c_int)>,

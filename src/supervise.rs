@@ -27,7 +27,7 @@ pub struct Supervisor<'a> {
     pub forward: &'a ForwardPolicy,
     pub stop_grace: Duration,
     /// Called once when the child has run for `SETTLE` with nothing to do: the boot is over.
-    pub settled: Option<fn()>,
+    pub settled: Option<&'a dyn Fn()>,
     /// Log the child's end at info (the app) rather than debug (a hook or migration command,
     /// whose stage logs its own summary).
     pub announce_exit: bool,

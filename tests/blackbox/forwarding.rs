@@ -177,3 +177,45 @@ fn stdin_reaches_the_app(#[values(Mode::Subreaper, Mode::Pid1)] mode: Mode) {
     finished.code(0);
     assert_eq!(finished.stdout, "hello through roadie\n", "{finished}");
 }
+
+#[rstest]
+fn once_the_app_settles_a_fresh_image_supervises_it_with_the_same_settings(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    // After 100 ms roadie re-executes itself to shed boot memory; nothing the user set may be
+    // lost on the way: rewrites, the grace, success codes, the app's pid.
+    let recorder = app("recorder.py");
+    let mut r = roadie(
+        mode,
+        [
+            "--rewrite-signal",
+            "USR1:USR2",
+            "--success-exit-code",
+            "137",
+            "python3",
+            &recorder,
+            "all",
+        ],
+    )
+    .start();
+    r.line_containing("ready");
+    let cmdline = format!("/proc/{}/cmdline", r.pid());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&cmdline)
+        .unwrap_or_default()
+        .contains("__roadie-supervise")
+    {
+        if std::time::Instant::now() > until {
+            r.fail("roadie never handed over to a fresh image");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    r.signal(libc::SIGUSR1);
+    assert_eq!(r.line_containing("got"), format!("got {}", libc::SIGUSR2));
+    // The recorder handles TERM (prints, keeps running): the second TERM kills it at once, and
+    // the 137 that gives is a --success-exit-code.
+    r.signal(libc::SIGTERM);
+    r.line_containing("got 15");
+    r.signal(libc::SIGTERM);
+    r.finish().code(0).stderr_has("second stop signal");
+}
