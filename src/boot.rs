@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::BootError;
 use crate::hooks;
 use crate::logging::{self, Phase};
-use crate::migrate::lock::{Acquired, MigrationLock};
+use crate::migrate::lock::MigrationLock;
 use crate::migrate::native::{self, Folder};
 use crate::migrate::{MigrateError, Plan, Summary};
 use crate::resident;
@@ -227,14 +227,10 @@ fn migrate_with_command(
     let options = url
         .connect_options()
         .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    // A migration command's state is its own: only holding the lock tells it is done.
     let (lock, waited) = runtime.block_on(async {
         tokio::select! {
-            acquired = MigrationLock::acquire(&options, url.sqlite_file().map(Path::to_path_buf), config.lock_timeout, async || false) => {
-                match acquired.map_err(MigrateError::from)? {
-                    Acquired::Held(lock, waited) => Ok((lock, waited)),
-                    Acquired::NotNeeded(_) => unreachable!("UNWRAP: done_elsewhere is always false here"),
-                }
+            acquired = MigrationLock::acquire(&options, url.sqlite_file().map(Path::to_path_buf), config.lock_timeout) => {
+                acquired.map_err(MigrateError::from)
             }
             signal = signals::stop_requested(signals, &config.forward) => Err(MigrateError::stopped(signal)),
         }

@@ -186,25 +186,7 @@ impl fmt::Display for DatabaseUrl {
     /// The URL with its password masked: `postgres://app:***@db:5432/app`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(url) = &self.url {
-            let mut shown = url.clone();
-            if url.password().is_some() {
-                let _ = shown.set_password(Some("***"));
-            }
-            if url.query_pairs().any(|(k, _)| k == "password") {
-                let pairs: Vec<(String, String)> = url
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if k == "password" {
-                            "***".into()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                shown.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            return f.write_str(shown.as_str());
+            return f.write_str(masked(url).as_str());
         }
         match &self.sqlite {
             Some((Some(path), _)) => write!(f, "sqlite:{}", path.display()),
@@ -239,38 +221,50 @@ fn sqlite_target(rest: &str) -> (Option<PathBuf>, String) {
 
 /// asyncpg spells sslmode `ssl=require` (or `ssl=true`); sqlx knows only `sslmode`.
 fn translate_asyncpg_ssl(url: &mut Url) {
-    if !url.query_pairs().any(|(k, _)| k == "ssl") {
-        return;
-    }
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| match (&*k, &*v) {
-            ("ssl", "true") => ("sslmode".into(), "require".into()),
-            ("ssl", "false") => ("sslmode".into(), "disable".into()),
-            ("ssl", mode) => ("sslmode".into(), mode.to_string()),
-            _ => (k.into_owned(), v.into_owned()),
-        })
-        .collect();
-    url.query_pairs_mut().clear().extend_pairs(pairs);
+    rewrite_query(url, "ssl", |value| {
+        let mode = match value {
+            "true" => "require",
+            "false" => "disable",
+            mode => mode,
+        };
+        ("sslmode".into(), mode.into())
+    });
 }
 
 /// PyMySQL spells the socket `unix_socket=`; sqlx knows only `socket=`.
 fn translate_pymysql_socket(url: &mut Url) {
-    if !url.query_pairs().any(|(k, _)| k == "unix_socket") {
+    rewrite_query(url, "unix_socket", |value| ("socket".into(), value.into()));
+}
+
+/// Replaces every `key=value` of the query with what `rewrite` makes of the value; the other
+/// pairs stay as they are, in order. A URL without `key` is left untouched.
+fn rewrite_query(url: &mut Url, key: &str, rewrite: impl Fn(&str) -> (String, String)) {
+    if !url.query_pairs().any(|(k, _)| k == key) {
         return;
     }
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let k = if k == "unix_socket" {
-                "socket".into()
+            if k == key {
+                rewrite(&v)
             } else {
-                k.into_owned()
-            };
-            (k, v.into_owned())
+                (k.into_owned(), v.into_owned())
+            }
         })
         .collect();
     url.query_pairs_mut().clear().extend_pairs(pairs);
+}
+
+/// `url` fit to show: its password, and a `password=` parameter, replaced by `***`.
+pub fn masked(url: &Url) -> Url {
+    let mut shown = url.clone();
+    if url.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    rewrite_query(&mut shown, "password", |_| {
+        ("password".into(), "***".into())
+    });
+    shown
 }
 
 /// Finds the database: `--database-url`, else `ROADIE_DATABASE_URL`, else `DATABASE_URL` (each

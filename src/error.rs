@@ -3,6 +3,7 @@
 
 use std::io;
 
+use crate::children::ChildExit;
 use crate::config::ConfigError;
 use crate::hooks::HookError;
 use crate::migrate::MigrateError;
@@ -36,17 +37,17 @@ impl BootError {
             BootError::Config(ConfigError::NotExecutable { .. }) => 126,
             BootError::Config(ConfigError::NotFound { .. }) => 127,
             BootError::Wait(WaitError::Unavailable { .. } | WaitError::TimedOut { .. }) => 69,
-            BootError::Wait(WaitError::Stopped(signal)) => (128 + signal).clamp(0, 255) as u8,
+            BootError::Wait(WaitError::Stopped(signal)) => stopped_by(*signal),
             BootError::Wait(WaitError::Internal { .. }) => 70,
             BootError::Migrate(e) => match e {
                 MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
                 MigrateError::LockTimedOut { .. } => 75,
                 MigrateError::Unavailable(_) => 69,
-                MigrateError::Stopped(signal) => (128 + signal).clamp(0, 255) as u8,
+                MigrateError::Stopped(signal) => stopped_by(*signal),
                 MigrateError::Internal { .. } => 70,
             },
             BootError::Hook(HookError::Failed { .. }) => 65,
-            BootError::Hook(HookError::Stopped(signal)) => (128 + signal).clamp(0, 255) as u8,
+            BootError::Hook(HookError::Stopped(signal)) => stopped_by(*signal),
             BootError::Hook(HookError::Io { .. }) => 70,
             BootError::Spawn { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => 127,
@@ -55,6 +56,11 @@ impl BootError {
             BootError::Internal { .. } => 70,
         }
     }
+}
+
+/// Stopped by signal S before the app started: 128+S, the shell's rule, as for the app.
+fn stopped_by(signal: libc::c_int) -> u8 {
+    ChildExit::Signaled(signal).code()
 }
 
 impl std::fmt::Display for BootError {

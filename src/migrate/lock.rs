@@ -63,10 +63,23 @@ pub enum LockError {
 }
 
 impl MigrationLock {
+    /// Waits for the lock up to `timeout`, for work only the lock holder can judge (a
+    /// migration command's state is its own). Returns the lock and how long it waited.
+    pub async fn acquire(
+        options: &ConnectOptions,
+        sqlite_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Result<(Self, Duration), LockError> {
+        match Self::acquire_unless_done(options, sqlite_file, timeout, async || false).await? {
+            Acquired::Held(lock, waited) => Ok((lock, waited)),
+            Acquired::NotNeeded(_) => unreachable!("UNWRAP: never done elsewhere"),
+        }
+    }
+
     /// Waits for the lock up to `timeout`. Between polls it asks `done_elsewhere` whether the
     /// holder has already done the work (nothing pending any more): then the lock is not
     /// needed, and ten replicas do not queue up to find that out one by one.
-    pub async fn acquire(
+    pub async fn acquire_unless_done(
         options: &ConnectOptions,
         sqlite_file: Option<PathBuf>,
         timeout: Duration,

@@ -172,7 +172,7 @@ pub async fn run(
     let sqlite_file = url.sqlite_file().map(Path::to_path_buf);
     let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
     let acquired = tokio::select! {
-        acquired = MigrationLock::acquire(&options, sqlite_file, lock_timeout, done_elsewhere) => {
+        acquired = MigrationLock::acquire_unless_done(&options, sqlite_file, lock_timeout, done_elsewhere) => {
             acquired.map_err(MigrateError::from)?
         }
         signal = &mut stop => return Err(MigrateError::stopped(signal)),

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::database::DatabaseUrl;
 use crate::database::readiness::{self, Verdict};
+use crate::database::{self, DatabaseUrl};
 
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -60,12 +60,8 @@ impl Target {
             }
             "http" | "https" => {
                 let url = Url::parse(text).map_err(|e| format!("--wait-for {text:?}: {e}"))?;
-                let mut shown = url.clone();
-                if url.password().is_some() {
-                    let _ = shown.set_password(Some("***"));
-                }
                 Ok(Target::Http {
-                    name: shown.to_string(),
+                    name: database::masked(&url).to_string(),
                     url,
                 })
             }
