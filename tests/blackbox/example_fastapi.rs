@@ -5,13 +5,17 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstest::rstest;
+
 use crate::support::postgres::{Postgres, free_port};
-use crate::support::{DEADLINE, Mode, Roadie, Running, roadie, scratch};
+use crate::support::terminal::OnTerminal;
+use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch};
 
 /// The emails the data migration (0004) inserts, in id order.
 const SEEDED: [&str; 3] = ["ada@example.com", "grace@example.com", "edsger@example.com"];
@@ -48,13 +52,40 @@ fn uvicorn(port: u16) -> Vec<String> {
 /// roadie `args` in the example directory `dir`, with the venv on PATH and `database_url` in
 /// DATABASE_URL (read by roadie, alembic's env.py and the app alike).
 fn example(mode: Mode, dir: &Path, database_url: &str, args: &[String]) -> Roadie {
-    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
-    roadie(mode, args)
-        .current_dir(dir)
-        .env("PATH", &path)
-        .env("DATABASE_URL", database_url)
+    let mut r = roadie(mode, args).current_dir(dir);
+    for (key, value) in example_env(database_url) {
+        r = r.env(key, &value);
+    }
+    r
+}
+
+/// The environment `example` gives roadie: the venv on PATH, `database_url` in DATABASE_URL.
+fn example_env(database_url: &str) -> [(&'static str, String); 3] {
+    [
+        ("PATH", format!("{}:/usr/bin:/bin", venv_bin().display())),
+        ("DATABASE_URL", database_url.to_string()),
         // No __pycache__ left in the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+    ]
+}
+
+/// An executable `#!/bin/sh` hook named `name` in `dir`.
+fn hook(dir: &Path, name: &str, script: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writing a hook");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
+}
+
+/// Asserts from roadie's output and the port that uvicorn was never started.
+fn uvicorn_never_started(finished: &Finished, port: u16) {
+    finished
+        .stderr_lacks("starting uvicorn")
+        .stderr_lacks("Started server process")
+        .stderr_lacks("Uvicorn running");
+    assert!(
+        !finished.stdout.contains("HTTP") && http_get(port, "/health").is_err(),
+        "uvicorn ran\n{finished}"
+    );
 }
 
 /// One HTTP/1.1 GET on 127.0.0.1:`port`: the status code and the body.
@@ -365,13 +396,8 @@ fn a_broken_revision_exits_65_rolls_everything_back_and_never_starts_uvicorn() {
         .code(65)
         .stderr_has("Running upgrade 0005 -> 0006, a broken revision")
         .stderr_has("syntax error at or near \"NUL\"")
-        .stderr_has("migration command \"alembic upgrade head\" exited with code 1")
-        .stderr_lacks("starting uvicorn")
-        .stderr_lacks("Uvicorn running");
-    assert!(
-        !finished.stdout.contains("HTTP") && http_get(port, "/health").is_err(),
-        "uvicorn ran\n{finished}"
-    );
+        .stderr_has("migration command \"alembic upgrade head\" exited with code 1");
+    uvicorn_never_started(&finished, port);
     // One transaction for the whole upgrade (PostgreSQL's transactional DDL): nothing stays.
     assert!(!table_exists(&pg, "alembic_version"), "not rolled back");
     assert!(!table_exists(&pg, "customers"), "not rolled back");
@@ -401,4 +427,149 @@ fn the_sqlite_embedded_default_boots_migrates_and_serves_with_no_server() {
         ));
     }
     stops_gracefully(r);
+}
+
+#[rstest]
+fn a_failing_hook_after_the_migrations_exits_65_naming_it_and_never_starts_uvicorn(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).expect("mkdir hooks");
+    // Through the app's own engine, as a cache warm-up would: the hook sees the migrated rows.
+    hook(
+        &hooks,
+        "10-count-customers",
+        "exec python -c 'from sqlalchemy import text; from app.db import engine; \
+         print(\"hook saw\", engine.connect().execute(text(\"SELECT count(*) FROM customers\")).scalar(), \"customers\")'",
+    );
+    hook(
+        &hooks,
+        "20-warm-cache",
+        "echo 'warm-cache: the cache is unreachable' >&2; exit 4",
+    );
+    let after = dir.path().join("30-ran");
+    hook(&hooks, "30-after", &format!("touch '{}'", after.display()));
+    let port = free_port();
+    let hooks_arg = hooks.to_string_lossy().into_owned();
+    let finished = example(
+        mode,
+        &example_dir(),
+        &pg.app_url(),
+        &with_uvicorn(&["--hooks", &hooks_arg], port),
+    )
+    .run();
+    let failed = format!(
+        "hook {}/20-warm-cache exited with code 4; the app is not started",
+        hooks.display()
+    );
+    finished
+        .code(65)
+        .stdout_has("hook saw 3 customers")
+        .stderr_has("warm-cache: the cache is unreachable")
+        .stderr_has(&failed);
+    uvicorn_never_started(&finished, port);
+    // Migrate, then the hooks in name order, stopping at the first failure.
+    let order = [
+        "running alembic upgrade head (pid",
+        "Running upgrade 0004 -> 0005",
+        "migration command done in",
+        "warm-cache: the cache is unreachable",
+        &failed,
+    ];
+    let positions: Vec<Option<usize>> = order.iter().map(|n| finished.stderr.find(n)).collect();
+    assert!(
+        positions.iter().all(Option::is_some) && positions.is_sorted(),
+        "expected, in this order: {order:?}\n{finished}"
+    );
+    assert!(
+        !after.exists(),
+        "a hook ran after the failing one\n{finished}"
+    );
+    // The migrations were committed before the hooks ran: a failing hook does not undo them.
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    assert_eq!(pg.psql("SELECT count(*) FROM customers"), "3");
+}
+
+#[rstest]
+fn bash_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_is_down(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    // Nothing listens there: a boot would wait for it (60 s), alembic would fail on it.
+    let down = format!("postgres://roadie:pw@127.0.0.1:{}/app", free_port());
+    let dir = scratch();
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).expect("mkdir hooks");
+    let hook_ran = dir.path().join("hook-ran");
+    hook(
+        &hooks,
+        "10-marker",
+        &format!("touch '{}'", hook_ran.display()),
+    );
+    let home = dir.path().to_string_lossy().into_owned();
+    let env = example_env(&down);
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // No ~/.bashrc of the machine's.
+    env.push(("HOME", &home));
+    // `docker run -it image bash`, with the example's usual set-up (alembic.ini in the working
+    // directory, so a boot would run alembic) and hooks.
+    let mut t = OnTerminal::start_with(
+        mode,
+        &["--hooks", &hooks.to_string_lossy(), "bash"],
+        Some(&example_dir()),
+        &env,
+    );
+    t.shows("[roadie] INFO  bash is an interactive shell: skipping wait, migrations and hooks");
+    // The shell has the terminal, with job control (it is in the foreground). The quotes in
+    // the typed line keep its echo from matching the answer.
+    t.type_in(b"echo \"an\"\"swer tty=$(tty) flags=$-\"\n");
+    t.shows("answer tty=");
+    let answer = t.shows("\n");
+    if !answer.starts_with("/dev/pts/")
+        || !answer
+            .split("flags=")
+            .nth(1)
+            .is_some_and(|f| f.contains('m'))
+    {
+        t.fail(&format!("not the terminal's foreground: tty={answer:?}"));
+    }
+    // A command typed into the shell runs at once: alembic, with the example's environment,
+    // fails fast on the database that is down.
+    let typed = Instant::now();
+    t.type_in(b"alembic current; echo \"alem\"\"bic=$?\"\n");
+    t.shows("Connection refused");
+    t.shows("alembic=1");
+    if typed.elapsed() > Duration::from_secs(10) {
+        t.fail(&format!("alembic current took {:?}", typed.elapsed()));
+    }
+    t.type_in(b"exit 3\n");
+    let code = t.exit_code();
+    if code != 3 {
+        t.fail(&format!("expected the shell's exit code 3, got {code}"));
+    }
+    // roadie said one line before the shell and one after: no wait, no migration, no hook.
+    let roadie_lines: Vec<&str> = t
+        .transcript()
+        .lines()
+        .filter(|l| l.contains("[roadie]"))
+        .collect();
+    let expected = [
+        "bash is an interactive shell: skipping wait, migrations and hooks",
+        "starting bash (pid ",
+        "bash exited with code 3",
+    ];
+    if roadie_lines.len() != expected.len()
+        || !roadie_lines
+            .iter()
+            .zip(expected)
+            .all(|(l, e)| l.contains(e))
+    {
+        t.fail(&format!(
+            "roadie's lines: {roadie_lines:#?}, expected {expected:?}"
+        ));
+    }
+    if hook_ran.exists() {
+        t.fail("the hook ran");
+    }
 }

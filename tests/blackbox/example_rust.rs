@@ -3,14 +3,19 @@
 //! runs the axum service, which serves the migrated rows over HTTP and stops gracefully on the
 //! SIGTERM roadie forwards. The service binary is built by `cargo build --examples`.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstest::rstest;
+
 use crate::support::postgres::{Postgres, eventually, free_port};
-use crate::support::{DEADLINE, Mode, Roadie, Running, roadie, scratch};
+use crate::support::terminal::OnTerminal;
+use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch};
 
 /// The customers the data migration (20260101000003) inserts, in id order, with the count and
 /// total of their orders.
@@ -36,17 +41,54 @@ fn migrations_dir() -> PathBuf {
 /// `roadie --migrations <repo>/migrations -- rust-service`, as the example's README runs it:
 /// `database_url` in DATABASE_URL (read by roadie and the service alike), the service on `port`.
 fn service(mode: Mode, database_url: &str, port: u16) -> Roadie {
-    roadie(
-        mode,
-        [
-            "--migrations".into(),
-            migrations_dir().into_os_string(),
-            "--".into(),
-            service_bin().into_os_string(),
-        ],
+    service_with(mode, &migrations_dir(), &[], database_url, port)
+}
+
+/// `roadie --migrations <migrations> EXTRA... -- rust-service`, as `service` runs it.
+fn service_with(
+    mode: Mode,
+    migrations: &Path,
+    extra: &[&str],
+    database_url: &str,
+    port: u16,
+) -> Roadie {
+    let mut args: Vec<OsString> = vec!["--migrations".into(), migrations.into()];
+    args.extend(extra.iter().map(OsString::from));
+    args.extend(["--".into(), service_bin().into_os_string()]);
+    roadie(mode, args)
+        .env("DATABASE_URL", database_url)
+        .env("PORT", &port.to_string())
+}
+
+/// An executable `#!/bin/sh` hook named `name` in `dir`.
+fn hook(dir: &Path, name: &str, script: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writing a hook");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
+}
+
+/// Asserts from roadie's output and the port that the service was never started.
+fn service_never_started(finished: &Finished, port: u16) {
+    finished
+        .stderr_lacks("); starting ")
+        .stderr_lacks("rust-service (pid ")
+        .stderr_lacks("[rust-service]");
+    assert!(
+        http_get(port, "/health").is_err(),
+        "the service answers on port {port}\n{finished}"
+    );
+}
+
+/// The versions recorded in `_sqlx_migrations`, comma-separated, with their success flag.
+fn recorded(pg: &Postgres) -> String {
+    pg.psql(
+        "SELECT string_agg(version || ':' || success, ',' ORDER BY version) FROM _sqlx_migrations",
     )
-    .env("DATABASE_URL", database_url)
-    .env("PORT", &port.to_string())
+}
+
+/// Whether `table` exists in the database `app`.
+fn table_exists(pg: &Postgres, table: &str) -> bool {
+    pg.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) == "t"
 }
 
 /// A connection to 127.0.0.1:`port`, every read and write with a timeout.
@@ -370,4 +412,254 @@ fn the_sqlite_embedded_default_boots_migrates_and_serves_with_no_server() {
         ));
     }
     stops_gracefully(r);
+}
+
+#[rstest]
+fn skip_migrations_starts_the_service_on_the_untouched_schema_which_reports_the_missing_table(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    let pg = Postgres::started();
+    let port = free_port();
+    let r = service_with(
+        mode,
+        &migrations_dir(),
+        &["--skip-migrations"],
+        &pg.app_url(),
+        port,
+    )
+    .start();
+    // The service runs and its database answers...
+    let (status, body) = get(&r, port, "/health");
+    if status != 200 || body != r#"{"status":"ok"}"# {
+        r.fail(&format!("GET /health: {status} {body}"));
+    }
+    // ...but nothing was migrated: the service answers 503 naming the missing table.
+    let (status, body) = get(&r, port, "/customers");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    if status != 503
+        || !error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("relation \"customers\" does not exist"))
+    {
+        r.fail(&format!(
+            "GET /customers without migrations: {status} {body}"
+        ));
+    }
+    for table in ["_sqlx_migrations", "customers", "orders"] {
+        if table_exists(&pg, table) {
+            r.fail(&format!("{table} exists: roadie migrated"));
+        }
+    }
+    let stderr = r.stderr_so_far();
+    if !stderr.contains("[roadie] INFO  --skip-migrations: not migrating")
+        || stderr.contains("migration lock")
+        || stderr.contains("applied in")
+        || stderr.contains("schema up to date")
+    {
+        r.fail("expected roadie to say it skips the migrations, and take no lock");
+    }
+    stops_gracefully(r);
+}
+
+#[rstest]
+fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_starts_the_service(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    let pg = Postgres::started();
+    // The repo's migrations, and a fifth that fails on its third statement.
+    let dir = scratch();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).expect("mkdir migrations");
+    for entry in std::fs::read_dir(migrations_dir()).expect("reading migrations/") {
+        let entry = entry.expect("a migration");
+        std::fs::copy(entry.path(), migrations.join(entry.file_name())).expect("copying");
+    }
+    let broken = migrations.join("20260101000005_add_coupons.sql");
+    let coupons = |third: &str| {
+        format!(
+            "CREATE TABLE coupons (code VARCHAR(20) PRIMARY KEY, \
+             customer_id INTEGER NOT NULL REFERENCES customers (id));\n\
+             INSERT INTO coupons VALUES ('ADA10', 1);\n\
+             {third} INTO coupons VALUES ('GRACE10', 2);\n"
+        )
+    };
+    std::fs::write(&broken, coupons("INSRT")).expect("writing the broken migration");
+    let port = free_port();
+    let finished = service_with(mode, &migrations, &[], &pg.app_url(), port).run();
+    finished
+        .code(65)
+        .stderr_has(&format!(
+            "migration 20260101000005 ({}, line 3) failed: syntax error at or near \"INSRT\"",
+            broken.display()
+        ))
+        .stderr_has("rolled back, nothing recorded")
+        .stderr_lacks("migrations applied in");
+    service_never_started(&finished, port);
+    // Each migration is its own transaction (sqlx's): the four before it stay applied; the
+    // failing one is rolled back completely and not recorded, so nothing is "dirty".
+    assert_eq!(
+        recorded(&pg),
+        "20260101000001:true,20260101000002:true,20260101000003:true,20260101000004:true"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM orders"), "3");
+    assert!(!table_exists(&pg, "coupons"), "not rolled back\n{finished}");
+
+    // Fix the file and boot again: only the fifth is applied, and the service starts.
+    std::fs::write(&broken, coupons("INSERT")).expect("fixing the migration");
+    let port = free_port();
+    let r = service_with(mode, &migrations, &[], &pg.app_url(), port).start();
+    serves_the_seeded_customers(&r, port);
+    if !r
+        .stderr_so_far()
+        .contains("[roadie] INFO  1 migration applied in")
+    {
+        r.fail("expected the fixed migration, and only it, to be applied");
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM coupons"), "2");
+    stops_gracefully(r);
+}
+
+#[rstest]
+fn a_failing_hook_after_the_migrations_exits_65_naming_it_and_never_starts_the_service(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).expect("mkdir hooks");
+    // With the container's environment: the hook sees the migrated rows.
+    hook(
+        &hooks,
+        "10-count-orders",
+        "echo \"hook saw $(psql \"$DATABASE_URL\" -XAtc 'SELECT count(*) FROM orders') orders\"",
+    );
+    hook(
+        &hooks,
+        "20-warm-cache",
+        "echo 'warm-cache: the cache is unreachable' >&2; exit 4",
+    );
+    let after = dir.path().join("30-ran");
+    hook(&hooks, "30-after", &format!("touch '{}'", after.display()));
+    let port = free_port();
+    let finished = service_with(
+        mode,
+        &migrations_dir(),
+        &["--hooks", &hooks.to_string_lossy()],
+        &pg.app_url(),
+        port,
+    )
+    .run();
+    let failed = format!(
+        "hook {}/20-warm-cache exited with code 4; the app is not started",
+        hooks.display()
+    );
+    finished
+        .code(65)
+        .stdout_has("hook saw 3 orders")
+        .stderr_has(&failed);
+    service_never_started(&finished, port);
+    // Migrate, then the hooks in name order, stopping at the first failure.
+    let order = [
+        "database ready in",
+        "4 migrations applied in",
+        "warm-cache: the cache is unreachable",
+        &failed,
+    ];
+    let positions: Vec<Option<usize>> = order.iter().map(|n| finished.stderr.find(n)).collect();
+    assert!(
+        positions.iter().all(Option::is_some) && positions.is_sorted(),
+        "expected, in this order: {order:?}\n{finished}"
+    );
+    assert!(
+        !after.exists(),
+        "a hook ran after the failing one\n{finished}"
+    );
+    // The migrations were committed before the hooks ran: a failing hook does not undo them.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM _sqlx_migrations WHERE success"),
+        "4"
+    );
+}
+
+#[rstest]
+fn sh_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_is_down(
+    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
+) {
+    // Nothing listens there: a boot would wait for it (60 s).
+    let down = format!("postgres://roadie:pw@127.0.0.1:{}/app", free_port());
+    let dir = scratch();
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).expect("mkdir hooks");
+    let hook_ran = dir.path().join("hook-ran");
+    hook(
+        &hooks,
+        "10-marker",
+        &format!("touch '{}'", hook_ran.display()),
+    );
+    // `docker run -it image sh`, with the example's usual arguments and hooks.
+    let mut t = OnTerminal::start_with(
+        mode,
+        &[
+            "--migrations".into(),
+            migrations_dir().into_os_string(),
+            "--hooks".into(),
+            hooks.into_os_string(),
+            "--".into(),
+            "sh".into(),
+        ],
+        None,
+        &[("DATABASE_URL", &down), ("PORT", &free_port().to_string())],
+    );
+    t.shows("[roadie] INFO  sh is an interactive shell: skipping wait, migrations and hooks");
+    // The shell has the terminal, with job control (it is in the foreground). The quotes in
+    // the typed line keep its echo from matching the answer.
+    t.type_in(b"echo \"an\"\"swer tty=$(tty) flags=$-\"\n");
+    t.shows("answer tty=");
+    let answer = t.shows("\n");
+    if !answer.starts_with("/dev/pts/")
+        || !answer
+            .split("flags=")
+            .nth(1)
+            .is_some_and(|f| f.contains('m'))
+    {
+        t.fail(&format!("not the terminal's foreground: tty={answer:?}"));
+    }
+    // A command typed into the shell runs at once, with the container's environment, and
+    // finds the database down.
+    let typed = Instant::now();
+    t.type_in(b"psql \"$DATABASE_URL\" -XAtc 'SELECT 1'; echo \"ps\"\"ql=$?\"\n");
+    t.shows("Connection refused");
+    t.shows("psql=2");
+    if typed.elapsed() > Duration::from_secs(5) {
+        t.fail(&format!("psql took {:?}", typed.elapsed()));
+    }
+    t.type_in(b"exit 3\n");
+    let code = t.exit_code();
+    if code != 3 {
+        t.fail(&format!("expected the shell's exit code 3, got {code}"));
+    }
+    // roadie said one line before the shell and one after: no wait, no migration, no hook.
+    let roadie_lines: Vec<&str> = t
+        .transcript()
+        .lines()
+        .filter(|l| l.contains("[roadie]"))
+        .collect();
+    let expected = [
+        "sh is an interactive shell: skipping wait, migrations and hooks",
+        "starting sh (pid ",
+        "sh exited with code 3",
+    ];
+    if roadie_lines.len() != expected.len()
+        || !roadie_lines
+            .iter()
+            .zip(expected)
+            .all(|(l, e)| l.contains(e))
+    {
+        t.fail(&format!(
+            "roadie's lines: {roadie_lines:#?}, expected {expected:?}"
+        ));
+    }
+    if hook_ran.exists() {
+        t.fail("the hook ran");
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod mariadb;
 pub mod postgres;
+pub mod terminal;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
