@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::ConnectOptions as _;
+#[cfg(feature = "mysql")]
 use sqlx::mysql::MySqlConnectOptions;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnectOptions;
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnectOptions;
 use url::Url;
 
@@ -19,6 +22,19 @@ pub enum Kind {
     Postgres,
     MySql,
     Sqlite,
+}
+
+impl Kind {
+    /// The cargo feature that builds this driver in, when this build lacks it: a smaller
+    /// Postgres-only roadie refuses a mysql:// URL by name instead of failing to connect.
+    fn missing_feature(self) -> Option<&'static str> {
+        let (feature, built) = match self {
+            Kind::Postgres => ("postgres", cfg!(feature = "postgres")),
+            Kind::MySql => ("mysql", cfg!(feature = "mysql")),
+            Kind::Sqlite => ("sqlite", cfg!(feature = "sqlite")),
+        };
+        (!built).then_some(feature)
+    }
 }
 
 /// A database URL as sqlx takes it. The password is inside: show it only through `Display`,
@@ -37,8 +53,11 @@ pub struct DatabaseUrl {
 /// sqlx's options for the three drivers.
 #[derive(Debug, Clone)]
 pub enum ConnectOptions {
+    #[cfg(feature = "postgres")]
     Postgres(PgConnectOptions),
+    #[cfg(feature = "mysql")]
     MySql(MySqlConnectOptions),
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteConnectOptions),
 }
 
@@ -70,6 +89,11 @@ impl DatabaseUrl {
                 ));
             }
         };
+        if let Some(feature) = kind.missing_feature() {
+            return Err(format!(
+                "{source}: this roadie was built without {base} support (cargo feature `{feature}`)"
+            ));
+        }
         let source = source.to_string();
         if kind == Kind::Sqlite {
             return Ok(DatabaseUrl {
@@ -146,6 +170,7 @@ impl DatabaseUrl {
             _ => None,
         };
         Ok(match self.kind {
+            #[cfg(feature = "postgres")]
             Kind::Postgres => {
                 let url = self.url.as_ref().expect("UNWRAP: postgres has a URL");
                 let mut options = PgConnectOptions::from_url(url)?
@@ -156,6 +181,7 @@ impl DatabaseUrl {
                 }
                 ConnectOptions::Postgres(options)
             }
+            #[cfg(feature = "mysql")]
             Kind::MySql => {
                 let url = self.url.as_ref().expect("UNWRAP: mysql has a URL");
                 let mut options = MySqlConnectOptions::from_url(url)?.disable_statement_logging();
@@ -164,6 +190,7 @@ impl DatabaseUrl {
                 }
                 ConnectOptions::MySql(options)
             }
+            #[cfg(feature = "sqlite")]
             Kind::Sqlite => {
                 let (path, query) = self.sqlite.as_ref().expect("UNWRAP: sqlite has a path");
                 let url = match path {
@@ -177,6 +204,13 @@ impl DatabaseUrl {
                         .create_if_missing(!read_only)
                         .disable_statement_logging(),
                 )
+            }
+            // parse() refuses a URL whose driver is not built in.
+            #[allow(unreachable_patterns)]
+            kind => {
+                return Err(sqlx::Error::Configuration(
+                    format!("{kind:?} support is not built in").into(),
+                ));
             }
         })
     }

@@ -8,6 +8,13 @@
 //! - `signals.rs` (the forwarding table), `children.rs` (spawn, reap), `user.rs` (`--user`)
 //! - `error.rs`: every failure and its exit code, decided in one match
 
+// The default build (all three drivers) is linted strictly; a build without a driver drops
+// its match arms, which leaves helpers shared with them unused there.
+#![cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(unused)
+)]
+
 mod boot;
 mod children;
 mod cli;

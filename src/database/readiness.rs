@@ -6,8 +6,11 @@
 use std::io;
 
 use sqlx::Connection;
+#[cfg(feature = "mysql")]
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnection;
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnection;
 
 use super::{ConnectOptions, DatabaseUrl, Kind};
@@ -24,16 +27,19 @@ pub enum Verdict {
 /// One attempt: connect, `SELECT 1`, close.
 pub async fn probe(options: &ConnectOptions) -> Result<(), sqlx::Error> {
     match options {
+        #[cfg(feature = "postgres")]
         ConnectOptions::Postgres(o) => {
             let mut c = PgConnection::connect_with(o).await?;
             sqlx::query("SELECT 1").execute(&mut c).await?;
             c.close().await
         }
+        #[cfg(feature = "mysql")]
         ConnectOptions::MySql(o) => {
             let mut c = MySqlConnection::connect_with(o).await?;
             sqlx::query("SELECT 1").execute(&mut c).await?;
             c.close().await
         }
+        #[cfg(feature = "sqlite")]
         ConnectOptions::Sqlite(o) => {
             let mut c = SqliteConnection::connect_with(o).await?;
             sqlx::query("SELECT 1").execute(&mut c).await?;
@@ -47,6 +53,7 @@ pub fn classify(error: &sqlx::Error, url: &DatabaseUrl) -> Verdict {
     match error {
         sqlx::Error::Io(e) => classify_io(e),
         sqlx::Error::Database(e) => {
+            #[cfg(feature = "mysql")]
             if let Some(mysql) = e.try_downcast_ref::<MySqlDatabaseError>() {
                 return classify_mysql(mysql.number(), mysql.message(), url);
             }
@@ -118,6 +125,7 @@ fn classify_sqlstate(code: &str, message: &str, url: &DatabaseUrl) -> Verdict {
 }
 
 /// MySQL and MariaDB error numbers (https://mariadb.com/kb/en/mariadb-error-codes/).
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 fn classify_mysql(number: u16, message: &str, url: &DatabaseUrl) -> Verdict {
     let (user, database) = (url.user(), url.database_name());
     let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };

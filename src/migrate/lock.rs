@@ -10,7 +10,9 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "mysql")]
 use sqlx::mysql::MySqlConnection;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 use tracing::{debug, info};
@@ -41,8 +43,11 @@ pub enum Acquired {
 /// A held lock. Dropping it without `release` still frees it (the connection or file closes),
 /// but `release` says so in the log and reports failures.
 pub enum MigrationLock {
+    #[cfg(feature = "postgres")]
     Postgres { conn: PgConnection, key: i64 },
+    #[cfg(feature = "mysql")]
     MySql { conn: MySqlConnection, name: String },
+    #[cfg(feature = "sqlite")]
     Sqlite { _file: Option<File> },
 }
 
@@ -88,6 +93,7 @@ impl MigrationLock {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut lock = match options {
+            #[cfg(feature = "postgres")]
             ConnectOptions::Postgres(o) => {
                 let mut conn = PgConnection::connect_with(
                     &o.clone().application_name("roadie (migration lock)"),
@@ -112,6 +118,7 @@ impl MigrationLock {
                     key: sqlx_key(&database),
                 }
             }
+            #[cfg(feature = "mysql")]
             ConnectOptions::MySql(o) => {
                 let mut conn = MySqlConnection::connect_with(o)
                     .await
@@ -125,6 +132,7 @@ impl MigrationLock {
                     name: format!("{:x}", sqlx_key(&database)),
                 }
             }
+            #[cfg(feature = "sqlite")]
             ConnectOptions::Sqlite(_) => {
                 let Some(db) = sqlite_file else {
                     // An in-memory database lives in one process: nothing to share.
@@ -179,12 +187,14 @@ impl MigrationLock {
 
     async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
         match self {
+            #[cfg(feature = "postgres")]
             MigrationLock::Postgres { conn, key } => {
                 sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(*key)
                     .fetch_one(conn)
                     .await
             }
+            #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, name } => {
                 let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
                     .bind(name.as_str())
@@ -192,7 +202,9 @@ impl MigrationLock {
                     .await?;
                 Ok(got == Some(1))
             }
+            #[cfg(feature = "sqlite")]
             MigrationLock::Sqlite { _file: None } => Ok(true),
+            #[cfg(feature = "sqlite")]
             MigrationLock::Sqlite { _file: Some(file) } => {
                 // SAFETY: flock on an open file; LOCK_NB never blocks.
                 Ok(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0)
@@ -203,6 +215,7 @@ impl MigrationLock {
     /// Who holds the lock, for the waiting log line: pid, application and since when.
     async fn holder(&mut self) -> Option<String> {
         match self {
+            #[cfg(feature = "postgres")]
             MigrationLock::Postgres { conn, key } => {
                 // Another role's session shows only pid, user and application_name unless
                 // roadie's role may read all statistics: the rest is NULL then.
@@ -236,6 +249,7 @@ impl MigrationLock {
                 }
                 Some(holder)
             }
+            #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, name } => {
                 let id: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
                     .bind(name.as_str())
@@ -244,6 +258,7 @@ impl MigrationLock {
                     .ok()?;
                 id.map(|id| format!("connection {id}"))
             }
+            #[cfg(feature = "sqlite")]
             MigrationLock::Sqlite { .. } => None,
         }
     }
@@ -252,6 +267,7 @@ impl MigrationLock {
     /// migration's query goes through this idle connection.
     pub async fn cancel(&mut self, backend: i64) {
         let result = match self {
+            #[cfg(feature = "postgres")]
             MigrationLock::Postgres { conn, .. } => {
                 sqlx::query("SELECT pg_cancel_backend($1::int)")
                     .bind(backend)
@@ -259,13 +275,15 @@ impl MigrationLock {
                     .await
                     .map(drop)
             }
+            #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, .. } => {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL QUERY {backend}")))
                     .execute(conn)
                     .await
                     .map(drop)
             }
-            MigrationLock::Sqlite { .. } => Ok(()),
+            #[cfg(feature = "sqlite")]
+            MigrationLock::Sqlite { .. } => Ok::<_, sqlx::Error>(()),
         };
         if let Err(e) = result {
             debug!("cancelling the migration's query: {e}");
@@ -275,15 +293,19 @@ impl MigrationLock {
     /// Closes the connection of a lock that was never taken.
     async fn close(self) {
         let _ = match self {
+            #[cfg(feature = "postgres")]
             MigrationLock::Postgres { conn, .. } => conn.close().await,
+            #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, .. } => conn.close().await,
-            MigrationLock::Sqlite { .. } => Ok(()),
+            #[cfg(feature = "sqlite")]
+            MigrationLock::Sqlite { .. } => Ok::<_, sqlx::Error>(()),
         };
     }
 
     /// Releases the lock and closes its connection.
     pub async fn release(self) {
         let result = match self {
+            #[cfg(feature = "postgres")]
             MigrationLock::Postgres { mut conn, key } => {
                 let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
                     .bind(key)
@@ -292,6 +314,7 @@ impl MigrationLock {
                 let _ = conn.close().await;
                 unlocked.map(drop)
             }
+            #[cfg(feature = "mysql")]
             MigrationLock::MySql { mut conn, name } => {
                 let released = sqlx::query("SELECT RELEASE_LOCK(?)")
                     .bind(name)
@@ -300,7 +323,8 @@ impl MigrationLock {
                 let _ = conn.close().await;
                 released.map(drop)
             }
-            MigrationLock::Sqlite { .. } => Ok(()),
+            #[cfg(feature = "sqlite")]
+            MigrationLock::Sqlite { .. } => Ok::<_, sqlx::Error>(()),
         };
         match result {
             Ok(()) => debug!("migration lock released"),

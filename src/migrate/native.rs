@@ -14,8 +14,11 @@ use libc::c_int;
 use sqlx::migrate::{
     AppliedMigration, Migrate, MigrateError as SqlxMigrateError, Migration, Migrator,
 };
+#[cfg(feature = "mysql")]
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
@@ -214,7 +217,17 @@ async fn run_locked(
     let run = conn.run(&migrator);
     tokio::pin!(run);
     tokio::select! {
-        result = &mut run => result.map_err(|e| folder.explain(e))?,
+        result = &mut run => result.map_err(|e| {
+            let failed = match &e {
+                SqlxMigrateError::ExecuteMigration(_, version) => Some(*version),
+                _ => None,
+            };
+            let mut error = folder.explain(e);
+            if let (Some(failed), MigrateError::Failed { message, .. }) = (failed, &mut error) {
+                message.push_str(&committed_before(&pending, failed));
+            }
+            error
+        })?,
         signal = stop => {
             // Cancel the running statement (its transaction rolls back), let it end.
             lock.cancel(backend).await;
@@ -231,8 +244,11 @@ async fn run_locked(
 
 /// The migration connection, for whichever driver.
 enum Conn {
+    #[cfg(feature = "postgres")]
     Postgres(PgConnection),
+    #[cfg(feature = "mysql")]
     MySql(MySqlConnection),
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteConnection),
 }
 
@@ -241,6 +257,7 @@ impl Conn {
         let unavailable =
             |e: sqlx::Error| MigrateError::Unavailable(format!("connecting to migrate: {e}"));
         Ok(match options {
+            #[cfg(feature = "postgres")]
             ConnectOptions::Postgres(o) => {
                 let mut conn = PgConnection::connect_with(o).await.map_err(unavailable)?;
                 // If roadie dies mid-statement, the server notices only when it next writes to
@@ -258,11 +275,13 @@ impl Conn {
                 }
                 Conn::Postgres(conn)
             }
+            #[cfg(feature = "mysql")]
             ConnectOptions::MySql(o) => Conn::MySql(
                 MySqlConnection::connect_with(o)
                     .await
                     .map_err(unavailable)?,
             ),
+            #[cfg(feature = "sqlite")]
             ConnectOptions::Sqlite(o) => Conn::Sqlite(
                 SqliteConnection::connect_with(o)
                     .await
@@ -273,8 +292,11 @@ impl Conn {
 
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
         let result = match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => c.list_applied_migrations(TABLE).await,
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => c.list_applied_migrations(TABLE).await,
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.list_applied_migrations(TABLE).await,
         };
         result.map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
@@ -282,8 +304,11 @@ impl Conn {
 
     async fn ensure_table(&mut self) -> Result<(), MigrateError> {
         let result = match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => c.ensure_migrations_table(TABLE).await,
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => c.ensure_migrations_table(TABLE).await,
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.ensure_migrations_table(TABLE).await,
         };
         result.map_err(|e| MigrateError::Unavailable(format!("creating {TABLE}: {e}")))
@@ -291,15 +316,18 @@ impl Conn {
 
     /// The server's id for this connection, to cancel its statement from another one.
     async fn backend_id(&mut self) -> Result<i64, MigrateError> {
-        let result = match self {
+        let result: Result<i64, sqlx::Error> = match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
                 .fetch_one(c)
                 .await
                 .map(i64::from),
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => sqlx::query_scalar::<_, u64>("SELECT CONNECTION_ID()")
                 .fetch_one(c)
                 .await
                 .map(|id| id as i64),
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => Ok(0),
         };
         result.map_err(|e| MigrateError::Unavailable(e.to_string()))
@@ -307,16 +335,22 @@ impl Conn {
 
     async fn run(&mut self, migrator: &Migrator) -> Result<(), SqlxMigrateError> {
         match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => migrator.run_direct(None, c, false).await,
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => migrator.run_direct(None, c, false).await,
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => migrator.run_direct(None, c, false).await,
         }
     }
 
     async fn close(self) {
         let _ = match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => c.close().await,
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => c.close().await,
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.close().await,
         };
     }
@@ -324,12 +358,15 @@ impl Conn {
     /// Every row of the history table, for `roadie migrate status`.
     async fn history(&mut self) -> Result<Vec<Recorded>, sqlx::Error> {
         let sql = match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(_) => {
                 "SELECT version, description, installed_on::text, success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
+            #[cfg(feature = "mysql")]
             Conn::MySql(_) => {
                 "SELECT version, description, CAST(installed_on AS CHAR), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => {
                 "SELECT version, description, CAST(installed_on AS TEXT), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
@@ -352,8 +389,11 @@ impl Conn {
             };
         }
         Ok(match self {
+            #[cfg(feature = "postgres")]
             Conn::Postgres(c) => rows!(c),
+            #[cfg(feature = "mysql")]
             Conn::MySql(c) => rows!(c),
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => rows!(c),
         })
     }
@@ -428,6 +468,20 @@ pub async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, M
     Ok(rows)
 }
 
+/// What a failed run leaves behind: each migration commits on its own, so the ones before the
+/// failing one stay applied; "rolled back" alone would read as the whole run.
+fn committed_before(pending: &[i64], failed: i64) -> String {
+    let earlier: Vec<i64> = pending.iter().copied().filter(|v| *v < failed).collect();
+    match earlier.as_slice() {
+        [] => String::new(),
+        [one] => format!("; migration {one}, applied earlier in this run, stays applied"),
+        [first, .., last] => format!(
+            "; the {} migrations applied earlier in this run ({first} to {last}) stay applied",
+            earlier.len()
+        ),
+    }
+}
+
 fn is_connection_loss(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
@@ -441,20 +495,22 @@ fn is_connection_loss(e: &sqlx::Error) -> bool {
 /// The server's message and code (MySQL's error number, which users look up), without sqlx's
 /// wrapping.
 fn database_message(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(d) => match d.try_downcast_ref::<MySqlDatabaseError>() {
-            Some(mysql) => format!("{} ({})", mysql.message(), mysql.number()),
-            None => match d.code() {
-                Some(code) => format!("{} ({code})", d.message()),
-                None => d.message().to_string(),
-            },
-        },
-        other => other.to_string(),
+    let sqlx::Error::Database(d) = e else {
+        return e.to_string();
+    };
+    #[cfg(feature = "mysql")]
+    if let Some(mysql) = d.try_downcast_ref::<MySqlDatabaseError>() {
+        return format!("{} ({})", mysql.message(), mysql.number());
+    }
+    match d.code() {
+        Some(code) => format!("{} ({code})", d.message()),
+        None => d.message().to_string(),
     }
 }
 
 /// The line of the file where Postgres says the error is (it reports a character offset into
 /// the statement, which is the whole file: sqlx sends it as one).
+#[cfg(feature = "postgres")]
 fn line_of(e: &sqlx::Error, file: &str) -> Option<usize> {
     let sqlx::Error::Database(d) = e else {
         return None;
@@ -466,4 +522,34 @@ fn line_of(e: &sqlx::Error, file: &str) -> Option<usize> {
     let text = std::fs::read_to_string(file).ok()?;
     let before: String = text.chars().take(position.saturating_sub(1)).collect();
     Some(before.matches('\n').count() + 1)
+}
+
+/// Only Postgres reports where in the statement the error is.
+#[cfg(not(feature = "postgres"))]
+fn line_of(_: &sqlx::Error, _: &str) -> Option<usize> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::committed_before;
+
+    #[rstest]
+    #[case(&[5], 5, "")]
+    #[case(&[4, 5], 5, "; migration 4, applied earlier in this run, stays applied")]
+    #[case(
+        &[1, 2, 3, 4, 5],
+        5,
+        "; the 4 migrations applied earlier in this run (1 to 4) stay applied"
+    )]
+    #[case(&[1, 2, 3], 2, "; migration 1, applied earlier in this run, stays applied")]
+    fn a_failed_run_names_what_it_committed_before(
+        #[case] pending: &[i64],
+        #[case] failed: i64,
+        #[case] said: &str,
+    ) {
+        assert_eq!(committed_before(pending, failed), said);
+    }
 }

@@ -492,7 +492,7 @@ fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_star
             "migration 20260101000005 ({}, line 3) failed: syntax error at or near \"INSRT\"",
             broken.display()
         ))
-        .stderr_has("rolled back, nothing recorded")
+        .stderr_has("rolled back, nothing recorded; the 4 migrations applied earlier in this run (20260101000001 to 20260101000004) stay applied")
         .stderr_lacks("migrations applied in");
     service_never_started(&finished, port);
     // Each migration is its own transaction (sqlx's): the four before it stay applied; the
