@@ -13,6 +13,7 @@ mod migrating;
 mod migrating_alembic;
 mod migrating_other_databases;
 mod reaping;
+mod shipping;
 mod stopping;
 mod terminal;
 mod user;
