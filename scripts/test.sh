@@ -16,6 +16,8 @@ command -v ps >/dev/null || need_apt+=(procps)
 # pulls mariadb-client); the tests run mariadbd themselves, never the service.
 [ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null && id mysql >/dev/null 2>&1 ||
   need_apt+=(mariadb-server mariadb-client)
+# docker-compose 1.29 (Debian's) checks compose/ with `config`, which needs no Docker engine.
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,7 +25,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-# The Python venv with alembic (and, later, uvicorn) that the black-box tests run.
+# The Python venv the black-box tests run: alembic, the FastAPI example's packages, and
+# kubernetes-validate for the manifests in examples/kubernetes/.
 scripts/venv.sh >/dev/null
 
 cargo fmt --all -- --check

@@ -1,4 +1,5 @@
-"""The database connection, from DATABASE_URL (the same variable roadie waits on).
+"""The database connection, from DATABASE_URL (the same variable roadie waits on), or from
+the file DATABASE_URL_FILE names (a Docker or Kubernetes secret), as roadie reads it.
 
 Accepts the URLs people put in DATABASE_URL and hands SQLAlchemy a driver it has:
   postgres://user:pass@host:5432/db      -> postgresql+psycopg://user:pass@host:5432/db
@@ -16,11 +17,24 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def configured_url() -> str:
+    """DATABASE_URL, else the contents of DATABASE_URL_FILE; both set is an error, as in
+    roadie, so the app can never serve a different database than the one roadie migrated."""
+    url, path = os.environ.get("DATABASE_URL", ""), os.environ.get("DATABASE_URL_FILE", "")
+    if url and path:
+        raise RuntimeError("both DATABASE_URL and DATABASE_URL_FILE are set: use one")
+    if path:
+        with open(path, encoding="utf-8") as secret:
+            return secret.read()
+    return url
+
+
 def database_url(raw: str | None = None) -> str:
-    url = (os.environ.get("DATABASE_URL", "") if raw is None else raw).strip()
+    url = (configured_url() if raw is None else raw).strip()
     if not url:
         raise RuntimeError(
-            "DATABASE_URL is not set (postgres://user:pass@host:5432/db or sqlite:///example.db)"
+            "neither DATABASE_URL nor DATABASE_URL_FILE is set"
+            " (postgres://user:pass@host:5432/db or sqlite:///example.db)"
         )
     scheme, sep, rest = url.partition("://")
     if not sep:

@@ -1,6 +1,6 @@
-"""alembic's environment: the database URL from DATABASE_URL, through the app's own
-database_url() (app/db.py), so postgres://, postgresql://, postgresql+psycopg:// and
-sqlite:///example.db all work, and alembic migrates the very database the app serves.
+"""alembic's environment: the database URL from DATABASE_URL (or DATABASE_URL_FILE), through
+the app's own database_url() (app/db.py), so postgres://, postgresql://, postgresql+psycopg://
+and sqlite:///example.db all work, and alembic migrates the very database the app serves.
 
 On PostgreSQL every revision of one `upgrade` runs in one transaction (transactional DDL):
 a failing revision leaves the schema as it was. SQLite runs in batch mode, so a future

@@ -52,6 +52,7 @@ where
 {
     Roadie {
         mode,
+        program: roadie_bin().into(),
         args: args.into_iter().map(Into::into).collect(),
         env: Vec::new(),
         stdin: None,
@@ -60,8 +61,23 @@ where
     }
 }
 
+/// `roadie ARGS...` started through `script`, an image's ENTRYPOINT script that execs roadie
+/// (found on the `PATH` the test gives it), in `mode`.
+pub fn entrypoint<I, S>(mode: Mode, script: &Path, args: I) -> Roadie
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    Roadie {
+        program: script.into(),
+        ..roadie(mode, args)
+    }
+}
+
 pub struct Roadie {
     mode: Mode,
+    /// What is started: roadie itself, or an entrypoint script that execs it.
+    program: OsString,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
@@ -99,12 +115,13 @@ impl Roadie {
 
     fn argv(&self) -> Vec<OsString> {
         let mut argv: Vec<OsString> = match self.mode {
-            Mode::Subreaper => vec![roadie_bin().into()],
-            Mode::Pid1 => ["unshare", "--pid", "--fork", "--mount-proc", roadie_bin()]
+            Mode::Subreaper => vec![],
+            Mode::Pid1 => ["unshare", "--pid", "--fork", "--mount-proc"]
                 .iter()
                 .map(Into::into)
                 .collect(),
         };
+        argv.push(self.program.clone());
         argv.extend(self.args.iter().cloned());
         argv
     }
