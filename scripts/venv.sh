@@ -39,7 +39,8 @@ if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
   "$python" -m venv "$venv"
 fi
 
-want=$(sha256sum "$req" | cut -d' ' -f1)
+# The hash covers the files it includes with -r too (the FastAPI example's pins).
+want=$(cat "$req" "$root/examples/fastapi-alembic/requirements.txt" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "venv.sh: installing $(basename "$req") into .venv" >&2
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q -r "$req"
