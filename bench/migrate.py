@@ -6,18 +6,26 @@ Called by bench/migrate (which installs sqlx-cli, makes the alembic venv, builds
 copies the inputs into a temp directory); it can also be run by hand, as root:
 
     python3 bench/migrate.py --roadie PATH --sqlx PATH --alembic PATH --alembic-ini PATH \\
-        --migrations DIR --work DIR --out FILE [--quick]
+        --migrations DIR --work DIR --out FILE [--dbmate PATH] [--csv FILE] [--quick]
 
 Four measurements, each against the same server (initdb'd once, `fsync=off`,
 `max_connections = 300`, SCRAM-SHA-256 logins over TCP for the role `app`, which owns every
 database the harness makes):
 
 1. boot overhead with nothing to migrate: `roadie --migrations DIR -- true` vs the script
-   `pg_isready && sqlx migrate run && exec true` (and bare `true`, bare `pg_isready`);
+   `pg_isready && sqlx migrate run && exec true` and (with --dbmate) `dbmate --wait up && exec
+   true` (and bare `true`, bare `pg_isready`);
 2. alembic overhead: `roadie --migrate-command "alembic upgrade head" -- true` vs bare
    `alembic upgrade head`, on an already migrated database;
 3. N replicas (1, 10, 50) of roadie started at once on a fresh database, native migrations;
-4. 10 bare `alembic upgrade head` at once vs 10 roadies running it, on a fresh database.
+4. 10 bare `alembic upgrade head` at once vs 10 roadies running it, on a fresh database;
+5. (with --dbmate) the same with `dbmate --wait up`: dbmate takes no lock;
+6. a wrong password: what each way of waiting does (exit code, time, whether the app started).
+
+dbmate has its own file format (`-- migrate:up` / `-- migrate:down`) and table
+(`schema_migrations`): the harness writes a dbmate copy of the same migrations, and dbmate
+migrates databases of its own. With --csv every per-run sample is also written, one per line:
+`section,tool,run,metric,value`.
 
 Every process is started with os.posix_spawn, in the harness's working directory (an empty
 directory inside --work: roadie finds no alembic.ini or migrations/ to auto-detect there),
@@ -466,6 +474,8 @@ class Bench:
         self.roadie = os.path.abspath(args.roadie)
         self.sqlx = os.path.abspath(args.sqlx)
         self.alembic = os.path.abspath(args.alembic)
+        self.dbmate = os.path.abspath(args.dbmate) if args.dbmate else None
+        self.wait_for_it = os.path.abspath(args.wait_for_it) if args.wait_for_it else None
         self.ini = os.path.abspath(args.alembic_ini)
         self.migrations = os.path.abspath(args.migrations)
         self.work = os.path.abspath(args.work)
@@ -494,6 +504,22 @@ class Bench:
         self.summary: list[Summary] = []
         self.details: list[str] = []
         self.n_out = 0
+        self.dbmate_dir = os.path.join(self.work, "dbmate-migrations")
+        # Every raw sample, for --csv: (section, tool, run, metric, value).
+        self.samples: list[tuple[str, str, int, str, float]] = []
+
+    def record(self, section: str, tool: str, metric: str, values: list[float]) -> None:
+        self.samples.extend((section, tool, i, metric, v) for i, v in enumerate(values, 1))
+
+    def dbmate_url(self, db: str) -> str:
+        # dbmate's PostgreSQL driver (lib/pq) requires SSL unless the URL says otherwise, and
+        # with --wait it retries "SSL is not enabled on the server" until its timeout.
+        return self.cluster.url(db) + "?sslmode=disable"
+
+    def dbmate_argv(self, db: str, *, wait: bool, command: str = "up") -> list[str]:
+        argv = [self.dbmate, "--url", self.dbmate_url(db), "--migrations-dir", self.dbmate_dir,
+                "--no-dump-schema"]
+        return argv + (["--wait"] if wait else []) + [command]
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -537,6 +563,30 @@ class Bench:
                 f.write(f"-- bench/migrate: a migration that takes a while.\n"
                         f"CREATE TABLE slow_step_{k} (id INTEGER PRIMARY KEY, note TEXT);\n"
                         f"SELECT pg_sleep(0.05);\n")
+        if self.dbmate:
+            self.write_dbmate_copy()
+
+    def write_dbmate_copy(self) -> None:
+        """The sqlx folder in dbmate's format: `<version>_<name>.sql` holding `-- migrate:up`,
+        the SQL, `-- migrate:down` (sqlx's `.up.sql`/`.down.sql` pairs fill both halves;
+        `-- no-transaction` becomes `transaction:false`)."""
+        os.makedirs(self.dbmate_dir)
+        ups: dict[str, str] = {}
+        downs: dict[str, str] = {}
+        for name in sorted(os.listdir(self.migrations)):
+            m = re.fullmatch(r"(\d+_.+?)(\.up|\.down)?\.sql", name)
+            if not m:
+                continue
+            with open(os.path.join(self.migrations, name)) as f:
+                sql = f.read()
+            (downs if m.group(2) == ".down" else ups)[m.group(1)] = sql
+        for stem, sql in ups.items():
+            opts = " transaction:false" if sql.lstrip().startswith("-- no-transaction") else ""
+            with open(os.path.join(self.dbmate_dir, stem + ".sql"), "w") as f:
+                f.write(f"-- migrate:up{opts}\n{sql.rstrip()}\n\n-- migrate:down{opts}\n{downs.get(stem, '').rstrip()}\n")
+        if not ups:
+            raise BenchError(f"no migrations in {self.migrations} to copy for dbmate")
+        self.dbmate_files = len(ups)
 
     # -- 1. boot overhead, native, nothing to migrate -----------------------------------------
 
@@ -561,6 +611,19 @@ class Bench:
         script = (f"pg_isready -h 127.0.0.1 -p {self.port} -q && "
                   f"{shlex.quote(self.sqlx)} migrate run --source {shlex.quote(self.migrations)} "
                   f"--database-url {shlex.quote(url)} && exec {self.true}")
+        dbmate_cmds = {}
+        if self.dbmate:
+            # dbmate keeps its own table: a database of its own, migrated once by dbmate.
+            self.cluster.create_db("boot_dbmate")
+            o = self.out("boot-dbmate-first")
+            _, code = run_timed(self.dbmate_argv("boot_dbmate", wait=True), self.env(), 60, o)
+            if code != 0 or "Applied:" not in read(o):
+                raise BenchError(f"the first `dbmate --wait up` exited {code}: {tail(o)}")
+            dbmate_script = f"{shlex.join(self.dbmate_argv('boot_dbmate', wait=True))} && exec {self.true}"
+            dbmate_cmds = {
+                "dbmate": ["/bin/sh", "-c", dbmate_script],
+                "dbmate migrate": self.dbmate_argv("boot_dbmate", wait=False, command="migrate"),
+            }
         cmds = {
             "true": [self.true],
             "pg_isready": [self.pg_isready, "-h", "127.0.0.1", "-p", str(self.port), "-q"],
@@ -569,6 +632,7 @@ class Bench:
             "roadie --migrate-command true": [self.roadie, "--database-url", url, "--migrate-command", self.noop,
                                               "--", self.true],
             "script": ["/bin/sh", "-c", script],
+            **dbmate_cmds,
         }
         samples: dict[str, list[int]] = {k: [] for k in cmds}
         check = {k: self.out("boot-" + re.sub(r"\W+", "", k)) for k in cmds}
@@ -593,14 +657,26 @@ class Bench:
                              + tail(check["roadie --migrate-command true"]))
         if re.search(r"lock", said):
             self.notes.append(f"boot overhead: roadie mentioned the lock with nothing to migrate: {tail(check['roadie'])}")
+        logins = self.logins(cmds)
+        for k, n in logins.items():
+            if isinstance(n, int):
+                self.record("boot", k, "logins", [n])
         sqlx_said = read(check["script"]).strip()
         if sqlx_said:
             self.notes.append(f"boot overhead: the script printed (first run): {sqlx_said[-300:]}")
         self.cluster.drop_db(db)
+        if self.dbmate:
+            for k in dbmate_cmds:
+                if "Applying" in read(check[k]):
+                    raise BenchError(f"boot overhead: {k} applied migrations on a migrated database: {tail(check[k])}")
+            self.cluster.drop_db("boot_dbmate")
 
         m = {k: ms(med(v)) for k, v in samples.items()}
         base = m["true"]
         over = {k: m[k] - base for k in cmds}
+        for k, xs in samples.items():
+            self.record("boot", k, "wall_ms", [ms(x) for x in xs])
+            self.record("boot", k, "over_true_ms", [ms(x) - base for x in xs])
         ci_true = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["true"], self.rng))
         ci_script = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["script"], self.rng))
         ok_over = over["roadie"] <= GOAL_BOOT_MS
@@ -619,14 +695,23 @@ class Bench:
             f"{over['roadie']:.2f} ms", f"script {over['script']:.2f} ms",
             f"{m['roadie'] / m['script']:.2f} (wall)",
             f"≤ {GOAL_BOOT_MS:.0f} ms, and faster than the script", met))
+        if self.dbmate:
+            ci_dbmate = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["dbmate"], self.rng))
+            faster = m["roadie"] < m["dbmate"]
+            self.summary.append(Summary(
+                "… the same against `dbmate --wait up` (its own copy of the migrations, already applied)",
+                f"{over['roadie']:.2f} ms", f"dbmate {over['dbmate']:.2f} ms",
+                f"{m['roadie'] / m['dbmate']:.2f} (wall)", "faster than dbmate",
+                "yes" if faster else ("**no**, within noise" if ci_dbmate[0] < 0 else "**no**")))
         rows = [
             "### 1. Boot with nothing to migrate (native folder, database already migrated)",
             "",
             f"Wall time from posix_spawn to exit; medians of {iters} runs each after {warm} warm-up runs,"
-            " the commands in a new random order in every iteration.",
+            " the commands in a new random order in every iteration. Logins: sessions the server counted"
+            " (`sum(sessions)` of `pg_stat_database`) during one more run of each, after the timed ones.",
             "",
-            "| command | median ms | IQR ms | minus bare `true`, ms |",
-            "| --- | ---: | ---: | ---: |",
+            "| command | median ms | IQR ms | minus bare `true`, ms | logins |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         label = {
             "true": f"`{self.true}`",
@@ -636,10 +721,14 @@ class Bench:
             "script": "`sh -c 'pg_isready … -q && sqlx migrate run --source DIR --database-url URL && exec true'`",
             "roadie --migrate-command true": "`roadie --database-url URL --migrate-command noop-migrator -- true`"
                                              " (the command path, under the lock, with `true` as the migrator: for section 2)",
+            "dbmate": "`sh -c 'dbmate --wait --url URL?sslmode=disable --migrations-dir DIR --no-dump-schema up && exec true'`",
+            "dbmate migrate": "`dbmate --url URL?sslmode=disable --migrations-dir DIR --no-dump-schema migrate`"
+                              " (bare: no wait, no create-database check, no app)",
         }
-        for k in ("true", "pg_isready", "roadie --skip-migrations", "roadie", "script", "roadie --migrate-command true"):
+        for k in ("true", "pg_isready", "roadie --skip-migrations", "roadie", "script", "roadie --migrate-command true",
+                  *dbmate_cmds):
             lo, hi = (ms(x) for x in iqr(samples[k]))
-            rows.append(f"| {label[k]} | {m[k]:.2f} | {lo:.2f}–{hi:.2f} | {over[k]:.2f} |")
+            rows.append(f"| {label[k]} | {m[k]:.2f} | {lo:.2f}–{hi:.2f} | {over[k]:.2f} | {logins[k]} |")
         rows += [
             "",
             f"- roadie − `true`: {over['roadie']:.2f} ms (95% bootstrap interval {ci_true[0]:.2f} … {ci_true[1]:.2f});"
@@ -648,11 +737,36 @@ class Bench:
             f"- Of roadie's overhead, the wait stage (probe login + `SELECT 1`) is"
             f" {over['roadie --skip-migrations']:.2f} ms and the migration check (a second login, reading"
             f" `_sqlx_migrations`, no lock) {m['roadie'] - m['roadie --skip-migrations']:.2f} ms.",
-            "",
         ]
+        if self.dbmate:
+            rows += [
+                f"- roadie − dbmate: {m['roadie'] - m['dbmate']:+.2f} ms ({ci_dbmate[0]:+.2f} … {ci_dbmate[1]:+.2f});"
+                f" roadie / dbmate (wall time): {m['roadie'] / m['dbmate']:.2f}. dbmate (the static Go binary"
+                f" of the npm package, not its node wrapper) migrates a database of its own, with the same"
+                f" {self.dbmate_files} migrations in its format; it logs in {logins['dbmate']} times"
+                f" (`--wait` pings first, `up` checks that the database exists) where roadie logs in"
+                f" {logins['roadie']} times.",
+            ]
+        rows.append("")
         self.details += rows
         self.boot_medians = m
         self.boot_samples = samples
+
+    def sessions(self) -> int:
+        """Sessions the server has established so far, over all databases (PostgreSQL 14+)."""
+        return int(self.cluster.psql("SELECT sum(sessions) FROM pg_stat_database").strip())
+
+    def logins(self, cmds: dict[str, list[str]]) -> dict[str, int | str]:
+        """How many sessions one run of each command opens: the change in sessions() around it,
+        minus the change around nothing (the counting psql's own session)."""
+        base = statistics.median(-self.sessions() + self.sessions() for _ in range(3))
+        out: dict[str, int | str] = {}
+        for k, argv in cmds.items():
+            before = self.sessions()
+            _, code = run_timed(argv, self.env(), 20)
+            n = self.sessions() - before - base
+            out[k] = int(n) if code == 0 else f"{int(n)} (exit {code})"
+        return out
 
     # -- 2. alembic overhead -------------------------------------------------------------------
 
@@ -693,6 +807,9 @@ class Bench:
         self.cluster.drop_db(db)
         m = {k: ms(med(v)) for k, v in samples.items()}
         added = m["roadie"] - m["alembic"]
+        for k, xs in samples.items():
+            self.record("alembic", k, "wall_ms", [ms(x) for x in xs])
+            self.record("alembic", k, "over_alembic_ms", [ms(x) - m["alembic"] for x in xs])
         ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["alembic"], self.rng))
         ci_init = tuple(ms(x) for x in diff_ci(samples["roadie as init"], samples["alembic"], self.rng))
         self.summary.append(Summary(
@@ -826,6 +943,9 @@ class Bench:
             for (kind, folder, rows), n in plan:
                 tr = self.replicas_trial(folder, kind, n, rows)
                 trials.append(tr)
+                run = sum(1 for t in trials if t.kind == kind and t.n == n)
+                self.samples += [(f"replicas-native-{kind}-N{n}", "roadie", run, "wall_ms", tr.wall_ms),
+                                 (f"replicas-native-{kind}-N{n}", "roadie", run, "failed", tr.failures)]
                 done.append(f"{kind} N={n} {tr.wall_ms:.0f} ms" + (f" ({tr.failures} failed)" if tr.failures else ""))
             log(f"replicas round {r + 1}/{reps}: " + ", ".join(done))
         table = [
@@ -952,6 +1072,9 @@ class Bench:
             for who in order:
                 tr = self.alembic_trial(who, n)
                 trials.append(tr)
+                self.samples += [(f"replicas-alembic-N{n}", who, r + 1, "wall_ms", tr.wall_ms),
+                                 (f"replicas-alembic-N{n}", who, r + 1, "failed", tr.failures),
+                                 (f"replicas-alembic-N{n}", who, r + 1, "tracebacks", tr.tracebacks)]
                 done.append(f"{who}: {tr.failures} failed, {tr.tracebacks} tracebacks, {tr.wall_ms / 1000:.1f} s")
             log(f"alembic replicas round {r + 1}/{reps}: " + "; ".join(done))
         by = {w: [t for t in trials if t.kind == w] for w in ("alembic", "roadie")}
@@ -998,6 +1121,158 @@ class Bench:
             "",
         ]
 
+    # -- 5. concurrent replicas, dbmate ----------------------------------------------------------
+
+    def dbmate_trial(self, who: str, n: int) -> Trial:
+        self.check_time(60)
+        db = f"dbmate_{self.n_out + 1}"
+        self.cluster.create_db(db)
+        if who == "roadie":
+            argv = [self.roadie, "--database-url", self.cluster.url(db), "--migrate-command",
+                    shlex.join(self.dbmate_argv(db, wait=False)), "--", self.true]
+        else:
+            argv = self.dbmate_argv(db, wait=True)
+        outs = [self.out(f"dbmate-{who}-{i}") for i in range(n)]
+        tr = Trial(who, n)
+        pids, _, codes = self.at_once(argv, self.env(), outs, 60, tr)
+        for pid, o in zip(pids, outs):
+            text = read(o)
+            code = codes[pid]
+            if code != 0:
+                tr.failures += 1
+                tr.hangs += code is None
+                errs = re.findall(r"^Error: .*$", text, re.M)
+                key = errs[-1][:200] if errs else (text.strip().splitlines() or ["(no output)"])[-1][:200]
+                if who == "roadie":
+                    self.notes.append(f"dbmate replicas: a roadie {'hung' if code is None else f'exited {code}'}: {tail(o, 12)}")
+                tr.errors[key] = tr.errors.get(key, 0) + 1
+            if "Applying:" in text:
+                tr.applied += 1
+            for mm in SUMMARY.finditer(text):
+                if mm.group("ctook"):
+                    tr.max_lock_wait_s = max(tr.max_lock_wait_s, float(mm.group("w3")))
+        try:
+            rows = self.cluster.psql("SELECT count(*) FROM schema_migrations", db).strip()
+        except BenchError as e:
+            rows = f"(no schema_migrations: {str(e)[-120:]})"
+        tr.state = rows
+        tr.state_ok = rows == str(self.dbmate_files)
+        self.cluster.drop_db(db)
+        self.strays(f"dbmate replicas ({who})")
+        return tr
+
+    def dbmate_replicas(self) -> None:
+        if not self.dbmate:
+            return
+        n, reps = 10, self.n(3, 1)
+        trials: list[Trial] = []
+        for r in range(reps):
+            order = ["dbmate", "roadie"]
+            self.rng.shuffle(order)
+            done = []
+            for who in order:
+                tr = self.dbmate_trial(who, n)
+                trials.append(tr)
+                self.samples += [(f"replicas-dbmate-N{n}", who, r + 1, "wall_ms", tr.wall_ms),
+                                 (f"replicas-dbmate-N{n}", who, r + 1, "failed", tr.failures)]
+                done.append(f"{who}: {tr.failures} failed, {tr.wall_ms:.0f} ms")
+            log(f"dbmate replicas round {r + 1}/{reps}: " + "; ".join(done))
+        by = {w: [t for t in trials if t.kind == w] for w in ("dbmate", "roadie")}
+        fails = {w: sum(t.failures for t in by[w]) for w in by}
+        total = n * reps
+        self.summary.append(Summary(
+            f"{n} replicas at once on a fresh database, dbmate: replicas that exited non-zero, {reps} trials",
+            f"{fails['roadie']} of {total} (roadie running `dbmate up` under its lock)",
+            f"bare `dbmate --wait up` {fails['dbmate']} of {total}", "", "roadie 0", verdict(fails["roadie"] == 0)))
+        errs: dict[str, int] = {}
+        for t in by["dbmate"]:
+            for k, v in t.errors.items():
+                errs[k] = errs.get(k, 0) + v
+        label = {"dbmate": "bare `dbmate --wait --url URL --migrations-dir DIR --no-dump-schema up`",
+                 "roadie": "`roadie --database-url URL --migrate-command \"dbmate --url URL --migrations-dir DIR"
+                           " --no-dump-schema up\" -- true`"}
+        self.details += [
+            f"### 5. {n} replicas at once, dbmate, fresh database each time",
+            "",
+            f"{reps} trial(s) each, the two kinds in a random order per round; the {self.dbmate_files}"
+            " migrations of section 1 in dbmate's format. dbmate takes no lock of its own on PostgreSQL:"
+            " the replicas race to apply the same files, and every loser exits with the server's error.",
+            "",
+            "| replicas | non-zero exits per trial | wall ms per trial (gate → all exited) | replicas that applied a migration (printed `Applying:`) per trial | `schema_migrations` rows afterwards |",
+            "| --- | --- | --- | --- | --- |",
+            *[f"| {label[w]} | {', '.join(str(t.failures) for t in by[w])} |"
+              f" {', '.join(f'{t.wall_ms:.0f}' for t in by[w])} | {', '.join(str(t.applied) for t in by[w])} |"
+              f" {', '.join(t.state for t in by[w])} |" for w in ("dbmate", "roadie")],
+            "",
+        ]
+        if errs:
+            self.details += ["Last `Error:` line of the failed bare dbmate runs (count):", "",
+                             *[f"- {v}× `{k}`" for k, v in sorted(errs.items(), key=lambda kv: -kv[1])], ""]
+
+    # -- 6. a wrong password -------------------------------------------------------------------
+
+    def wrong_password(self) -> None:
+        """Each waiter once against the running server with a wrong password for `app`: does it
+        say so and stop, wait until a timeout, or start the app?"""
+        self.check_time(60)
+        db = "wrong_password"
+        self.cluster.create_db(db)
+        good = self.cluster.url(db)
+        bad = good.replace(f":{self.cluster.password}@", ":not-the-password@")
+        if bad == good:
+            raise BenchError("wrong password: could not make a bad URL")
+        app = "echo app-started"
+        isready = f"pg_isready -h 127.0.0.1 -p {self.port} -q"
+        timeout = 5
+        cases: dict[str, tuple[str, list[str]]] = {
+            "roadie": (f"`roadie --wait-timeout {timeout}s --database-url URL --migrations DIR -- APP`",
+                       [self.roadie, "--wait-timeout", f"{timeout}s", "--database-url", bad,
+                        "--migrations", self.migrations, "--", "/bin/sh", "-c", app]),
+            "classic": ("`sh -c 'until pg_isready …; do sleep 1; done; exec APP'`",
+                        ["/bin/sh", "-c", f"until {isready}; do sleep 1; done; exec {app}"]),
+            "script": ("`sh -c 'pg_isready … && sqlx migrate run --database-url URL … && exec APP'`",
+                       ["/bin/sh", "-c", f"{isready} && {shlex.quote(self.sqlx)} migrate run --source"
+                        f" {shlex.quote(self.migrations)} --database-url {shlex.quote(bad)} && exec {app}"]),
+        }
+        if self.wait_for_it:
+            cases["wait-for-it"] = ("`wait-for-it -q -t 0 127.0.0.1:PORT -- APP`",
+                                    [self.wait_for_it, "-q", "-t", "0", f"127.0.0.1:{self.port}", "--",
+                                     "/bin/sh", "-c", app])
+        if self.dbmate:
+            argv = self.dbmate_argv(db, wait=True)
+            argv[argv.index("--url") + 1] = bad + "?sslmode=disable"
+            argv[-1:-1] = ["--wait-timeout", f"{timeout}s"]
+            cases["dbmate"] = (f"`sh -c 'dbmate --wait --wait-timeout {timeout}s --url URL … up && exec APP'`",
+                               ["/bin/sh", "-c", f"{shlex.join(argv)} && exec {app}"])
+        rows = [
+            "### 6. A wrong password",
+            "",
+            f"Each once, against the running server, with a wrong password for the role in the URL;"
+            f" a {timeout} s wait timeout where the tool has one. APP = `sh -c 'echo app-started'`.",
+            "",
+            "| waiter | exit code | seconds | started the app | last line it printed |",
+            "| --- | ---: | ---: | --- | --- |",
+        ]
+        for k, (label, argv) in cases.items():
+            o = self.out(f"wrongpw-{k}")
+            t, code = run_timed(argv, self.env(), timeout + 15, o)
+            text = read(o)
+            started = "app-started" in text
+            last = [l for l in text.strip().splitlines() if l.strip() and l.strip() != "app-started"]
+            said = last[-1].replace(self.cluster.password, "***").replace("|", "\\|")[:160] if last else ""
+            self.samples += [("wrong-password", k, 1, "exit_code", -1 if code is None else code),
+                             ("wrong-password", k, 1, "seconds", t / 1e9),
+                             ("wrong-password", k, 1, "app_started", int(started))]
+            rows.append(f"| {label} | {'hung' if code is None else code} | {t / 1e9:.2f} |"
+                        f" {'**yes**' if started else 'no'} | `{said}` |")
+            if k == "roadie":
+                self.summary.append(Summary(
+                    "wrong password: roadie gives up at once (69), naming the cause; the app is not started",
+                    f"exit {code} in {t / 1e9:.2f} s", "see section 6", "", "exit 69 in < 1 s, no app",
+                    verdict(code == 69 and t / 1e9 < 1 and not started)))
+        self.cluster.drop_db(db)
+        self.details += rows + [""]
+
     def cleanup(self) -> None:
         for pid in list(_live):
             kill_and_reap(pid)
@@ -1042,7 +1317,7 @@ def cpu_model() -> str:
 def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
     size = os.path.getsize(b.roadie)
     out = [
-        "# Migrations: roadie vs sqlx-cli and alembic, PostgreSQL 15",
+        "# Migrations: roadie vs sqlx-cli, dbmate and alembic, PostgreSQL 15",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- kernel: {platform.release()} ({platform.machine()})",
@@ -1051,6 +1326,8 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         " `max_connections = 300`, role `app` (owner of each database) logs in with SCRAM-SHA-256 over TCP",
         f"- roadie: {version_of([b.roadie, '--version'])}, {commit}, static binary {size:,} bytes, default log level (info)",
         f"- sqlx-cli: {version_of([b.sqlx, '--version'])} (`--no-default-features --features postgres,rustls`)",
+        *([f"- dbmate: {version_of([b.dbmate, '--version'])} (the npm package's static Go binary, run directly)"]
+          if b.dbmate else []),
         f"- alembic: {version_of([b.alembic, '--version'])}, SQLAlchemy + psycopg 3 (tests/requirements.txt),"
         f" the 5-revision app of tests/blackbox/apps/alembic",
         f"- harness: Python {platform.python_version()}, random order seed {b.seed}"
@@ -1107,6 +1384,9 @@ def main() -> int:
     ap.add_argument("--migrations", required=True, help="a sqlx-format folder (the repo's migrations/)")
     ap.add_argument("--work", required=True, help="an empty directory for the cluster and run files")
     ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--csv", help="CSV file for the per-run samples (section,tool,run,metric,value)")
+    ap.add_argument("--dbmate", help="dbmate's binary: adds it to sections 1, 5 and 6")
+    ap.add_argument("--wait-for-it", help="Debian's wait-for-it: adds it to section 6")
     ap.add_argument("--roadie-commit", default="commit unknown")
     ap.add_argument("--quick", action="store_true", help="few runs, for trying the script")
     ap.add_argument("--deadline", type=float, default=570, help="seconds for the whole run")
@@ -1135,6 +1415,8 @@ def main() -> int:
             ("alembic overhead", b.alembic_overhead),
             ("concurrent replicas, native", b.replicas),
             ("concurrent replicas, alembic", b.alembic_replicas),
+            *([("concurrent replicas, dbmate", b.dbmate_replicas)] if b.dbmate else []),
+            ("wrong password", b.wrong_password),
         ]
         for name, step in steps:
             t = time.monotonic()
@@ -1148,6 +1430,11 @@ def main() -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
+    if args.csv:
+        with open(args.csv, "w") as f:
+            f.write("section,tool,run,metric,value\n")
+            for section, tool, run, metric, value in b.samples:
+                f.write(f"{section},{tool},{run},{metric},{value:.6g}\n")
     print(text)
     return 0
 

@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
 """Readiness-detection harness for bench/readiness: roadie side by side with two pg_isready
-loops, over cold starts of a real PostgreSQL 15.
+loops and wait-for-it, over cold starts of a real PostgreSQL 15.
 
 Called by bench/readiness (which builds roadie and compiles stamp.c); it can also be run by
 hand, as root:
 
-    python3 bench/readiness.py --roadie PATH --stamp PATH --work DIR --out FILE [--rounds N]
+    python3 bench/readiness.py --roadie PATH --stamp PATH --work DIR --out FILE [--rounds N] \\
+        [--wait-for-it /usr/bin/wait-for-it]
 
 One run: the waiter starts first while the server is down; after a random delay of 0.5-1.5 s
 the harness starts the (initdb'd, stopped) cluster with `pg_ctl start`; the waiter notices, and
 starts the app (bench/stamp.c), which writes its own start time. The latency of the run is
 that time minus the time in the server's "database system is ready to accept connections" log
 line (log_line_prefix '%n ': Unix epoch with milliseconds). Then the server is stopped with
-`pg_ctl stop -m fast`. Every round runs the three waiters in a new random order.
+`pg_ctl stop -m fast`. Every round runs the waiters in a new random order.
+
+wait-for-it checks only that the port accepts a TCP connection. PostgreSQL listens a few ms
+before it is ready after a clean shutdown (for the whole WAL replay after a crash); a login then
+gets 57P03, "the database system is starting up". A check that lands in that window starts the
+app before the ready line: a negative latency, counted as "too early".
 
 The harness is a child subreaper: the postmaster (daemonized by pg_ctl) and anything a waiter
 leaves behind come back to it; on exit (or SIGINT/SIGTERM) it stops the server with
@@ -41,17 +47,20 @@ import time
 from dataclasses import dataclass, field
 
 PGBIN = "/usr/lib/postgresql/15/bin"
-WAITERS = ("roadie", "classic", "tight")
+ALL_WAITERS = ("roadie", "classic", "tight", "wait-for-it")
+WAITERS = ALL_WAITERS  # without --wait-for-it, the last one is left out (see main)
 LABEL = {
     "roadie": "roadie",
     "classic": "classic script (`sleep 1`)",
     "tight": "tight script (`sleep 0.1`)",
+    "wait-for-it": "wait-for-it (TCP only)",
 }
 PR_SET_CHILD_SUBREAPER = 36
 # PGBIN first: `pg_isready` in the scripts is PostgreSQL's own binary, not Debian's Perl
 # wrapper /usr/bin/pg_isready (which costs ~30 ms of Perl start-up per call).
 ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 READY_LOG = re.compile(r"^(\d+)\.(\d{3}) .*database system is ready to accept connections", re.M)
+LISTEN_LOG = re.compile(r"^(\d+)\.(\d{3}) .*listening on IPv4 address", re.M)
 CONN_LOG = re.compile(r"^(\d+)\.(\d{3}) .*connection received: host=127\.0\.0\.1", re.M)
 ROADIE_READY = re.compile(r"ready in ([0-9.]+)s after (\d+) attempts?")
 
@@ -245,6 +254,12 @@ class Run:
     roadie_says: tuple[float, int] | None = None  # roadie's own "ready in Xs after N attempts"
     starting_up: int = 0  # roadie's attempts answered "the database system is starting up"
     failed_after_ready: int = 0  # connections logged after the ready line that were not the successful one
+    listen_ms: float | None = None  # the server's "listening on IPv4" line -> its ready line
+
+    @property
+    def too_early(self) -> bool:
+        """The app started before the server's ready line: its first login would get 57P03."""
+        return self.latency_ms < 0
 
 
 def read_epoch_ns(text: str) -> int:
@@ -263,6 +278,7 @@ class Bench:
         self.roadie = os.path.abspath(args.roadie)
         self.stamp_link = args.stamp_link
         self.stamp = os.path.abspath(args.stamp)
+        self.wait_for_it = args.wait_for_it
         self.work = os.path.abspath(args.work)
         self.rounds = args.rounds
         self.warmup = args.warmup
@@ -290,6 +306,10 @@ class Bench:
         app = [self.stamp, self.stamp_file]
         if waiter == "roadie":
             return [self.roadie, "--log-level", "debug", "--database-url", self.cluster.url(), "--", *app]
+        if waiter == "wait-for-it":
+            # -t 0: wait with no timeout (and no `timeout` wrapper process). Debian's script runs
+            # unmodified, so its attempts are not counted.
+            return [self.wait_for_it, "-q", "-t", "0", f"127.0.0.1:{self.port}", "--", *app]
         pause = {"classic": "1", "tight": "0.1"}[waiter]
         # `echo >> FILE` (a dash builtin: no fork) counts the loop's iterations.
         script = (f"until echo >> {shlex.quote(self.count_file)}; pg_isready -h 127.0.0.1 -p {self.port} -q;"
@@ -297,6 +317,8 @@ class Bench:
         return ["/bin/sh", "-c", script]
 
     def script_text(self, waiter: str) -> str:
+        if waiter == "wait-for-it":
+            return "wait-for-it -q -t 0 127.0.0.1:PORT -- APP"
         pause = {"classic": "1", "tight": "0.1"}[waiter]
         return f"sh -c 'until pg_isready -h 127.0.0.1 -p PORT -q; do sleep {pause}; done; exec APP'"
 
@@ -383,6 +405,8 @@ class Bench:
         if not m:
             raise BenchError(f"no 'ready to accept connections' line in {logfile}")
         t_ready = int(m.group(1)) * 10**9 + int(m.group(2)) * 10**6
+        lm = LISTEN_LOG.search(server_log)
+        t_listen = int(lm.group(1)) * 10**9 + int(lm.group(2)) * 10**6 if lm else None
         conns = [int(c.group(1)) * 10**9 + int(c.group(2)) * 10**6
                  for c in CONN_LOG.finditer(server_log, m.end())]
         if code != 0:
@@ -396,13 +420,15 @@ class Bench:
         window_s = (t_ready - t0) / 1e9
         run = Run(waiter, rnd, delay, (t_app - t_ready) / 1e6, 0, window_s,
                   (t_ready - t_pg) / 1e6, 0.0)
+        if t_listen is not None:
+            run.listen_ms = (t_ready - t_listen) / 1e6
         before_app = [t for t in conns if t <= t_app]
         if before_app:
             t_conn = before_app[-1]
             run.failed_after_ready = len(before_app) - 1
             run.poll_ms = (t_conn - t_ready) / 1e6
             run.finish_ms = (t_app - t_conn) / 1e6
-        else:
+        elif not run.too_early:
             self.notes.append(f"run {self.n} ({waiter}): no connection logged between the ready line and the app")
         if waiter == "roadie":
             with open(errfile, errors="replace") as f:
@@ -422,11 +448,13 @@ class Bench:
                 self.notes.append(
                     f"run {self.n} (roadie): {not_ready} `not ready:` + {waiting} `waiting for` lines,"
                     f" but roadie says {said[1]} attempts")
+        elif waiter == "wait-for-it":
+            run.failed = -1  # not counted: the Debian script runs unmodified
         else:
             with open(self.count_file) as f:
                 run.failed = len(f.read().splitlines()) - 1
-        run.rate = run.failed / window_s if window_s > 0 else float("nan")
-        if run.latency_ms < 0:
+        run.rate = run.failed / window_s if window_s > 0 and run.failed >= 0 else float("nan")
+        if run.too_early and waiter != "wait-for-it":
             self.notes.append(f"run {self.n} ({waiter}): the app started {-run.latency_ms:.1f} ms"
                               " *before* the server's ready line")
         return run
@@ -477,6 +505,15 @@ class Bench:
 # Report
 # --------------------------------------------------------------------------------------------
 
+def deb_version(package: str) -> str:
+    try:
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}", package],
+                           capture_output=True, text=True, timeout=5, env=ENV)
+        return r.stdout.strip() or "not a Debian package"
+    except Exception as e:  # noqa: BLE001 - informational only
+        return f"unknown ({e})"
+
+
 def version_of(argv: list[str]) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=5, env=ENV)
@@ -505,7 +542,9 @@ def cpu_model() -> str:
 
 
 def fmt_ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "n/a"
+    """a / b; "n/a" unless both are positive (a latency ≤ 0 means the app started too early,
+    and a ratio to it means nothing)."""
+    return f"{a / b:.2f}" if a > 0 and b > 0 else "n/a"
 
 
 def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
@@ -515,12 +554,14 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
     med = {w: statistics.median(lat[w]) for w in WAITERS}
     p95 = {w: percentile(lat[w], 95) for w in WAITERS}
     mx = {w: max(lat[w]) for w in WAITERS}
-    rmed = {w: statistics.median(rate[w]) for w in WAITERS}
+    rmed = {w: statistics.median(rate[w]) if not any(math.isnan(x) for x in rate[w]) else float("nan")
+            for w in WAITERS}
+    early = {w: sum(1 for r in by[w] if r.too_early) for w in WAITERS}
     ov = b.overhead
     size = os.path.getsize(b.roadie)
 
     out = [
-        "# Readiness detection: roadie vs pg_isready loops, PostgreSQL cold starts",
+        "# Readiness detection: roadie vs pg_isready loops and wait-for-it, PostgreSQL cold starts",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- kernel: {platform.release()} ({platform.machine()})",
@@ -531,26 +572,43 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         " run as `roadie --log-level debug --database-url postgres://postgres:***@127.0.0.1:PORT/postgres -- APP`",
         f"- scripts: `/bin/sh` = {os.path.realpath('/bin/sh')}, `pg_isready` = {PGBIN}/pg_isready"
         f" ({version_of([PGBIN + '/pg_isready', '--version'])})",
+        *([f"- wait-for-it: {b.wait_for_it} ({deb_version('wait-for-it')}), a bash script: a TCP connect"
+           " (`echo > /dev/tcp/HOST/PORT`) then `sleep 1`, until one succeeds; run unmodified"]
+          if "wait-for-it" in WAITERS else []),
         f"- app: bench/stamp.c, linked {b.stamp_link}ally; it reads CLOCK_REALTIME first thing and writes it to a file."
         f" Its own overhead (posix_spawn from the harness → its reading): median {statistics.median(ov):.2f} ms,"
         f" max {max(ov):.2f} ms over {len(ov)} runs; it is inside every waiter's latency alike",
         f"- load average (1/5/15 min) before: {load_before}, after: {loadavg()}"
         " (other work on the machine adds noise)",
-        f"- {b.rounds} rounds × 3 waiters (+{b.warmup} warm-up round discarded), random order per round,"
+        f"- {b.rounds} rounds × {len(WAITERS)} waiters (+{b.warmup} warm-up round discarded), random order per round,"
         f" seed {b.seed}; total {elapsed:.0f} s",
         "",
         "Latency = the app's own start time − the server's \"database system is ready to accept"
         " connections\" log line, in ms (the log time is truncated to the millisecond, so values are"
         " up to 1 ms high).",
         "",
-        "| waiter | runs | median ms | p95 ms | max ms | roadie / this (median) | roadie / this (p95) | attempts/s while down (median) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| waiter | runs | median ms | p95 ms | max ms | roadie / this (median) | roadie / this (p95) | attempts/s while down (median) | app started before the ready line (too early) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for w in WAITERS:
+        rate_txt = "n/a (not counted)" if math.isnan(rmed[w]) else f"{rmed[w]:.1f}"
+        early_txt = f"{early[w]} of {len(lat[w])}" + (f" (min {min(lat[w]):.1f} ms)" if early[w] else "")
         out.append(
             f"| {LABEL[w]} | {len(lat[w])} | {med[w]:.1f} | {p95[w]:.1f} | {mx[w]:.1f} |"
-            f" {fmt_ratio(med['roadie'], med[w])} | {fmt_ratio(p95['roadie'], p95[w])} | {rmed[w]:.1f} |"
+            f" {fmt_ratio(med['roadie'], med[w])} | {fmt_ratio(p95['roadie'], p95[w])} | {rate_txt} |"
+            f" {early_txt} |"
         )
+    listen = [r.listen_ms for r in b.runs if r.listen_ms is not None]
+    if "wait-for-it" in WAITERS and listen:
+        out += [
+            "",
+            f"A negative latency means the app started before the server was ready: its first login"
+            f" would have been refused with 57P03 (\"the database system is starting up\"). The server"
+            f" listens on its port {statistics.median(listen):.0f} ms (median; max {max(listen):.0f} ms)"
+            f" before its ready line; a TCP check (wait-for-it) that lands in that window passes, so with"
+            f" one attempt a second about {statistics.median(listen) / 10:.0f}% of cold starts go too early."
+            f" pg_isready and roadie treat 57P03 as not ready.",
+        ]
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -590,6 +648,8 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         "| --- | ---: | ---: | ---: |",
         *[f"| {LABEL[w]} | {mmm([r.poll_ms for r in by[w]])} | {mmm([r.finish_ms for r in by[w]])} |"
           f" {sum(1 for r in by[w] if r.failed_after_ready)} |" for w in WAITERS],
+        *(["", "Runs where the app started before the ready line (wait-for-it) have no successful"
+           " attempt after it and are left out of this table."] if any(early.values()) else []),
         "",
         f"- roadie's attempts are {interval:.1f} ms apart (median of window / failed attempts), so the"
         f" wait for the next attempt is spread evenly over 0–{interval:.0f} ms: expected median"
@@ -616,7 +676,9 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         f"- Waiters (working directory: an empty temp directory, so that roadie finds no"
         f" `alembic.ini` or `migrations/` to run): roadie as above; the classic script `{b.script_text('classic').replace('PORT', str(b.port))}`;"
         f" the tight script, the same with `sleep 0.1`. In the scripts, the `until` condition is"
-        f" `echo >> COUNTFILE; pg_isready ...`: a dash builtin (no fork) counts the iterations.",
+        f" `echo >> COUNTFILE; pg_isready ...`: a dash builtin (no fork) counts the iterations."
+        + (f" wait-for-it: `{b.script_text('wait-for-it').replace('PORT', str(b.port))}` (Debian's"
+           " script, unmodified; its attempts are not counted)." if "wait-for-it" in WAITERS else ""),
         "- Attempts per second while down: failed attempts (roadie: `not ready:` debug lines plus"
         " `waiting for` progress lines, which replace them every 3 s, checked against roadie's"
         " `after N attempts`; scripts: loop iterations − 1) over the time from the waiter's start to"
@@ -641,15 +703,17 @@ def write_csv(b: Bench, path: str) -> None:
     with open(path, "w") as f:
         f.write("waiter,round,delay_s,latency_ms,failed_attempts,window_s,attempts_per_s,"
                 "server_startup_ms,ready_to_successful_attempt_ms,attempt_to_app_ms,"
-                "failed_after_ready,roadie_attempts,roadie_57P03\n")
+                "failed_after_ready,roadie_attempts,roadie_57P03,started_before_ready,listen_to_ready_ms\n")
         for r in b.runs:
-            f.write(f"{r.waiter},{r.round},{r.delay_s:.3f},{r.latency_ms:.3f},{r.failed},{r.window_s:.3f},"
-                    f"{r.rate:.2f},{r.startup_ms:.1f},"
+            f.write(f"{r.waiter},{r.round},{r.delay_s:.3f},{r.latency_ms:.3f},"
+                    f"{'' if r.failed < 0 else r.failed},{r.window_s:.3f},"
+                    f"{'' if math.isnan(r.rate) else f'{r.rate:.2f}'},{r.startup_ms:.1f},"
                     f"{'' if r.poll_ms is None else f'{r.poll_ms:.0f}'},"
                     f"{'' if r.finish_ms is None else f'{r.finish_ms:.3f}'},"
                     f"{r.failed_after_ready},"
                     f"{'' if r.roadie_says is None else r.roadie_says[1]},"
-                    f"{'' if r.waiter != 'roadie' else r.starting_up}\n")
+                    f"{'' if r.waiter != 'roadie' else r.starting_up},"
+                    f"{int(r.too_early)},{'' if r.listen_ms is None else f'{r.listen_ms:.0f}'}\n")
 
 
 def main() -> int:
@@ -659,6 +723,7 @@ def main() -> int:
     ap.add_argument("--work", required=True, help="an empty directory for the cluster and run files")
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--csv", help="per-run CSV file to write")
+    ap.add_argument("--wait-for-it", help="Debian's wait-for-it script: adds it as a fourth waiter")
     ap.add_argument("--stamp-link", default="static", help="how stamp.c was linked, for the report")
     ap.add_argument("--roadie-commit", default="commit unknown")
     ap.add_argument("--rounds", type=int, default=20)
@@ -671,6 +736,12 @@ def main() -> int:
         raise BenchError("needs root (runuser -u postgres)")
     if args.rounds < 2:
         raise BenchError("--rounds must be at least 2")
+    global WAITERS
+    if args.wait_for_it:
+        if not os.access(args.wait_for_it, os.X_OK):
+            raise BenchError(f"--wait-for-it {args.wait_for_it}: not an executable file")
+    else:
+        WAITERS = tuple(w for w in ALL_WAITERS if w != "wait-for-it")
 
     def on_signal(signum, _frame):
         raise Stopped(signal.Signals(signum).name)

@@ -4,7 +4,10 @@
 Called by bench/supervise (which installs the peers, builds roadie and compiles orphans.c);
 it can also be run by hand:
 
-    python3 bench/supervise.py --roadie PATH --orphans PATH --out FILE [--quick]
+    python3 bench/supervise.py --roadie PATH --orphans PATH --out FILE [--csv FILE] [--quick]
+
+With --csv it also writes every sample the medians come from, one per line:
+`section,tool,run,metric,value` (e.g. `startup-not-pid1,tini,17,overhead_ms,1.052`).
 
 Every process is started with os.posix_spawn (stdin, stdout and stderr on /dev/null), waited
 for through a pidfd with a deadline, and timed with time.perf_counter_ns. The harness makes
@@ -19,6 +22,7 @@ import ctypes
 import os
 import platform
 import random
+import re
 import select
 import shutil
 import signal
@@ -275,6 +279,11 @@ class Bench:
         self.notes: list[str] = []
         self.method: list[str] = []
         self.tmp = tempfile.mkdtemp(prefix="roadie-bench-")
+        # Every raw sample, for --csv: (section, tool, run, metric, value).
+        self.samples: list[tuple[str, str, int, str, float]] = []
+
+    def record(self, section: str, tool: str, metric: str, values: list[float]) -> None:
+        self.samples.extend((section, tool, i, metric, v) for i, v in enumerate(values, 1))
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -320,6 +329,12 @@ class Bench:
                     samples[k].append(t)
         base = med(samples["baseline"])
         over = {p: ms(med(samples[p]) - base) for p in PEERS}
+        section = "startup-pid1" if pid1 else "startup-not-pid1"
+        for k, xs in samples.items():
+            self.record(section, k, "wall_ms", [ms(x) for x in xs])
+            if k != "baseline":
+                # Each run minus the baseline's median: the overhead the row's median is made of.
+                self.record(section, k, "overhead_ms", [ms(x - base) for x in xs])
         where = "PID 1 (unshare --pid --fork --mount-proc)" if pid1 else "not PID 1"
         spread = {p: "IQR {:.3f}–{:.3f}".format(*(ms(x) for x in iqr(samples[p]))) for p in PEERS}
         self.method.append(
@@ -365,6 +380,9 @@ class Bench:
             f" The three run at the same time, {runs} rounds; medians. Per run (kB): "
             + "; ".join(f"{p} VmRSS {rss[p]} RssAnon {anon[p]}" for p in PEERS) + "."
         )
+        for p in PEERS:
+            self.record("memory", p, "VmRSS_kB", rss[p])
+            self.record("memory", p, "RssAnon_kB", anon[p])
         rows = []
         for label, data in (("VmRSS", rss), ("RssAnon", anon)):
             vals = {p: float(med(data[p])) for p in PEERS}
@@ -404,6 +422,8 @@ class Bench:
         finally:
             self.stop_all(started)
         delta = {p: float(after[p] - before[p]) for p in PEERS}
+        for p in PEERS:
+            self.record("idle-wakeups", p, f"switches_in_{window}s", [delta[p]])
         self.method.append(
             f"**Idle wakeups**: voluntary + nonvoluntary context switches (all threads) of the init,"
             f" from /proc/<init>/task/*/status, over a {window} s window while it supervises `sleep`"
@@ -442,6 +462,8 @@ class Bench:
             if strays:
                 self.notes.append(f"SIGTERM latency: {strays} process(es) left behind by an init and reaped by the harness")
         vals = {p: ms(med(samples[p])) for p in PEERS}
+        for p in PEERS:
+            self.record("sigterm", p, "exit_ms", [ms(x) for x in samples[p]])
         spread = {p: "IQR {:.3f}–{:.3f}".format(*(ms(x) for x in iqr(samples[p]))) for p in PEERS}
         self.method.append(
             f"**SIGTERM to exit**: init supervising `sleep 60` (not PID 1); once its child has"
@@ -500,6 +522,9 @@ class Bench:
             f" the reaping row is the intermediate's exit to a clean /proc; the forking row is the"
             f" app's own work and should not depend on the init."
         )
+        for p in PEERS:
+            for k in phases:
+                self.record("orphans-10k", p, re.sub(r"\W+", "_", k) + "_ms", [ms(x) for x in data[p][k]])
         rows = []
         for k in phases:
             xs = {p: data[p][k] for p in PEERS}
@@ -584,6 +609,7 @@ def main() -> int:
     ap.add_argument("--roadie", required=True)
     ap.add_argument("--orphans", required=True, help="the compiled bench/orphans.c")
     ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--csv", help="CSV file for the raw samples (section,tool,run,metric,value)")
     ap.add_argument("--roadie-commit", default="commit unknown")
     ap.add_argument("--quick", action="store_true", help="few iterations, for trying the script")
     ap.add_argument("--seed", type=int, default=None)
@@ -662,6 +688,11 @@ def main() -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
+    if args.csv:
+        with open(args.csv, "w") as f:
+            f.write("section,tool,run,metric,value\n")
+            for section, tool, run, metric, value in b.samples:
+                f.write(f"{section},{tool},{run},{metric},{value:.6g}\n")
     print(text)
     return 0
 
