@@ -37,14 +37,13 @@ import random
 import re
 import secrets
 import shlex
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 ALL_WAITERS = ("roadie", "classic", "tight", "wait-for-it")
