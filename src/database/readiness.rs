@@ -24,25 +24,26 @@ pub enum Verdict {
     Permanent { cause: String, hint: String },
 }
 
-/// One attempt: connect, `SELECT 1`, close.
+/// One attempt: connect, `SELECT 1`, close. The query goes as a simple query: one round trip,
+/// where a prepared statement takes two (parse, then execute).
 pub async fn probe(options: &ConnectOptions) -> Result<(), sqlx::Error> {
     match options {
         #[cfg(feature = "postgres")]
         ConnectOptions::Postgres(o) => {
             let mut c = PgConnection::connect_with(o).await?;
-            sqlx::query("SELECT 1").execute(&mut c).await?;
+            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
             c.close().await
         }
         #[cfg(feature = "mysql")]
         ConnectOptions::MySql(o) => {
             let mut c = MySqlConnection::connect_with(o).await?;
-            sqlx::query("SELECT 1").execute(&mut c).await?;
+            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
             c.close().await
         }
         #[cfg(feature = "sqlite")]
         ConnectOptions::Sqlite(o) => {
             let mut c = SqliteConnection::connect_with(o).await?;
-            sqlx::query("SELECT 1").execute(&mut c).await?;
+            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
             c.close().await
         }
     }
