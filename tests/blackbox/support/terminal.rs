@@ -162,6 +162,36 @@ impl OnTerminal {
         code
     }
 
+    /// Asks the shell on the terminal whether it has it, with job control (in the foreground).
+    /// The quotes in the typed line keep its echo from matching the answer.
+    pub fn shell_has_the_foreground(&mut self) {
+        self.type_in(b"echo \"an\"\"swer tty=$(tty) flags=$-\"\n");
+        self.shows("answer tty=");
+        let answer = self.shows("\n");
+        let job_control = answer
+            .split("flags=")
+            .nth(1)
+            .is_some_and(|f| f.contains('m'));
+        if !answer.starts_with("/dev/pts/") || !job_control {
+            self.fail(&format!("not the terminal's foreground: tty={answer:?}"));
+        }
+    }
+
+    /// Asserts roadie's lines on the terminal, in order, each containing its `expected` text.
+    pub fn roadie_said_only(&mut self, expected: &[&str]) {
+        let said: Vec<String> = self
+            .transcript()
+            .lines()
+            .filter(|l| l.contains("[roadie]"))
+            .map(str::to_string)
+            .collect();
+        let matches =
+            said.len() == expected.len() && said.iter().zip(expected).all(|(l, e)| l.contains(e));
+        if !matches {
+            self.fail(&format!("roadie's lines: {said:#?}, expected {expected:?}"));
+        }
+    }
+
     pub fn fail(&mut self, why: &str) -> ! {
         kill_tree(self.child.id() as i32);
         std::thread::sleep(Duration::from_millis(50));
