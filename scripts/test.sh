@@ -16,13 +16,16 @@ command -v ps >/dev/null || need_apt+=(procps)
 # pulls mariadb-client); the tests run mariadbd themselves, never the service.
 [ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null && id mysql >/dev/null 2>&1 ||
   need_apt+=(mariadb-server mariadb-client)
-# docker-compose 1.29 (Debian's) checks compose/ with `config`, which needs no Docker engine.
-command -v docker-compose >/dev/null || need_apt+=(docker-compose)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing: ${need_apt[*]}"
+# docker-compose 1.29 (Debian's) checks compose/ with `config`, which needs no Docker engine:
+# installed without its recommended docker.io, the engine we neither need nor can run here.
+need_compose=0
+command -v docker-compose >/dev/null || need_compose=1
+if [ ${#need_apt[@]} -gt 0 ] || [ "$need_compose" = 1 ]; then
+  echo "installing: ${need_apt[*]} $([ "$need_compose" = 1 ] && echo docker-compose)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ ${#need_apt[@]} -eq 0 ] || apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ "$need_compose" = 0 ] || apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The Python venv the black-box tests run: alembic, the FastAPI example's packages, and
