@@ -13,6 +13,7 @@ use tracing::info;
 use crate::children::{self, ChildExit, Launch, Reaper};
 use crate::cli::Invocation;
 use crate::config::Config;
+use crate::database::Connection;
 use crate::error::BootError;
 use crate::hooks;
 use crate::logging::{self, Phase};
@@ -24,11 +25,13 @@ use crate::signals::{self, SignalSource};
 use crate::supervise::Supervisor;
 use crate::wait::{self, Target};
 
+/// How long the wait took, and whether a database was among the targets.
+type Waited = Option<(Duration, bool)>;
+
 /// How long each phase took, for the line that starts the app.
 #[derive(Debug, Default)]
 struct Timings {
-    /// The wait, and whether a database was among the targets.
-    waited: Option<(Duration, bool)>,
+    waited: Waited,
     migrated: Option<(Summary, Duration)>,
     hooks: Option<(usize, Duration)>,
 }
@@ -76,7 +79,8 @@ pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, Boo
         Invocation::Wait { options } => {
             let config = Config::resolve(options, None)?;
             let runtime = runtime_for(&config)?;
-            wait_stage(runtime.as_ref(), &config, signals)?;
+            let (_, connection) = wait_stage(runtime.as_ref(), &config, signals)?;
+            close(runtime.as_ref(), connection);
             return Ok(0);
         }
         Invocation::Migrate { options } => (Config::resolve(options, None)?, None),
@@ -93,11 +97,13 @@ pub fn run(invocation: Invocation, signals: &mut SignalSource) -> Result<u8, Boo
         return run_app(&config, signals, &mut reaper, "");
     }
     let runtime = runtime_for(&config)?;
-    timings.waited = wait_stage(runtime.as_ref(), &config, signals)?;
+    let (waited, connection) = wait_stage(runtime.as_ref(), &config, signals)?;
+    timings.waited = waited;
     if let Some(json) = status_json {
+        close(runtime.as_ref(), connection);
         return migrate_status(runtime.as_ref(), &config, json);
     }
-    timings.migrated = migrate_stage(runtime.as_ref(), &config, signals, &mut reaper)?;
+    timings.migrated = migrate_stage(runtime.as_ref(), &config, connection, signals, &mut reaper)?;
     if let Some(runtime) = runtime {
         // A DNS lookup stuck in the blocking pool must not hold the boot up.
         runtime.shutdown_background();
@@ -139,12 +145,13 @@ fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
 }
 
 /// Waits for the database and the --wait-for targets, in parallel; how long it took, and
-/// whether the database was among them, when there was anything to wait for.
+/// whether the database was among them, when there was anything to wait for; and the
+/// database's ready connection, for the migrate stage.
 fn wait_stage(
     runtime: Option<&Runtime>,
     config: &Config,
     signals: &SignalSource,
-) -> Result<Option<(Duration, bool)>, BootError> {
+) -> Result<(Waited, Option<Connection>), BootError> {
     let mut targets: Vec<Target> = config
         .database
         .iter()
@@ -159,11 +166,11 @@ fn wait_stage(
     }
     targets.extend(config.wait_for.iter().cloned());
     let Some(runtime) = runtime.filter(|_| !targets.is_empty()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     logging::enter(Phase::Wait);
     let began = Instant::now();
-    wait::wait_for(
+    let connection = wait::wait_for(
         runtime,
         &targets,
         config.wait_timeout,
@@ -171,13 +178,25 @@ fn wait_stage(
         &config.forward,
     )
     .map_err(BootError::Wait)?;
-    Ok(Some((began.elapsed(), config.database.is_some())))
+    Ok((
+        Some((began.elapsed(), config.database.is_some())),
+        connection,
+    ))
 }
 
-/// Runs the planned migrations under the lock and logs the summary line.
+/// Closes a connection the boot has no use for.
+fn close(runtime: Option<&Runtime>, connection: Option<Connection>) {
+    if let (Some(runtime), Some(connection)) = (runtime, connection) {
+        runtime.block_on(connection.close());
+    }
+}
+
+/// Runs the planned migrations under the lock and logs the summary line. Native migrations
+/// go on the wait stage's connection, when it handed one on.
 fn migrate_stage(
     runtime: Option<&Runtime>,
     config: &Config,
+    connection: Option<Connection>,
     signals: &mut SignalSource,
     reaper: &mut Reaper,
 ) -> Result<Option<(Summary, Duration)>, BootError> {
@@ -186,6 +205,13 @@ fn migrate_stage(
     };
     logging::enter(Phase::Migrate);
     let began = Instant::now();
+    let connection = match &config.migrate {
+        Plan::Native(_) => connection,
+        _ => {
+            close(Some(runtime), connection);
+            None
+        }
+    };
     let summary = match &config.migrate {
         Plan::Skip(None) => return Ok(None),
         Plan::Skip(Some(why)) => {
@@ -198,6 +224,7 @@ fn migrate_stage(
                 .block_on(native::run(
                     &folder,
                     url,
+                    connection,
                     config.lock_timeout,
                     config.stop_grace,
                     signals::stop_requested(signals, &config.forward),

@@ -2,6 +2,7 @@
 //! secrets, the `POSTGRES_*` variables), the forms applications write it in, and a `Display`
 //! that never shows the password. Nothing here connects; `readiness.rs` does.
 
+mod connection;
 pub mod readiness;
 
 use std::fmt;
@@ -16,6 +17,8 @@ use sqlx::postgres::PgConnectOptions;
 #[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnectOptions;
 use url::Url;
+
+pub use connection::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

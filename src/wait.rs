@@ -12,6 +12,7 @@ use libc::c_int;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
+use crate::database::Connection;
 use crate::database::readiness::Verdict;
 use crate::signals::{self, ForwardPolicy, SignalSource};
 pub use target::Target;
@@ -77,14 +78,15 @@ impl std::fmt::Display for WaitError {
     }
 }
 
-/// Waits for every target, in parallel, up to `timeout`.
+/// Waits for every target, in parallel, up to `timeout`. Returns the boot's own database's
+/// ready connection, when it was among the targets.
 pub fn wait_for(
     runtime: &tokio::runtime::Runtime,
     targets: &[Target],
     timeout: Duration,
     signals: &SignalSource,
     policy: &ForwardPolicy,
-) -> Result<(), WaitError> {
+) -> Result<Option<Connection>, WaitError> {
     runtime.block_on(wait_all(targets, timeout, signals, policy))
 }
 
@@ -93,7 +95,7 @@ async fn wait_all(
     timeout: Duration,
     signals: &SignalSource,
     policy: &ForwardPolicy,
-) -> Result<(), WaitError> {
+) -> Result<Option<Connection>, WaitError> {
     let deadline = Instant::now() + timeout;
     let http = if targets.iter().any(|t| matches!(t, Target::Http { .. })) {
         Some(
@@ -112,6 +114,7 @@ async fn wait_all(
     let stop = signals::stop_requested(signals, policy);
     tokio::pin!(stop);
     let mut timed_out = Vec::new();
+    let mut connection = None;
     loop {
         tokio::select! {
             signal = &mut stop => {
@@ -121,9 +124,9 @@ async fn wait_all(
                 });
             }
             done = pending.join_next() => match done {
-                None if timed_out.is_empty() => return Ok(()),
+                None if timed_out.is_empty() => return Ok(connection),
                 None => return Err(WaitError::TimedOut { timeout, pending: timed_out }),
-                Some(Ok(Ok(()))) => {}
+                Some(Ok(Ok(ready))) => connection = connection.or(ready),
                 Some(Ok(Err(Outcome::TimedOut { name, last }))) => timed_out.push((name, last)),
                 Some(Ok(Err(Outcome::Refused { name, cause, hint }))) => {
                     return Err(WaitError::Unavailable { target: name, cause, hint });
@@ -157,7 +160,7 @@ async fn wait_one(
     deadline: Instant,
     timeout: Duration,
     http: Option<reqwest::Client>,
-) -> Result<(), Outcome> {
+) -> Result<Option<Connection>, Outcome> {
     let name = target.name().to_string();
     let started = Instant::now();
     let mut next_report = started + REPORT_EVERY;
@@ -172,7 +175,7 @@ async fn wait_one(
         )
         .await
         {
-            Ok(Ok(())) => {
+            Ok(Ok(connection)) => {
                 info!(
                     target = %name,
                     attempts,
@@ -181,7 +184,7 @@ async fn wait_one(
                     started.elapsed().as_secs_f64(),
                     if attempts == 1 { "" } else { "s" }
                 );
-                return Ok(());
+                return Ok(connection);
             }
             Ok(Err(Verdict::Permanent { cause, hint })) => {
                 return Err(Outcome::Refused { name, cause, hint });

@@ -5,15 +5,10 @@
 
 use std::io;
 
-use sqlx::Connection;
 #[cfg(feature = "mysql")]
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
-#[cfg(feature = "postgres")]
-use sqlx::postgres::PgConnection;
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::SqliteConnection;
+use sqlx::mysql::MySqlDatabaseError;
 
-use super::{ConnectOptions, DatabaseUrl, Kind};
+use super::{ConnectOptions, Connection, DatabaseUrl, Kind};
 
 /// Why an attempt failed, and whether another may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,29 +19,12 @@ pub enum Verdict {
     Permanent { cause: String, hint: String },
 }
 
-/// One attempt: connect, `SELECT 1`, close. The query goes as a simple query: one round trip,
-/// where a prepared statement takes two (parse, then execute).
-pub async fn probe(options: &ConnectOptions) -> Result<(), sqlx::Error> {
-    match options {
-        #[cfg(feature = "postgres")]
-        ConnectOptions::Postgres(o) => {
-            let mut c = PgConnection::connect_with(o).await?;
-            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
-            c.close().await
-        }
-        #[cfg(feature = "mysql")]
-        ConnectOptions::MySql(o) => {
-            let mut c = MySqlConnection::connect_with(o).await?;
-            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
-            c.close().await
-        }
-        #[cfg(feature = "sqlite")]
-        ConnectOptions::Sqlite(o) => {
-            let mut c = SqliteConnection::connect_with(o).await?;
-            sqlx::raw_sql("SELECT 1").execute(&mut c).await?;
-            c.close().await
-        }
-    }
+/// One attempt: connect and `SELECT 1`; the open connection is the caller's. The query goes
+/// as a simple query: one round trip, where a prepared statement takes two.
+pub async fn probe(options: &ConnectOptions) -> Result<Connection, sqlx::Error> {
+    let mut connection = Connection::open(options).await?;
+    connection.execute("SELECT 1").await?;
+    Ok(connection)
 }
 
 /// The classification table. Messages name the user and database, never the password.

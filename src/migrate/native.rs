@@ -11,20 +11,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use libc::c_int;
+use sqlx::Row;
 use sqlx::migrate::{
     AppliedMigration, Migrate, MigrateError as SqlxMigrateError, Migration, Migrator,
 };
 #[cfg(feature = "mysql")]
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
+use sqlx::mysql::MySqlDatabaseError;
 #[cfg(feature = "postgres")]
-use sqlx::postgres::{PgConnection, PgDatabaseError, PgErrorPosition};
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::lock::{Acquired, MigrationLock};
 use super::{MigrateError, Summary};
-use crate::database::{ConnectOptions, DatabaseUrl, Kind};
+use crate::database::{ConnectOptions, Connection, DatabaseUrl, Kind};
 
 const TABLE: &str = "_sqlx_migrations";
 
@@ -157,6 +155,7 @@ impl Folder {
 pub async fn run(
     folder: &Folder,
     url: &DatabaseUrl,
+    reused: Option<Connection>,
     lock_timeout: Duration,
     grace: Duration,
     stop: impl Future<Output = io::Result<c_int>>,
@@ -164,7 +163,7 @@ pub async fn run(
     let options = url
         .connect_options()
         .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    let mut conn = Conn::open(&options).await?;
+    let mut conn = migration_session(&options, reused).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise.
     if let Ok(applied) = conn.applied().await
         && folder.pending(&applied)?.is_empty()
@@ -197,7 +196,7 @@ pub async fn run(
 
 async fn run_locked(
     folder: &Folder,
-    conn: &mut Conn,
+    conn: &mut Connection,
     lock: &mut MigrationLock,
     waited: Duration,
     grace: Duration,
@@ -242,62 +241,55 @@ async fn run_locked(
     })
 }
 
-/// The migration connection, for whichever driver.
-enum Conn {
+/// The migration session: the wait stage's connection when it still answers, else a new one.
+/// On Postgres it has the server check the client every second: if roadie dies
+/// mid-statement, the server would otherwise notice only when it next writes to the socket,
+/// and a long statement would keep its transaction (and the next replica waiting) until then
+/// (PostgreSQL 14+; an older server refuses the setting, which costs only that).
+async fn migration_session(
+    options: &ConnectOptions,
+    reused: Option<Connection>,
+) -> Result<Connection, MigrateError> {
+    let alive = match reused {
+        Some(mut conn) => match conn.ping().await {
+            Ok(()) => Some(conn),
+            Err(e) => {
+                tracing::debug!("the wait stage's connection is gone ({e}); connecting again");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut conn = match alive {
+        Some(conn) => conn,
+        None => Connection::open(options)
+            .await
+            .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?,
+    };
     #[cfg(feature = "postgres")]
-    Postgres(PgConnection),
-    #[cfg(feature = "mysql")]
-    MySql(MySqlConnection),
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqliteConnection),
+    if let Connection::Postgres(_) = conn
+        && let Err(e) = conn
+            .execute(
+                "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                 SET tcp_keepalives_count = 3; SET client_connection_check_interval = '1s'",
+            )
+            .await
+    {
+        tracing::debug!("the migration session keeps the server's defaults: {e}");
+    }
+    Ok(conn)
 }
 
-impl Conn {
-    async fn open(options: &ConnectOptions) -> Result<Self, MigrateError> {
-        let unavailable =
-            |e: sqlx::Error| MigrateError::Unavailable(format!("connecting to migrate: {e}"));
-        Ok(match options {
-            #[cfg(feature = "postgres")]
-            ConnectOptions::Postgres(o) => {
-                let mut conn = PgConnection::connect_with(o).await.map_err(unavailable)?;
-                // If roadie dies mid-statement, the server notices only when it next writes to
-                // the socket, and a long statement would keep its transaction (and the next
-                // replica waiting) until then. Have it check the client every second instead
-                // (PostgreSQL 14+; an older server refuses the setting, which costs only that).
-                if let Err(e) = sqlx::raw_sql(
-                    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
-                     SET tcp_keepalives_count = 3; SET client_connection_check_interval = '1s'",
-                )
-                .execute(&mut conn)
-                .await
-                {
-                    tracing::debug!("the migration session keeps the server's defaults: {e}");
-                }
-                Conn::Postgres(conn)
-            }
-            #[cfg(feature = "mysql")]
-            ConnectOptions::MySql(o) => Conn::MySql(
-                MySqlConnection::connect_with(o)
-                    .await
-                    .map_err(unavailable)?,
-            ),
-            #[cfg(feature = "sqlite")]
-            ConnectOptions::Sqlite(o) => Conn::Sqlite(
-                SqliteConnection::connect_with(o)
-                    .await
-                    .map_err(unavailable)?,
-            ),
-        })
-    }
-
+/// What migrating needs of the connection, for whichever driver.
+impl Connection {
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
         let result = match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => c.list_applied_migrations(TABLE).await,
+            Connection::Postgres(c) => c.list_applied_migrations(TABLE).await,
             #[cfg(feature = "mysql")]
-            Conn::MySql(c) => c.list_applied_migrations(TABLE).await,
+            Connection::MySql(c) => c.list_applied_migrations(TABLE).await,
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => c.list_applied_migrations(TABLE).await,
+            Connection::Sqlite(c) => c.list_applied_migrations(TABLE).await,
         };
         result.map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
     }
@@ -305,11 +297,11 @@ impl Conn {
     async fn ensure_table(&mut self) -> Result<(), MigrateError> {
         let result = match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => c.ensure_migrations_table(TABLE).await,
+            Connection::Postgres(c) => c.ensure_migrations_table(TABLE).await,
             #[cfg(feature = "mysql")]
-            Conn::MySql(c) => c.ensure_migrations_table(TABLE).await,
+            Connection::MySql(c) => c.ensure_migrations_table(TABLE).await,
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => c.ensure_migrations_table(TABLE).await,
+            Connection::Sqlite(c) => c.ensure_migrations_table(TABLE).await,
         };
         result.map_err(|e| MigrateError::Unavailable(format!("creating {TABLE}: {e}")))
     }
@@ -318,17 +310,17 @@ impl Conn {
     async fn backend_id(&mut self) -> Result<i64, MigrateError> {
         let result: Result<i64, sqlx::Error> = match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            Connection::Postgres(c) => sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
                 .fetch_one(c)
                 .await
                 .map(i64::from),
             #[cfg(feature = "mysql")]
-            Conn::MySql(c) => sqlx::query_scalar::<_, u64>("SELECT CONNECTION_ID()")
+            Connection::MySql(c) => sqlx::query_scalar::<_, u64>("SELECT CONNECTION_ID()")
                 .fetch_one(c)
                 .await
                 .map(|id| id as i64),
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(_) => Ok(0),
+            Connection::Sqlite(_) => Ok(0),
         };
         result.map_err(|e| MigrateError::Unavailable(e.to_string()))
     }
@@ -336,38 +328,27 @@ impl Conn {
     async fn run(&mut self, migrator: &Migrator) -> Result<(), SqlxMigrateError> {
         match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => migrator.run_direct(None, c, false).await,
+            Connection::Postgres(c) => migrator.run_direct(None, c, false).await,
             #[cfg(feature = "mysql")]
-            Conn::MySql(c) => migrator.run_direct(None, c, false).await,
+            Connection::MySql(c) => migrator.run_direct(None, c, false).await,
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => migrator.run_direct(None, c, false).await,
+            Connection::Sqlite(c) => migrator.run_direct(None, c, false).await,
         }
-    }
-
-    async fn close(self) {
-        let _ = match self {
-            #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => c.close().await,
-            #[cfg(feature = "mysql")]
-            Conn::MySql(c) => c.close().await,
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => c.close().await,
-        };
     }
 
     /// Every row of the history table, for `roadie migrate status`.
     async fn history(&mut self) -> Result<Vec<Recorded>, sqlx::Error> {
         let sql = match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => {
+            Connection::Postgres(_) => {
                 "SELECT version, description, installed_on::text, success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
             #[cfg(feature = "mysql")]
-            Conn::MySql(_) => {
+            Connection::MySql(_) => {
                 "SELECT version, description, CAST(installed_on AS CHAR), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(_) => {
+            Connection::Sqlite(_) => {
                 "SELECT version, description, CAST(installed_on AS TEXT), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
             }
         };
@@ -390,11 +371,11 @@ impl Conn {
         }
         Ok(match self {
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => rows!(c),
+            Connection::Postgres(c) => rows!(c),
             #[cfg(feature = "mysql")]
-            Conn::MySql(c) => rows!(c),
+            Connection::MySql(c) => rows!(c),
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => rows!(c),
+            Connection::Sqlite(c) => rows!(c),
         })
     }
 }
@@ -426,7 +407,7 @@ pub async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, M
     let options = url
         .connect_options()
         .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    let mut conn = Conn::open(&options).await?;
+    let mut conn = migration_session(&options, None).await?;
     // No table yet: everything is pending.
     let recorded = conn.history().await.unwrap_or_default();
     conn.close().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::database::readiness::{self, Verdict};
-use crate::database::{self, DatabaseUrl};
+use crate::database::{self, Connection, DatabaseUrl};
 
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -14,6 +14,8 @@ pub enum Target {
     Database {
         url: DatabaseUrl,
         name: String,
+        /// The boot's own database: its ready connection goes on to the migrate stage.
+        hand_on: bool,
     },
     Tcp {
         host: String,
@@ -31,6 +33,7 @@ impl Target {
         Target::Database {
             url,
             name: "database".into(),
+            hand_on: true,
         }
     }
 
@@ -73,6 +76,7 @@ impl Target {
                 Ok(Target::Database {
                     name: url.to_string(),
                     url,
+                    hand_on: false,
                 })
             }
         }
@@ -87,28 +91,36 @@ impl Target {
         }
     }
 
-    /// One attempt.
-    pub async fn probe(&self, http: Option<&reqwest::Client>) -> Result<(), Verdict> {
+    /// One attempt. Ready, the boot's own database answers with its open connection.
+    pub async fn probe(
+        &self,
+        http: Option<&reqwest::Client>,
+    ) -> Result<Option<Connection>, Verdict> {
         match self {
-            Target::Database { url, .. } => {
+            Target::Database { url, hand_on, .. } => {
                 let options = url
                     .connect_options()
                     .map_err(|e| readiness::classify(&e, url))?;
-                readiness::probe(&options)
+                let connection = readiness::probe(&options)
                     .await
-                    .map_err(|e| readiness::classify(&e, url))
+                    .map_err(|e| readiness::classify(&e, url))?;
+                if *hand_on {
+                    return Ok(Some(connection));
+                }
+                connection.close().await;
+                Ok(None)
             }
             Target::Tcp { host, port, .. } => {
                 // tokio tries every address the name resolves to, A and AAAA.
                 tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map(drop)
+                    .map(|_| None)
                     .map_err(|e| Verdict::Transient(e.to_string()))
             }
             Target::Http { url, .. } => {
                 let client = http.expect("UNWRAP: a client is built when an http target exists");
                 match client.get(url.clone()).send().await {
-                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) if response.status().is_success() => Ok(None),
                     Ok(response) => Err(Verdict::Transient(format!("HTTP {}", response.status()))),
                     Err(e) => Err(Verdict::Transient(without_url(&e))),
                 }

@@ -119,6 +119,21 @@ fn a_second_boot_finds_the_schema_up_to_date_without_taking_the_lock() {
 }
 
 #[test]
+fn an_up_to_date_boot_logs_in_once_the_wait_stages_connection_goes_on_to_migrate() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let migrations = five(dir.path());
+    migrate(&pg, &migrations, &[]).run().code(0);
+    let before = pg.settled_sessions("app");
+    migrate(&pg, &migrations, &[])
+        .run()
+        .code(0)
+        .stderr_has("schema up to date")
+        .stdout_has("app-started");
+    assert_eq!(pg.settled_sessions("app") - before, 1, "logins of one boot");
+}
+
+#[test]
 fn sqlx_accepts_what_roadie_wrote_and_roadie_accepts_what_sqlx_wrote() {
     let dir = scratch();
     let migrations = five(dir.path());

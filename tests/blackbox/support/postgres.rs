@@ -142,6 +142,38 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// How many sessions database `db` has seen end, once the count stops moving (a backend
+    /// adds its session when it exits, a moment after its client has gone). Asked from the
+    /// `postgres` database, so the asking is not counted.
+    pub fn settled_sessions(&self, db: &str) -> i64 {
+        let read = || {
+            let out = as_postgres(&[
+                &format!("{BIN}/psql"),
+                "-XqAt",
+                "-h",
+                &self.socket_dir(),
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                "postgres",
+                "-c",
+                &format!("SELECT sessions FROM pg_stat_database WHERE datname = '{db}'"),
+            ]);
+            assert!(out.status.success(), "psql: {}", text(&out));
+            let count = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            count.parse::<i64>().expect("a session count")
+        };
+        let mut last = read();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = read();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// `postgres://USER:PASSWORD@127.0.0.1:PORT/DB` with the password URL-escaped.
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
         format!(
