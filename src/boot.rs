@@ -205,17 +205,12 @@ fn migrate_stage(
     };
     logging::enter(Phase::Migrate);
     let began = Instant::now();
-    let connection = match &config.migrate {
-        Plan::Native(_) => connection,
-        _ => {
-            close(Some(runtime), connection);
-            None
-        }
-    };
     let summary = match &config.migrate {
-        Plan::Skip(None) => return Ok(None),
-        Plan::Skip(Some(why)) => {
-            info!("{why}");
+        Plan::Skip(why) => {
+            if let Some(why) = why {
+                info!("{why}");
+            }
+            close(Some(runtime), connection);
             return Ok(None);
         }
         Plan::Native(dir) => {
@@ -231,19 +226,23 @@ fn migrate_stage(
                 ))
                 .map_err(BootError::Migrate)?
         }
-        Plan::Command(program) => migrate_with_command(runtime, config, program, signals, reaper)
-            .map_err(BootError::Migrate)?,
+        Plan::Command(program) => {
+            migrate_with_command(runtime, config, program, connection, signals, reaper)
+                .map_err(BootError::Migrate)?
+        }
     };
     info!("{summary}");
     Ok(Some((summary, began.elapsed())))
 }
 
 /// Any migrator, under the lock, as a supervised child: signals forwarded, reaped by the one
-/// reaper, `--user` applied. The lock's connection idles meanwhile, holding no snapshot.
+/// reaper, `--user` applied. The lock's connection (the wait stage's, when it handed one on)
+/// idles meanwhile, holding no snapshot.
 fn migrate_with_command(
     runtime: &Runtime,
     config: &Config,
     program: &children::Program,
+    connection: Option<Connection>,
     signals: &mut SignalSource,
     reaper: &mut Reaper,
 ) -> Result<Summary, MigrateError> {
@@ -256,7 +255,7 @@ fn migrate_with_command(
         .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
     let (lock, waited) = runtime.block_on(async {
         tokio::select! {
-            acquired = MigrationLock::acquire(&options, url.sqlite_file().map(Path::to_path_buf), config.lock_timeout) => {
+            acquired = MigrationLock::acquire(&options, connection, url.sqlite_file().map(Path::to_path_buf), config.lock_timeout) => {
                 acquired.map_err(MigrateError::from)
             }
             signal = signals::stop_requested(signals, &config.forward) => Err(MigrateError::stopped(signal)),

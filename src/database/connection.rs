@@ -48,9 +48,20 @@ impl Connection {
         }
     }
 
-    /// Whether the connection still works (a handed-on one may have idled while other
-    /// targets were waited for).
-    pub async fn ping(&mut self) -> Result<(), sqlx::Error> {
+    /// A handed-on connection, if it still answers: it may have idled while other targets
+    /// were waited for, and the server may have gone since.
+    pub async fn if_alive(reused: Option<Self>) -> Option<Self> {
+        let mut connection = reused?;
+        match connection.ping().await {
+            Ok(()) => Some(connection),
+            Err(e) => {
+                tracing::debug!("the wait stage's connection is gone ({e}); connecting again");
+                None
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), sqlx::Error> {
         match self {
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => c.ping().await,

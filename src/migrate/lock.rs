@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use sqlx::mysql::MySqlConnection;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Row};
+use sqlx::{Connection as _, Row};
 use tracing::{debug, info};
 
-use crate::database::ConnectOptions;
+use crate::database::{ConnectOptions, Connection};
 
 /// Polls are this far apart (plus jitter): a waiting replica notices soon after the holder is
 /// done, and each poll is one or two tiny queries on idle connections.
@@ -72,10 +72,14 @@ impl MigrationLock {
     /// migration command's state is its own). Returns the lock and how long it waited.
     pub async fn acquire(
         options: &ConnectOptions,
+        reused: Option<Connection>,
         sqlite_file: Option<PathBuf>,
         timeout: Duration,
     ) -> Result<(Self, Duration), LockError> {
-        match Self::acquire_unless_done(options, sqlite_file, timeout, async || false).await? {
+        let done_elsewhere = async || false;
+        match Self::acquire_unless_done(options, reused, sqlite_file, timeout, done_elsewhere)
+            .await?
+        {
             Acquired::Held(lock, waited) => Ok((lock, waited)),
             Acquired::NotNeeded(_) => unreachable!("UNWRAP: never done elsewhere"),
         }
@@ -83,27 +87,33 @@ impl MigrationLock {
 
     /// Waits for the lock up to `timeout`. Between polls it asks `done_elsewhere` whether the
     /// holder has already done the work (nothing pending any more): then the lock is not
-    /// needed, and ten replicas do not queue up to find that out one by one.
+    /// needed, and ten replicas do not queue up to find that out one by one. The lock goes on
+    /// `reused` (the wait stage's connection) when it still answers.
     pub async fn acquire_unless_done(
         options: &ConnectOptions,
+        reused: Option<Connection>,
         sqlite_file: Option<PathBuf>,
         timeout: Duration,
         mut done_elsewhere: impl AsyncFnMut() -> bool,
     ) -> Result<Acquired, LockError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let reused = Connection::if_alive(reused).await;
         let mut lock = match options {
             #[cfg(feature = "postgres")]
             ConnectOptions::Postgres(o) => {
-                let mut conn = PgConnection::connect_with(
-                    &o.clone().application_name("roadie (migration lock)"),
-                )
-                .await
-                .map_err(LockError::Database)?;
-                // A lock held by a host that vanished is released once the server notices:
-                // within about 5 + 2 * 3 seconds, instead of the kernel's two hours.
+                let mut conn = match reused {
+                    Some(Connection::Postgres(conn)) => conn,
+                    _ => PgConnection::connect_with(o)
+                        .await
+                        .map_err(LockError::Database)?,
+                };
+                // Named, for the holder report of the replicas that wait. A lock held by a
+                // host that vanished is released once the server notices: within about
+                // 5 + 2 * 3 seconds, instead of the kernel's two hours.
                 sqlx::raw_sql(
-                    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                    "SET application_name = 'roadie (migration lock)'; \
+                     SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
                      SET tcp_keepalives_count = 3",
                 )
                 .execute(&mut conn)
@@ -120,9 +130,12 @@ impl MigrationLock {
             }
             #[cfg(feature = "mysql")]
             ConnectOptions::MySql(o) => {
-                let mut conn = MySqlConnection::connect_with(o)
-                    .await
-                    .map_err(LockError::Database)?;
+                let mut conn = match reused {
+                    Some(Connection::MySql(conn)) => conn,
+                    _ => MySqlConnection::connect_with(o)
+                        .await
+                        .map_err(LockError::Database)?,
+                };
                 let database: String = sqlx::query_scalar("SELECT DATABASE()")
                     .fetch_one(&mut conn)
                     .await

@@ -174,7 +174,7 @@ pub async fn run(
     let sqlite_file = url.sqlite_file().map(Path::to_path_buf);
     let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
     let acquired = tokio::select! {
-        acquired = MigrationLock::acquire_unless_done(&options, sqlite_file, lock_timeout, done_elsewhere) => {
+        acquired = MigrationLock::acquire_unless_done(&options, None, sqlite_file, lock_timeout, done_elsewhere) => {
             acquired.map_err(MigrateError::from)?
         }
         signal = &mut stop => return Err(MigrateError::stopped(signal)),
@@ -250,17 +250,7 @@ async fn migration_session(
     options: &ConnectOptions,
     reused: Option<Connection>,
 ) -> Result<Connection, MigrateError> {
-    let alive = match reused {
-        Some(mut conn) => match conn.ping().await {
-            Ok(()) => Some(conn),
-            Err(e) => {
-                tracing::debug!("the wait stage's connection is gone ({e}); connecting again");
-                None
-            }
-        },
-        None => None,
-    };
-    let mut conn = match alive {
+    let mut conn = match Connection::if_alive(reused).await {
         Some(conn) => conn,
         None => Connection::open(options)
             .await

@@ -134,6 +134,30 @@ fn an_up_to_date_boot_logs_in_once_the_wait_stages_connection_goes_on_to_migrate
 }
 
 #[test]
+fn a_boot_with_a_migration_command_logs_in_once_the_lock_goes_on_the_wait_stages_connection() {
+    let pg = Postgres::started();
+    let before = pg.settled_sessions("app");
+    roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrate-command",
+            "true",
+            "--",
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+    .run()
+    .code(0)
+    .stderr_has("running true (pid")
+    .stdout_has("app-started");
+    assert_eq!(pg.settled_sessions("app") - before, 1, "logins of one boot");
+}
+
+#[test]
 fn sqlx_accepts_what_roadie_wrote_and_roadie_accepts_what_sqlx_wrote() {
     let dir = scratch();
     let migrations = five(dir.path());
