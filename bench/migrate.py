@@ -38,7 +38,6 @@ On exit (or SIGINT/SIGTERM/SIGHUP) it kills what it started, stops the server wi
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import platform
 import pwd
@@ -49,7 +48,6 @@ import select
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,8 +55,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+# harness.py sits next to this file; python3 puts the script's directory on sys.path, but not
+# under -P or PYTHONSAFEPATH.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BenchError, cpu_model, diff_ci, free_port, iqr, log, loadavg, med,  # noqa: E402
+                    ms, version_of)
+
 PGBIN = "/usr/lib/postgresql/15/bin"
-PR_SET_CHILD_SUBREAPER = 36
 # PGBIN first: `pg_isready` is PostgreSQL's own binary, not Debian's Perl wrapper
 # /usr/bin/pg_isready (~30 ms of Perl start-up per call).
 BASE_ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -67,6 +71,7 @@ BASE_ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 GOAL_BOOT_MS = 10.0
 GOAL_ALEMBIC_MS = 10.0
 GOAL_REPLICA_RATIO = 1.5
+BOOTSTRAP_ROUNDS = 2000  # resamplings behind each diff_ci interval
 
 # roadie's summary line of the migrate stage: the whole message, at the end of its line (the
 # later "ready in …s (database …, schema up to date …)" line must not count twice).
@@ -76,18 +81,6 @@ SUMMARY = re.compile(
     r"|migration command done in (?P<ctook>[0-9.]+)s \(lock waited (?P<w3>[0-9.]+)s\))[ \t]*$",
     re.M,
 )
-
-
-class BenchError(Exception):
-    pass
-
-
-class Stopped(BaseException):
-    """SIGINT/SIGTERM/SIGHUP to the harness: unwind, clean up, exit."""
-
-
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,28 +214,10 @@ def run_timed(argv: list[str], env: dict[str, str], timeout_s: float,
 
 
 def kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    harness.kill_and_reap(pid)
     fd = _live.pop(pid, None)
     if fd is not None:
         os.close(fd)
-
-
-def children_of_self() -> list[int]:
-    kids: list[int] = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                kids.extend(int(p) for p in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return kids
 
 
 def reap_strays(keep: set[int]) -> int:
@@ -250,29 +225,7 @@ def reap_strays(keep: set[int]) -> int:
     came back to it as the subreaper. Returns how many it killed."""
     for pid in list(_live):
         kill_and_reap(pid)
-    killed = 0
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        while True:  # zombies already there
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pid = 0
-            if pid == 0:
-                break
-        kids = [k for k in children_of_self() if k not in keep]
-        if not kids:
-            break
-        for kid in kids:
-            try:
-                os.kill(kid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(kid, 0)
-            except ChildProcessError:
-                pass
+    killed, _exited = harness.reap_strays(keep)
     return killed
 
 
@@ -396,36 +349,9 @@ class Cluster:
             return f.read()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------------
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def iqr(xs: list[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
-
-
-def diff_ci(a: list[float], b: list[float], rng: random.Random, rounds: int = 2000) -> tuple[float, float]:
-    """95% bootstrap interval of median(a) - median(b)."""
-    diffs = sorted(med(rng.choices(a, k=len(a))) - med(rng.choices(b, k=len(b))) for _ in range(rounds))
-    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]
-
-
-def ms(ns: float) -> float:
-    return ns / 1e6
-
 
 def verdict(met: bool, within_noise: bool = False) -> str:
     if met:
@@ -677,8 +603,8 @@ class Bench:
         for k, xs in samples.items():
             self.record("boot", k, "wall_ms", [ms(x) for x in xs])
             self.record("boot", k, "over_true_ms", [ms(x) - base for x in xs])
-        ci_true = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["true"], self.rng))
-        ci_script = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["script"], self.rng))
+        ci_true = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["true"], self.rng, BOOTSTRAP_ROUNDS))
+        ci_script = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["script"], self.rng, BOOTSTRAP_ROUNDS))
         ok_over = over["roadie"] <= GOAL_BOOT_MS
         ok_script = m["roadie"] < m["script"]
         if ok_over and ok_script:
@@ -696,7 +622,7 @@ class Bench:
             f"{m['roadie'] / m['script']:.2f} (wall)",
             f"≤ {GOAL_BOOT_MS:.0f} ms, and faster than the script", met))
         if self.dbmate:
-            ci_dbmate = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["dbmate"], self.rng))
+            ci_dbmate = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["dbmate"], self.rng, BOOTSTRAP_ROUNDS))
             faster = m["roadie"] < m["dbmate"]
             self.summary.append(Summary(
                 "… the same against `dbmate --wait up` (its own copy of the migrations, already applied)",
@@ -810,8 +736,8 @@ class Bench:
         for k, xs in samples.items():
             self.record("alembic", k, "wall_ms", [ms(x) for x in xs])
             self.record("alembic", k, "over_alembic_ms", [ms(x) - m["alembic"] for x in xs])
-        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["alembic"], self.rng))
-        ci_init = tuple(ms(x) for x in diff_ci(samples["roadie as init"], samples["alembic"], self.rng))
+        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["alembic"], self.rng, BOOTSTRAP_ROUNDS))
+        ci_init = tuple(ms(x) for x in diff_ci(samples["roadie as init"], samples["alembic"], self.rng, BOOTSTRAP_ROUNDS))
         self.summary.append(Summary(
             "alembic on a migrated database: time roadie adds to bare `alembic upgrade head`",
             f"{added:+.1f} ms", f"alembic {m['alembic']:.0f} ms", f"{m['roadie'] / m['alembic']:.3f}",
@@ -1287,33 +1213,6 @@ class Bench:
 # Report
 # --------------------------------------------------------------------------------------------
 
-def version_of(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=BASE_ENV)
-        return (r.stdout + r.stderr).strip().splitlines()[0]
-    except Exception as e:  # noqa: BLE001 - informational only
-        return f"unknown ({e})"
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
     size = os.path.getsize(b.roadie)
     out = [
@@ -1324,11 +1223,11 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
         f"- PostgreSQL: {b.cluster.version.split(' on ')[0]}, 127.0.0.1:{b.port}, `fsync=off`,"
         " `max_connections = 300`, role `app` (owner of each database) logs in with SCRAM-SHA-256 over TCP",
-        f"- roadie: {version_of([b.roadie, '--version'])}, {commit}, static binary {size:,} bytes, default log level (info)",
-        f"- sqlx-cli: {version_of([b.sqlx, '--version'])} (`--no-default-features --features postgres,rustls`)",
-        *([f"- dbmate: {version_of([b.dbmate, '--version'])} (the npm package's static Go binary, run directly)"]
+        f"- roadie: {version_of([b.roadie, '--version'], BASE_ENV, timeout_s=10)}, {commit}, static binary {size:,} bytes, default log level (info)",
+        f"- sqlx-cli: {version_of([b.sqlx, '--version'], BASE_ENV, timeout_s=10)} (`--no-default-features --features postgres,rustls`)",
+        *([f"- dbmate: {version_of([b.dbmate, '--version'], BASE_ENV, timeout_s=10)} (the npm package's static Go binary, run directly)"]
           if b.dbmate else []),
-        f"- alembic: {version_of([b.alembic, '--version'])}, SQLAlchemy + psycopg 3 (tests/requirements.txt),"
+        f"- alembic: {version_of([b.alembic, '--version'], BASE_ENV, timeout_s=10)}, SQLAlchemy + psycopg 3 (tests/requirements.txt),"
         f" the 5-revision app of tests/blackbox/apps/alembic",
         f"- harness: Python {platform.python_version()}, random order seed {b.seed}"
         + (", QUICK mode (fewer runs: numbers are rough)" if b.quick else ""),
@@ -1396,14 +1295,8 @@ def main() -> int:
     if os.geteuid() != 0:
         raise BenchError("needs root (runuser -u postgres)")
 
-    def on_signal(signum, _frame):
-        raise Stopped(signal.Signals(signum).name)
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    harness.stop_on_signals()
+    harness.become_child_subreaper()
 
     b = Bench(args)
     started = time.monotonic()
@@ -1431,20 +1324,10 @@ def main() -> int:
     with open(args.out, "w") as f:
         f.write(text)
     if args.csv:
-        with open(args.csv, "w") as f:
-            f.write("section,tool,run,metric,value\n")
-            for section, tool, run, metric, value in b.samples:
-                f.write(f"{section},{tool},{run},{metric},{value:.6g}\n")
+        harness.write_samples(args.csv, b.samples)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Stopped as e:
-        print(f"bench: stopped by {e}", file=sys.stderr)
-        sys.exit(130)
+    harness.exit_with(main)

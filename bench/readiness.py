@@ -28,7 +28,6 @@ leaves behind come back to it; on exit (or SIGINT/SIGTERM) it stops the server w
 from __future__ import annotations
 
 import argparse
-import ctypes
 import math
 import os
 import platform
@@ -45,6 +44,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+# harness.py sits next to this file; python3 puts the script's directory on sys.path, but not
+# under -P or PYTHONSAFEPATH.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BenchError, cpu_model, free_port, log, loadavg, percentile,  # noqa: E402
+                    positive_ratio, reap_strays, reap_zombies, version_of)
+
 PGBIN = "/usr/lib/postgresql/15/bin"
 ALL_WAITERS = ("roadie", "classic", "tight", "wait-for-it")
 WAITERS = ALL_WAITERS  # without --wait-for-it, the last one is left out (see main)
@@ -54,7 +60,6 @@ LABEL = {
     "tight": "tight script (`sleep 0.1`)",
     "wait-for-it": "wait-for-it (TCP only)",
 }
-PR_SET_CHILD_SUBREAPER = 36
 # PGBIN first: `pg_isready` in the scripts is PostgreSQL's own binary, not Debian's Perl
 # wrapper /usr/bin/pg_isready (which costs ~30 ms of Perl start-up per call).
 ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -68,67 +73,9 @@ GOAL_P95_MS = 60.0
 GOAL_RATE = 20.0
 
 
-class BenchError(Exception):
-    pass
-
-
-class Stopped(BaseException):
-    """SIGINT/SIGTERM/SIGHUP to the harness: unwind, clean up, exit."""
-
-
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------
-
-def children_of_self() -> list[int]:
-    kids: list[int] = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                kids.extend(int(p) for p in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return kids
-
-
-def reap_zombies() -> int:
-    """Reaps children that have already exited (the postmaster after `pg_ctl stop`). Only
-    called when no subprocess.Popen child is running, so it steals no one's status."""
-    n = 0
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return n
-        if pid == 0:
-            return n
-        n += 1
-
-
-def reap_strays() -> int:
-    """Kills and reaps every child left (tracked, or orphans that came back to the harness as
-    the subreaper); returns how many it killed."""
-    killed = 0
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        reap_zombies()
-        kids = children_of_self()
-        if not kids:
-            break
-        for kid in kids:
-            try:
-                os.kill(kid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    reap_zombies()
-    return killed
-
 
 def as_postgres(argv: list[str], timeout_s: float, what: str) -> str:
     """Runs a server tool as the postgres user; returns its output. Output goes to a file, not
@@ -214,12 +161,6 @@ class Cluster:
         reap_zombies()  # the postmaster came back to the harness (subreaper) when pg_ctl exited
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_refuses(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(1)
@@ -264,12 +205,6 @@ class Run:
 def read_epoch_ns(text: str) -> int:
     sec, _, frac = text.strip().partition(".")
     return int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least q% of the samples at or below."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
 
 
 class Bench:
@@ -394,7 +329,7 @@ class Bench:
             self.proc = None
             os.unlink(self.pgid_file)
         self.cluster.stop("fast")
-        strays = reap_strays()
+        strays, _exited = reap_strays()
         if strays:
             self.notes.append(f"run {self.n} ({waiter}): {strays} stray process(es) killed after the run")
 
@@ -513,39 +448,6 @@ def deb_version(package: str) -> str:
         return f"unknown ({e})"
 
 
-def version_of(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=5, env=ENV)
-        return (r.stdout + r.stderr).strip().splitlines()[0]
-    except Exception as e:  # noqa: BLE001 - informational only
-        return f"unknown ({e})"
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
-def fmt_ratio(a: float, b: float) -> str:
-    """a / b; "n/a" unless both are positive (a latency ≤ 0 means the app started too early,
-    and a ratio to it means nothing)."""
-    return f"{a / b:.2f}" if a > 0 and b > 0 else "n/a"
-
-
 def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
     by = {w: [r for r in b.runs if r.waiter == w] for w in WAITERS}
     lat = {w: [r.latency_ms for r in by[w]] for w in WAITERS}
@@ -565,12 +467,12 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- kernel: {platform.release()} ({platform.machine()})",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
-        f"- PostgreSQL: {version_of([PGBIN + '/postgres', '--version'])}, 127.0.0.1:{b.port},"
+        f"- PostgreSQL: {version_of([PGBIN + '/postgres', '--version'], ENV)}, 127.0.0.1:{b.port},"
         " `fsync=off`, SCRAM-SHA-256 password login over TCP",
-        f"- roadie: {version_of([b.roadie, '--version'])}, {commit}, static binary {size:,} bytes;"
+        f"- roadie: {version_of([b.roadie, '--version'], ENV)}, {commit}, static binary {size:,} bytes;"
         " run as `roadie --log-level debug --database-url postgres://postgres:***@127.0.0.1:PORT/postgres -- APP`",
         f"- scripts: `/bin/sh` = {os.path.realpath('/bin/sh')}, `pg_isready` = {PGBIN}/pg_isready"
-        f" ({version_of([PGBIN + '/pg_isready', '--version'])})",
+        f" ({version_of([PGBIN + '/pg_isready', '--version'], ENV)})",
         *([f"- wait-for-it: {b.wait_for_it} ({deb_version('wait-for-it')}), a bash script: a TCP connect"
            " (`echo > /dev/tcp/HOST/PORT`) then `sleep 1`, until one succeeds; run unmodified"]
           if "wait-for-it" in WAITERS else []),
@@ -594,7 +496,7 @@ def report(b: Bench, commit: str, load_before: str, elapsed: float) -> str:
         early_txt = f"{early[w]} of {len(lat[w])}" + (f" (min {min(lat[w]):.1f} ms)" if early[w] else "")
         out.append(
             f"| {LABEL[w]} | {len(lat[w])} | {med[w]:.1f} | {p95[w]:.1f} | {mx[w]:.1f} |"
-            f" {fmt_ratio(med['roadie'], med[w])} | {fmt_ratio(p95['roadie'], p95[w])} | {rate_txt} |"
+            f" {positive_ratio(med['roadie'], med[w], 'n/a')} | {positive_ratio(p95['roadie'], p95[w], 'n/a')} | {rate_txt} |"
             f" {early_txt} |"
         )
     listen = [r.listen_ms for r in b.runs if r.listen_ms is not None]
@@ -742,14 +644,8 @@ def main() -> int:
     else:
         WAITERS = tuple(w for w in ALL_WAITERS if w != "wait-for-it")
 
-    def on_signal(signum, _frame):
-        raise Stopped(signal.Signals(signum).name)
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    harness.stop_on_signals()
+    harness.become_child_subreaper()
 
     b = Bench(args)
     started = time.monotonic()
@@ -769,11 +665,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Stopped as e:
-        print(f"bench: stopped by {e}", file=sys.stderr)
-        sys.exit(130)
+    harness.exit_with(main)

@@ -28,6 +28,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+# harness.py sits next to this file; python puts the script's directory on sys.path, but not
+# under -P or PYTHONSAFEPATH.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import cpu_model, loadavg, percentile, positive_ratio  # noqa: E402
+
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 BENCHES = ("supervise", "readiness", "migrate")
 
@@ -73,12 +78,6 @@ def read_readiness(path: str) -> dict[str, list[dict]]:
     return by
 
 
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank, as bench/readiness.py computes it."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
-
-
 # --------------------------------------------------------------------------------------------
 # The comparison table
 # --------------------------------------------------------------------------------------------
@@ -96,12 +95,6 @@ class Line:
 
 def fmt(x: float | None, digits: int = 2, unit: str = "") -> str:
     return "not measured" if x is None else f"{x:.{digits}f}{unit}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or a <= 0 or b <= 0:
-        return ""
-    return f"{a / b:.2f}"
 
 
 class Table:
@@ -146,13 +139,13 @@ def supervise_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
                 for p in ("roadie", "tini", "dumb-init")}
         for p, label in peers:
             t.add(what.replace("(ms)", f"(ms; median of {n} runs)"), fmt(over["roadie"], 3), label, fmt(over[p], 3),
-                  ratio(over["roadie"], over[p]))
+                  positive_ratio(over["roadie"], over[p], ""))
     rss = {p: (s.median("memory", p, "VmRSS_kB"), s.median("memory", p, "RssAnon_kB")) for p in ("roadie", "tini", "dumb-init")}
     for p, label in peers:
         r, o = rss["roadie"], rss[p]
         t.add("resident memory supervising `sleep`: VmRSS / RssAnon (kB)",
               f"{fmt(r[0], 0)} / {fmt(r[1], 0)}", label, f"{fmt(o[0], 0)} / {fmt(o[1], 0)}",
-              f"{ratio(r[0], o[0])} / {ratio(r[1], o[1])}")
+              f"{positive_ratio(r[0], o[0], '')} / {positive_ratio(r[1], o[1], '')}")
     wk = [m for (sec, tool, m) in s.data if sec == "idle-wakeups" and tool == "roadie"]
     if wk:
         secs = wk[0].removeprefix("switches_in_").removesuffix("s")
@@ -162,13 +155,13 @@ def supervise_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
     n = len(s.get("sigterm", "roadie", "exit_ms"))
     for p, label in peers:
         a, b = s.median("sigterm", "roadie", "exit_ms"), s.median("sigterm", p, "exit_ms")
-        t.add(f"SIGTERM → exit (ms, median of {n})", fmt(a, 3), label, fmt(b, 3), ratio(a, b))
+        t.add(f"SIGTERM → exit (ms, median of {n})", fmt(a, 3), label, fmt(b, 3), positive_ratio(a, b, ""))
     n = len(s.get("orphans-10k", "roadie", "total_ms"))
     for metric, what in (("total_ms", f"reap 10,000 orphans as PID 1, whole run (ms, median of {n})"),
                          ("reaping_ms", "… of which reaping (intermediate's exit → /proc clean), ms")):
         for p, label in peers:
             a, b = s.median("orphans-10k", "roadie", metric), s.median("orphans-10k", p, metric)
-            t.add(what, fmt(a, 1), label, fmt(b, 1), ratio(a, b))
+            t.add(what, fmt(a, 1), label, fmt(b, 1), positive_ratio(a, b, ""))
 
 
 def readiness_rows(t: Table, by: dict[str, list[dict]], v: dict[str, str]) -> None:
@@ -190,7 +183,7 @@ def readiness_rows(t: Table, by: dict[str, list[dict]], v: dict[str, str]) -> No
         a = stat(lat["roadie"])
         for w, label in peers:
             b = stat(lat[w])
-            t.add(what, fmt(a, 1), label, fmt(b, 1), ratio(a, b))
+            t.add(what, fmt(a, 1), label, fmt(b, 1), positive_ratio(a, b, ""))
     for w, label in peers:
         xs = lat[w]
         t.add("app started before the server accepted logins (too early: its first login gets 57P03)",
@@ -215,7 +208,7 @@ def migrate_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
              ("dbmate", f"`dbmate --wait up && exec true` (dbmate {v['dbmate']})")]
     for k, label in peers:
         if s.get("boot", k, "wall_ms"):
-            t.add(what, fmt(over("roadie")), label, fmt(over(k)), ratio(over("roadie"), over(k)))
+            t.add(what, fmt(over("roadie")), label, fmt(over(k)), positive_ratio(over("roadie"), over(k), ""))
     for k, label in peers:
         if s.get("boot", k, "logins"):
             t.add("… logins per boot", fmt(s.median("boot", "roadie", "logins"), 0), label,
@@ -223,7 +216,7 @@ def migrate_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
     a, b = s.median("alembic", "roadie", "wall_ms"), s.median("alembic", "alembic", "wall_ms")
     if a is not None and b is not None:
         t.add("`alembic upgrade head` with nothing to apply, under roadie's lock: time roadie adds (ms)",
-              f"{a - b:+.1f}", f"bare alembic ({v['alembic']})", f"{b:.0f} ms in all", ratio(a, b) + " (wall)")
+              f"{a - b:+.1f}", f"bare alembic ({v['alembic']})", f"{b:.0f} ms in all", positive_ratio(a, b, "") + " (wall)")
     for kind in ("repo", "slow"):
         one = s.median(f"replicas-native-{kind}-N1", "roadie", "wall_ms")
         for nrep in (10, 50):
@@ -234,7 +227,7 @@ def migrate_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
             f = s.total(sec, "roadie", "failed")
             folder = "the repo's `migrations/`" if kind == "repo" else "5 migrations of 50 ms each"
             t.add(f"{nrep} replicas at once on a fresh database, {folder}: wall time (ms), failed replicas",
-                  f"{w:.0f}, {f[0]} of {nrep * f[1]} failed", "1 replica alone", fmt(one, 0), ratio(w, one))
+                  f"{w:.0f}, {f[0]} of {nrep * f[1]} failed", "1 replica alone", fmt(one, 0), positive_ratio(w, one, ""))
     for sec, peer, label, note in (
             ("replicas-alembic-N10", "alembic", f"bare `alembic upgrade head` ({v['alembic']})",
              "roadie running alembic under its lock"),
@@ -413,17 +406,6 @@ def versions(tools: dict[str, str]) -> dict[str, str]:
     }
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def shift_headings(text: str) -> list[str]:
     """A detailed report, its headings one level down, so they nest under this one's."""
     return [("#" + line) if line.startswith("#") else line for line in text.rstrip().splitlines()]
@@ -455,8 +437,7 @@ def main() -> int:
     mig = Samples(os.path.join(res, "migrate.csv") if "migrate" not in failed else None)
     rdy = read_readiness(os.path.join(res, "readiness.csv")) if "readiness" not in failed else {}
 
-    with open("/proc/loadavg") as f:
-        load_now = " ".join(f.read().split()[:3])
+    load_now = loadavg()
     size = os.path.getsize(args.roadie)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t = Table()

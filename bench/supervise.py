@@ -18,7 +18,6 @@ and reaped at the end (or on SIGINT/SIGTERM): it never leaves a process running.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import platform
 import random
@@ -26,24 +25,21 @@ import re
 import select
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
+# harness.py sits next to this file; python3 puts the script's directory on sys.path, but not
+# under -P or PYTHONSAFEPATH.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BenchError, children_of, cpu_model, diff_ci, iqr, log, loadavg, med,  # noqa: E402
+                    ms, version_of)
+
 PEERS = ("roadie", "tini", "dumb-init")
-PR_SET_CHILD_SUBREAPER = 36
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-
-
-class BenchError(Exception):
-    pass
-
-
-class Stopped(BaseException):
-    """SIGINT/SIGTERM to the harness: unwind, clean up, exit."""
+BOOTSTRAP_ROUNDS = 1000  # resamplings behind each roadie − tini interval
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,30 +91,8 @@ def wait_exit(pid: int, pidfd: int, timeout_s: float) -> tuple[int, int]:
 
 
 def kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    harness.kill_and_reap(pid)
     _live.discard(pid)
-
-
-def children_of(pid: int | str) -> list[int]:
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return kids
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.extend(int(p) for p in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return kids
 
 
 def comm(pid: int) -> str:
@@ -171,65 +145,22 @@ def context_switches(pid: int) -> int:
 
 def reap_strays() -> int:
     """Kills and reaps every remaining child of the harness (tracked or orphans that came back
-    to it as the subreaper); returns how many there were."""
-    found = 0
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        kids = children_of("self")
-        # Already-dead zombies are not always listed in children; reap those too.
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pid = 0
-            if pid == 0:
-                break
-            _live.discard(pid)
-            found += 1
-        if not kids:
-            return found
-        for kid in kids:
-            try:
-                os.kill(kid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for kid in kids:
-            try:
-                os.waitpid(kid, 0)
-                found += 1
-            except ChildProcessError:
-                pass
-            _live.discard(kid)
-    return found
+    to it as the subreaper); returns how many there were, killed or already exited."""
+    tracked = len(_live)
+    for pid in list(_live):
+        kill_and_reap(pid)
+    return tracked + sum(harness.reap_strays())
 
 
 # --------------------------------------------------------------------------------------------
 # Statistics and reporting
 # --------------------------------------------------------------------------------------------
 
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def iqr(xs: list[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
-
-
+# Not harness.positive_ratio: these rows compare counts that can be 0 (idle wakeups: 0 / 0 is 1).
 def ratio(a: float, b: float) -> str:
     if b == 0:
         return "n/a" if a != 0 else "1.00"
     return f"{a / b:.2f}"
-
-
-def diff_ci(a: list[float], b: list[float], rng: random.Random, rounds: int = 1000) -> tuple[float, float]:
-    """95% bootstrap interval of median(a) - median(b)."""
-    diffs = sorted(
-        med(rng.choices(a, k=len(a))) - med(rng.choices(b, k=len(b))) for _ in range(rounds)
-    )
-    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]
 
 
 @dataclass
@@ -254,10 +185,6 @@ class Row:
         if self.ci is not None and self.ci[0] <= self.margin:
             return "no, within noise"
         return "**no**"
-
-
-def ms(ns: float) -> float:
-    return ns / 1e6
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,7 +271,7 @@ class Bench:
             f" the four commands run in a random order in every iteration."
             f" Raw medians: " + ", ".join(f"{p} {ms(med(samples[p])):.3f} ms" for p in PEERS) + "."
         )
-        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["tini"], self.rng))
+        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["tini"], self.rng, BOOTSTRAP_ROUNDS))
         return Row(
             f"start-up overhead, {'PID 1' if pid1 else 'not PID 1'}", "ms", over,
             "≤ tini + 0.5 ms", over["roadie"] <= over["tini"] + 0.5, spread=spread, ci=ci,
@@ -472,7 +399,7 @@ class Bench:
             f" in a random order per iteration. Exit codes seen: "
             + ", ".join(f"{p} {sorted(codes[p])}" for p in PEERS) + "."
         )
-        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["tini"], self.rng))
+        ci = tuple(ms(x) for x in diff_ci(samples["roadie"], samples["tini"], self.rng, BOOTSTRAP_ROUNDS))
         return Row("SIGTERM → exit latency", "ms", vals, "≤ tini",
                    vals["roadie"] <= vals["tini"], spread=spread, ci=ci)
 
@@ -530,7 +457,7 @@ class Bench:
             xs = {p: data[p][k] for p in PEERS}
             vals = {p: ms(med(xs[p])) for p in PEERS}
             spread = {p: "IQR {:.1f}–{:.1f}".format(*(ms(x) for x in iqr(xs[p]))) for p in PEERS}
-            ci = tuple(ms(x) for x in diff_ci(xs["roadie"], xs["tini"], self.rng))
+            ci = tuple(ms(x) for x in diff_ci(xs["roadie"], xs["tini"], self.rng, BOOTSTRAP_ROUNDS))
             if k == "total":
                 rows.append(Row(f"reap {count // 1000}k orphans as PID 1, total wall time", "ms", vals,
                                 "≤ tini", vals["roadie"] <= vals["tini"], fmt="{:.1f}", spread=spread, ci=ci))
@@ -551,40 +478,15 @@ class Bench:
 # Environment and output
 # --------------------------------------------------------------------------------------------
 
-def version_of(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=5, env=ENV)
-        return (r.stdout + r.stderr).strip().splitlines()[0]
-    except Exception as e:  # noqa: BLE001 - informational only
-        return f"unknown ({e})"
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def environment(b: Bench, roadie_commit: str) -> list[str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     size = os.path.getsize(b.roadie)
-    deb = version_of(["dpkg-query", "-W", "-f", "${Package} ${Version}; ", "tini", "dumb-init"]).rstrip("; ")
+    deb = version_of(["dpkg-query", "-W", "-f", "${Package} ${Version}; ", "tini", "dumb-init"], ENV).rstrip("; ")
     return [
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- kernel: {platform.release()} ({platform.machine()})",
-        f"- CPU: {cpu}, {os.cpu_count()} cores",
-        f"- roadie: {version_of([b.roadie, '--version'])}, {roadie_commit}, static binary {size:,} bytes ({size / 1024:.0f} KiB), run with `--log-level error`",
-        f"- tini: {version_of([b.tini, '--version'])}; dumb-init: {version_of([b.dumb_init, '--version'])} (Debian packages: {deb})",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
+        f"- roadie: {version_of([b.roadie, '--version'], ENV)}, {roadie_commit}, static binary {size:,} bytes ({size / 1024:.0f} KiB), run with `--log-level error`",
+        f"- tini: {version_of([b.tini, '--version'], ENV)}; dumb-init: {version_of([b.dumb_init, '--version'], ENV)} (Debian packages: {deb})",
         f"- harness: Python {platform.python_version()}, random order seed {b.seed}{', QUICK mode (fewer iterations)' if b.quick else ''}",
     ]
 
@@ -618,15 +520,8 @@ def main() -> int:
     if os.geteuid() != 0:
         raise BenchError("needs root (unshare --pid, /proc of other processes)")
 
-    def on_signal(signum, _frame):
-        raise Stopped(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise BenchError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    harness.stop_on_signals()
+    harness.become_child_subreaper()
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     b = Bench(os.path.abspath(args.roadie), os.path.abspath(args.orphans), args.quick, seed)
@@ -644,12 +539,12 @@ def main() -> int:
         ]
         for name, step in steps:
             t = time.monotonic()
-            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            log(f"{name} ...")
             rows.extend(step())
             strays = reap_strays()
             if strays:
                 b.notes.append(f"{name}: {strays} stray process(es) came back to the harness and were killed")
-            print(f"bench: {name} done in {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
+            log(f"{name} done in {time.monotonic() - t:.1f} s")
     finally:
         for pid in list(_live):
             kill_and_reap(pid)
@@ -689,20 +584,10 @@ def main() -> int:
     with open(args.out, "w") as f:
         f.write(text)
     if args.csv:
-        with open(args.csv, "w") as f:
-            f.write("section,tool,run,metric,value\n")
-            for section, tool, run, metric, value in b.samples:
-                f.write(f"{section},{tool},{run},{metric},{value:.6g}\n")
+        harness.write_samples(args.csv, b.samples)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Stopped as e:
-        print(f"bench: stopped by {e}", file=sys.stderr)
-        sys.exit(130)
+    harness.exit_with(main)
