@@ -782,10 +782,11 @@ class Bench:
               f" {m[k] - m['alembic']:+.1f}" + (f" ({c[0]:+.1f} … {c[1]:+.1f})" if c else "") + " |"
               for k, c in (("alembic", None), ("roadie", ci), ("roadie as init", ci_init))],
             "",
-            f"- roadie adds {added:+.1f} ms: its probe login, the lock connection (login, keepalive settings,"
-            " `SELECT current_database()`, `pg_try_advisory_lock`), `pg_advisory_unlock` and close, and"
-            " starting `true`. alembic's own run-to-run spread (IQR above) is larger than that, so the"
-            " interval is wide." + noop_text,
+            f"- roadie adds {added:+.1f} ms: its one login (the wait stage's connection then holds the"
+            " lock: application name and keepalive settings, `SELECT current_database()`,"
+            " `pg_try_advisory_lock`), `pg_advisory_unlock` and close, and starting `true`. alembic's"
+            " own run-to-run spread (IQR above) is larger than that, so the interval is wide."
+            + noop_text,
             "",
         ]
 
