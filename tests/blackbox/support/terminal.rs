@@ -177,8 +177,24 @@ impl OnTerminal {
         }
     }
 
+    /// Leaves the debug shell `shell` with `exit 3`: roadie exits 3, having said only that it
+    /// skips the boot, that it starts the shell, and how the shell ended (no wait, no
+    /// migration, no hook).
+    pub fn exit_debug_shell(&mut self, shell: &str) {
+        self.type_in(b"exit 3\n");
+        let code = self.exit_code();
+        if code != 3 {
+            self.fail(&format!("expected the shell's exit code 3, got {code}"));
+        }
+        self.roadie_said_only(&[
+            &format!("{shell} is an interactive shell: skipping wait, migrations and hooks"),
+            &format!("starting {shell} (pid "),
+            &format!("{shell} exited with code 3"),
+        ]);
+    }
+
     /// Asserts roadie's lines on the terminal, in order, each containing its `expected` text.
-    pub fn roadie_said_only(&mut self, expected: &[&str]) {
+    fn roadie_said_only(&mut self, expected: &[&str]) {
         let said: Vec<String> = self
             .transcript()
             .lines()
