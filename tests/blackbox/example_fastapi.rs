@@ -3,9 +3,6 @@
 //! lock, then runs uvicorn with 2 workers, which serves the migrated rows over HTTP. The Python
 //! packages come from the venv that scripts/venv.sh builds.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -13,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
+use crate::support::http::{get, http_get};
 use crate::support::postgres::{Postgres, free_port};
 use crate::support::terminal::OnTerminal;
-use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch};
+use crate::support::{Finished, Mode, Roadie, Running, roadie, scratch, script};
 
 /// The emails the data migration (0004) inserts, in id order.
 const SEEDED: [&str; 3] = ["ada@example.com", "grace@example.com", "edsger@example.com"];
@@ -69,13 +67,6 @@ fn example_env(database_url: &str) -> [(&'static str, String); 3] {
     ]
 }
 
-/// An executable `#!/bin/sh` hook named `name` in `dir`.
-fn hook(dir: &Path, name: &str, script: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writing a hook");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
-}
-
 /// Asserts from roadie's output and the port that uvicorn was never started.
 fn uvicorn_never_started(finished: &Finished, port: u16) {
     finished
@@ -86,48 +77,6 @@ fn uvicorn_never_started(finished: &Finished, port: u16) {
         !finished.stdout.contains("HTTP") && http_get(port, "/health").is_err(),
         "uvicorn ran\n{finished}"
     );
-}
-
-/// One HTTP/1.1 GET on 127.0.0.1:`port`: the status code and the body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
-    // uvicorn's parent binds the socket before its workers can accept: a request may wait in
-    // the backlog while they start.
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no complete response: {response:?}")))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {head:?}")))?;
-    Ok((status, body.to_string()))
-}
-
-/// GETs `path` until uvicorn answers (connection refused while roadie waits and migrates),
-/// failing with roadie's output at the deadline.
-fn get(r: &Running, port: u16, path: &str) -> (u16, String) {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        match http_get(port, path) {
-            Ok(response) => return response,
-            Err(e) if Instant::now() > until => r.fail(&format!(
-                "GET {path} on port {port}: no answer in time: {e}"
-            )),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 /// GETs /customers and asserts it lists the seeded customers with their orders.
@@ -194,25 +143,6 @@ fn with_uvicorn(args: &[&str], port: u16) -> Vec<String> {
     argv
 }
 
-/// N in roadie's `database ready in 1.02s after N attempts`.
-fn probes_before_ready(r: &Running) -> u32 {
-    r.stderr_containing("database ready in");
-    let stderr = r.stderr_so_far();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("[roadie] ") && l.contains("database ready in"))
-        .unwrap_or_default();
-    line.rsplit("after ")
-        .next()
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| r.fail(&format!("no attempt count in {line:?}")))
-}
-
-/// Whether `table` exists in the database `app`.
-fn table_exists(pg: &Postgres, table: &str) -> bool {
-    pg.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) == "t"
-}
-
 #[test]
 fn roadie_boots_the_example_against_a_postgres_that_starts_a_second_later() {
     let mut pg = Postgres::new();
@@ -227,7 +157,7 @@ fn roadie_boots_the_example_against_a_postgres_that_starts_a_second_later() {
     thread::sleep(Duration::from_secs(1));
     pg.start();
     serves_the_seeded_customers(&r, port);
-    if probes_before_ready(&r) < 2 {
+    if r.attempts_before_ready() < 2 {
         r.fail("roadie found the database ready before it was started");
     }
     let stderr = r.stderr_so_far();
@@ -328,8 +258,8 @@ fn skip_migrations_starts_the_app_without_migrating() {
             "GET /customers without migrations: {status} {body}"
         ));
     }
-    assert!(!table_exists(&pg, "alembic_version"), "alembic ran");
-    assert!(!table_exists(&pg, "customers"), "alembic ran");
+    assert!(!pg.table_exists("alembic_version"), "alembic ran");
+    assert!(!pg.table_exists("customers"), "alembic ran");
     let stderr = r.stderr_so_far();
     if !stderr.contains("--skip-migrations: not migrating") || stderr.contains("migration lock") {
         r.fail("expected roadie to say it skips the migrations, and take no lock");
@@ -349,7 +279,7 @@ fn alembic_current_as_the_command_waits_for_the_database_but_does_not_migrate_fi
     .start();
     thread::sleep(Duration::from_millis(500));
     pg.start();
-    if probes_before_ready(&r) < 2 {
+    if r.attempts_before_ready() < 2 {
         r.fail("roadie found the database ready before it was started");
     }
     r.finish()
@@ -361,8 +291,8 @@ fn alembic_current_as_the_command_waits_for_the_database_but_does_not_migrate_fi
         .stderr_has("alembic exited with code 0")
         .stderr_lacks("migration lock")
         .stderr_lacks("Running upgrade");
-    assert!(!table_exists(&pg, "alembic_version"), "alembic migrated");
-    assert!(!table_exists(&pg, "customers"), "alembic migrated");
+    assert!(!pg.table_exists("alembic_version"), "alembic migrated");
+    assert!(!pg.table_exists("customers"), "alembic migrated");
 }
 
 #[test]
@@ -399,8 +329,8 @@ fn a_broken_revision_exits_65_rolls_everything_back_and_never_starts_uvicorn() {
         .stderr_has("migration command \"alembic upgrade head\" exited with code 1");
     uvicorn_never_started(&finished, port);
     // One transaction for the whole upgrade (PostgreSQL's transactional DDL): nothing stays.
-    assert!(!table_exists(&pg, "alembic_version"), "not rolled back");
-    assert!(!table_exists(&pg, "customers"), "not rolled back");
+    assert!(!pg.table_exists("alembic_version"), "not rolled back");
+    assert!(!pg.table_exists("customers"), "not rolled back");
 }
 
 #[test]
@@ -438,19 +368,26 @@ fn a_failing_hook_after_the_migrations_exits_65_naming_it_and_never_starts_uvico
     let hooks = dir.path().join("hooks");
     std::fs::create_dir(&hooks).expect("mkdir hooks");
     // Through the app's own engine, as a cache warm-up would: the hook sees the migrated rows.
-    hook(
+    script(
         &hooks,
         "10-count-customers",
         "exec python -c 'from sqlalchemy import text; from app.db import engine; \
          print(\"hook saw\", engine.connect().execute(text(\"SELECT count(*) FROM customers\")).scalar(), \"customers\")'",
+        0o755,
     );
-    hook(
+    script(
         &hooks,
         "20-warm-cache",
         "echo 'warm-cache: the cache is unreachable' >&2; exit 4",
+        0o755,
     );
     let after = dir.path().join("30-ran");
-    hook(&hooks, "30-after", &format!("touch '{}'", after.display()));
+    script(
+        &hooks,
+        "30-after",
+        &format!("touch '{}'", after.display()),
+        0o755,
+    );
     let port = free_port();
     let hooks_arg = hooks.to_string_lossy().into_owned();
     let finished = example(
@@ -502,10 +439,11 @@ fn bash_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_i
     let hooks = dir.path().join("hooks");
     std::fs::create_dir(&hooks).expect("mkdir hooks");
     let hook_ran = dir.path().join("hook-ran");
-    hook(
+    script(
         &hooks,
         "10-marker",
         &format!("touch '{}'", hook_ran.display()),
+        0o755,
     );
     let home = dir.path().to_string_lossy().into_owned();
     let env = example_env(&down);

@@ -4,18 +4,16 @@
 //! SIGTERM roadie forwards. The service binary is built by `cargo build --examples`.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
+use crate::support::http::{connect, exchange, get, http_get};
 use crate::support::postgres::{Postgres, eventually, free_port};
 use crate::support::terminal::OnTerminal;
-use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch};
+use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch, script};
 
 /// The customers the data migration (20260101000003) inserts, in id order, with the count and
 /// total of their orders.
@@ -60,13 +58,6 @@ fn service_with(
         .env("PORT", &port.to_string())
 }
 
-/// An executable `#!/bin/sh` hook named `name` in `dir`.
-fn hook(dir: &Path, name: &str, script: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("writing a hook");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
-}
-
 /// Asserts from roadie's output and the port that the service was never started.
 fn service_never_started(finished: &Finished, port: u16) {
     finished
@@ -84,86 +75,6 @@ fn recorded(pg: &Postgres) -> String {
     pg.psql(
         "SELECT string_agg(version || ':' || success, ',' ORDER BY version) FROM _sqlx_migrations",
     )
-}
-
-/// Whether `table` exists in the database `app`.
-fn table_exists(pg: &Postgres, table: &str) -> bool {
-    pg.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) == "t"
-}
-
-/// A connection to 127.0.0.1:`port`, every read and write with a timeout.
-fn connect(port: u16) -> std::io::Result<TcpStream> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    Ok(stream)
-}
-
-/// One HTTP/1.1 GET on `stream`: the status code and the body (read to its Content-Length, so
-/// a keep-alive connection stays usable).
-fn exchange(
-    stream: &mut TcpStream,
-    port: u16,
-    path: &str,
-    keep_alive: bool,
-) -> std::io::Result<(u16, String)> {
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
-         Connection: {connection}\r\n\r\n"
-    )?;
-    let mut reader = BufReader::new(&*stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {status_line:?}")))?;
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 {
-            return Err(std::io::Error::other("the connection closed in the head"));
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value
-                .trim()
-                .parse()
-                .map_err(|_| std::io::Error::other(format!("bad {header:?}")))?;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// GET `path` on a fresh connection.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    exchange(&mut connect(port)?, port, path, false)
-}
-
-/// GETs `path` until the service answers (connection refused while roadie waits and migrates),
-/// failing with roadie's output at the deadline.
-fn get(r: &Running, port: u16, path: &str) -> (u16, String) {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        match http_get(port, path) {
-            Ok(response) => return response,
-            Err(e) if Instant::now() > until => r.fail(&format!(
-                "GET {path} on port {port}: no answer in time: {e}"
-            )),
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 /// Asserts that a GET /customers answer lists the seeded customers with their orders.
@@ -223,20 +134,6 @@ fn stops_gracefully(r: Running) {
     );
 }
 
-/// N in roadie's `database ready in 1.02s after N attempts`.
-fn probes_before_ready(r: &Running) -> u32 {
-    r.stderr_containing("database ready in");
-    let stderr = r.stderr_so_far();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("[roadie] ") && l.contains("database ready in"))
-        .unwrap_or_default();
-    line.rsplit("after ")
-        .next()
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| r.fail(&format!("no attempt count in {line:?}")))
-}
-
 /// How many connections the role `roadie` (roadie's and the service's) has open.
 fn connections(pg: &Postgres) -> String {
     pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'roadie'")
@@ -250,7 +147,7 @@ fn roadie_boots_the_service_against_a_postgres_that_starts_a_second_later() {
     thread::sleep(Duration::from_secs(1));
     pg.start();
     serves_the_seeded_customers(&r, port);
-    if probes_before_ready(&r) < 2 {
+    if r.attempts_before_ready() < 2 {
         r.fail("roadie found the database ready before it was started");
     }
     // The order of a boot: wait, then the 4 migrations under the lock, then the service.
@@ -446,7 +343,7 @@ fn skip_migrations_starts_the_service_on_the_untouched_schema_which_reports_the_
         ));
     }
     for table in ["_sqlx_migrations", "customers", "orders"] {
-        if table_exists(&pg, table) {
+        if pg.table_exists(table) {
             r.fail(&format!("{table} exists: roadie migrated"));
         }
     }
@@ -502,7 +399,7 @@ fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_star
         "20260101000001:true,20260101000002:true,20260101000003:true,20260101000004:true"
     );
     assert_eq!(pg.psql("SELECT count(*) FROM orders"), "3");
-    assert!(!table_exists(&pg, "coupons"), "not rolled back\n{finished}");
+    assert!(!pg.table_exists("coupons"), "not rolled back\n{finished}");
 
     // Fix the file and boot again: only the fifth is applied, and the service starts.
     std::fs::write(&broken, coupons("INSERT")).expect("fixing the migration");
@@ -528,18 +425,25 @@ fn a_failing_hook_after_the_migrations_exits_65_naming_it_and_never_starts_the_s
     let hooks = dir.path().join("hooks");
     std::fs::create_dir(&hooks).expect("mkdir hooks");
     // With the container's environment: the hook sees the migrated rows.
-    hook(
+    script(
         &hooks,
         "10-count-orders",
         "echo \"hook saw $(psql \"$DATABASE_URL\" -XAtc 'SELECT count(*) FROM orders') orders\"",
+        0o755,
     );
-    hook(
+    script(
         &hooks,
         "20-warm-cache",
         "echo 'warm-cache: the cache is unreachable' >&2; exit 4",
+        0o755,
     );
     let after = dir.path().join("30-ran");
-    hook(&hooks, "30-after", &format!("touch '{}'", after.display()));
+    script(
+        &hooks,
+        "30-after",
+        &format!("touch '{}'", after.display()),
+        0o755,
+    );
     let port = free_port();
     let finished = service_with(
         mode,
@@ -591,10 +495,11 @@ fn sh_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_is_
     let hooks = dir.path().join("hooks");
     std::fs::create_dir(&hooks).expect("mkdir hooks");
     let hook_ran = dir.path().join("hook-ran");
-    hook(
+    script(
         &hooks,
         "10-marker",
         &format!("touch '{}'", hook_ran.display()),
+        0o755,
     );
     // `docker run -it image sh`, with the example's usual arguments and hooks.
     let mut t = OnTerminal::start_with(

@@ -1,27 +1,20 @@
 //! `--hooks DIR`: each executable in name order, supervised, before the app; the line that
 //! starts the app times every phase; JSON lines carry the phase.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rstest::rstest;
 
-use crate::support::{Mode, roadie, scratch};
-
-fn hook(dir: &Path, name: &str, script: &str, mode: u32) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
+use crate::support::{Mode, roadie, scratch, script};
 
 #[rstest]
 fn hooks_run_in_name_order_before_the_app_and_non_executables_are_skipped(
     #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
 ) {
     let dir = scratch();
-    hook(dir.path(), "20-second", "echo hook-b", 0o755);
-    hook(dir.path(), "10-first", "echo hook-a \"$FROM_ENV\"", 0o755);
-    hook(dir.path(), "15-plain", "echo never", 0o644);
+    script(dir.path(), "20-second", "echo hook-b", 0o755);
+    script(dir.path(), "10-first", "echo hook-a \"$FROM_ENV\"", 0o755);
+    script(dir.path(), "15-plain", "echo never", 0o644);
     let hooks = dir.path().to_string_lossy().into_owned();
     let finished = roadie(mode, ["--hooks", &hooks, "sh", "-c", "echo app-started"])
         .env("FROM_ENV", "env-passes")
@@ -44,8 +37,8 @@ fn a_failing_hook_stops_the_boot_with_65_naming_it(
     #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
 ) {
     let dir = scratch();
-    hook(dir.path(), "10-fails", "exit 3", 0o755);
-    hook(dir.path(), "20-after", "echo never-runs", 0o755);
+    script(dir.path(), "10-fails", "exit 3", 0o755);
+    script(dir.path(), "20-after", "echo never-runs", 0o755);
     let hooks = dir.path().to_string_lossy().into_owned();
     let finished = roadie(mode, ["--hooks", &hooks, "sh", "-c", "echo app-started"]).run();
     finished
@@ -57,7 +50,7 @@ fn a_failing_hook_stops_the_boot_with_65_naming_it(
 #[test]
 fn a_stop_signal_during_a_hook_exits_128_plus_s_and_never_starts_the_app() {
     let dir = scratch();
-    hook(
+    script(
         dir.path(),
         "10-slow",
         "echo hook-running; exec sleep 30",
@@ -79,7 +72,7 @@ fn a_stop_signal_during_a_hook_exits_128_plus_s_and_never_starts_the_app() {
 #[test]
 fn hooks_run_as_the_user() {
     let dir = scratch();
-    hook(dir.path(), "10-who", "id -un", 0o755);
+    script(dir.path(), "10-who", "id -un", 0o755);
     let hooks = dir.path().to_string_lossy().into_owned();
     roadie(
         Mode::Subreaper,
@@ -103,7 +96,7 @@ fn the_app_starts_with_every_phase_timed_and_json_lines_name_their_phase() {
     let dir = scratch();
     let hooks = dir.path().join("hooks");
     std::fs::create_dir(&hooks).unwrap();
-    hook(&hooks, "10-ok", "true", 0o755);
+    script(&hooks, "10-ok", "true", 0o755);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let url = format!("sqlite:{}/app.db", dir.path().display());
     let text = roadie(

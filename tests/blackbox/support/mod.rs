@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod mariadb;
 pub mod postgres;
 pub mod terminal;
@@ -292,6 +293,20 @@ impl Running {
         }
     }
 
+    /// N in roadie's `database ready in 1.02s after N attempts`, once it said so.
+    pub fn attempts_before_ready(&self) -> u32 {
+        self.stderr_containing("database ready in");
+        let stderr = self.stderr_so_far();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("[roadie] ") && l.contains("database ready in"))
+            .unwrap_or_default();
+        line.rsplit("after ")
+            .next()
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| self.fail(&format!("no attempt count in {line:?}")))
+    }
+
     /// Waits for roadie to exit (killing everything at the deadline).
     pub fn finish(self) -> Finished {
         self.finish_within(DEADLINE)
@@ -484,6 +499,15 @@ pub fn once_per_machine(dir: &str, build: impl FnOnce()) {
     if !Path::new(&format!("{dir}/ready")).exists() {
         build();
     }
+}
+
+/// A `#!/bin/sh` script named `name` in `dir` with permissions `mode`: a hook (0o755), or a
+/// file roadie must skip (0o644).
+pub fn script(dir: &Path, name: &str, body: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("writing a script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// A scratch directory kept on failure (its path is printed by the test that uses it).

@@ -142,6 +142,11 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Whether `table` exists in the database `app`.
+    pub fn table_exists(&self, table: &str) -> bool {
+        self.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL")) == "t"
+    }
+
     /// How many sessions database `db` has seen end, once the count stops moving (a backend
     /// adds its session when it exits, a moment after its client has gone). Asked from the
     /// `postgres` database, so the asking is not counted.
