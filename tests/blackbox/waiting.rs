@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 
 use crate::support::postgres::{Postgres, ROADIE_PASSWORD, SPECIAL_PASSWORD, escape, free_port};
-use crate::support::{Mode, roadie, scratch};
-
-/// An app that prints when it started, in Unix milliseconds.
-const PRINTS_START: &str = "echo started-at=$(date +%s%3N)";
+use crate::support::{Mode, PRINTS_START, no_secret_in_any_failure, roadie, scratch};
 
 #[rstest]
 fn waits_for_a_postgres_started_2s_later_and_starts_the_app_within_100ms_of_it_accepting_logins(
@@ -30,12 +27,7 @@ fn waits_for_a_postgres_started_2s_later_and_starts_the_app_within_100ms_of_it_a
     pg.start();
     let finished = r.finish();
     finished.code(0).stderr_has("database ready in");
-    let started: f64 = finished
-        .stdout
-        .trim()
-        .trim_start_matches("started-at=")
-        .parse()
-        .unwrap_or_else(|_| panic!("no start time\n{finished}"));
+    let started = finished.app_started_at_ms();
     let ready = pg
         .ready_at_ms()
         .expect("the server logged when it was ready")
@@ -271,30 +263,7 @@ fn no_password_appears_in_stderr_for_any_failing_case() {
         format!("postgres://roadie:{secret}@no-such-host.invalid:5432/app"),
         format!("postgres://roadie:{secret}@127.0.0.1:notaport/app"),
     ];
-    for url in cases {
-        let finished = roadie(
-            Mode::Subreaper,
-            [
-                "--log-level",
-                "trace",
-                "--wait-timeout",
-                "300ms",
-                "--database-url",
-                &url,
-                "true",
-            ],
-        )
-        .run();
-        assert!(matches!(finished.code, Some(69 | 78)), "{finished}");
-        finished.stderr_lacks(secret);
-        let as_env = roadie(
-            Mode::Subreaper,
-            ["--log-level", "trace", "--wait-timeout", "300ms", "true"],
-        )
-        .env("DATABASE_URL", &url)
-        .run();
-        as_env.stderr_lacks(secret);
-    }
+    no_secret_in_any_failure(secret, &cases);
 }
 
 #[test]

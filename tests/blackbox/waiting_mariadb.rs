@@ -9,10 +9,7 @@ use rstest::rstest;
 
 use crate::support::mariadb::{MariaDb, ROADIE_PASSWORD, ROOT_PASSWORD, SPECIAL_PASSWORD};
 use crate::support::postgres::{escape, eventually, free_port};
-use crate::support::{DEADLINE, Mode, roadie};
-
-/// An app that prints when it started, in Unix milliseconds.
-const PRINTS_START: &str = "echo started-at=$(date +%s%3N)";
+use crate::support::{DEADLINE, Mode, PRINTS_START, no_secret_in_any_failure, roadie};
 
 fn unix_ms() -> f64 {
     SystemTime::now()
@@ -53,12 +50,7 @@ fn waits_for_a_mariadb_started_2s_later_and_starts_the_app_within_100ms_of_it_ac
         .stderr_has("database ready in")
         .stderr_lacks("after 1 attempt")
         .stderr_lacks(ROADIE_PASSWORD);
-    let started: f64 = finished
-        .stdout
-        .trim()
-        .trim_start_matches("started-at=")
-        .parse()
-        .unwrap_or_else(|_| panic!("no start time\n{finished}"));
+    let started = finished.app_started_at_ms();
     assert!(
         started >= spawned,
         "the app started before the server did\n{finished}"
@@ -285,28 +277,5 @@ fn no_password_appears_in_stderr_for_any_failing_case() {
         format!("mariadb://roadie:{secret}@no-such-host.invalid:3306/app"),
         format!("mysql+pymysql://roadie:{secret}@127.0.0.1:notaport/app"),
     ];
-    for url in cases {
-        let finished = roadie(
-            Mode::Subreaper,
-            [
-                "--log-level",
-                "trace",
-                "--wait-timeout",
-                "300ms",
-                "--database-url",
-                &url,
-                "true",
-            ],
-        )
-        .run();
-        assert!(matches!(finished.code, Some(69 | 78)), "{finished}");
-        finished.stderr_lacks(secret);
-        let as_env = roadie(
-            Mode::Subreaper,
-            ["--log-level", "trace", "--wait-timeout", "300ms", "true"],
-        )
-        .env("DATABASE_URL", &url)
-        .run();
-        as_env.stderr_lacks(secret);
-    }
+    no_secret_in_any_failure(secret, &cases);
 }

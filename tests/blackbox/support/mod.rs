@@ -373,6 +373,15 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// When the `PRINTS_START` app started, in Unix milliseconds.
+    pub fn app_started_at_ms(&self) -> f64 {
+        self.stdout
+            .trim()
+            .trim_start_matches("started-at=")
+            .parse()
+            .unwrap_or_else(|_| panic!("no start time\n{self}"))
+    }
+
     /// Asserts the exit code, printing all the evidence when it differs.
     pub fn code(&self, expected: i32) -> &Self {
         if self.code != Some(expected) {
@@ -498,6 +507,30 @@ pub fn once_per_machine(dir: &str, build: impl FnOnce()) {
     }
     if !Path::new(&format!("{dir}/ready")).exists() {
         build();
+    }
+}
+
+/// An app (`sh -c` it) that prints when it started, in Unix milliseconds; read it back with
+/// `Finished::app_started_at_ms`.
+pub const PRINTS_START: &str = "echo started-at=$(date +%s%3N)";
+
+/// Runs roadie against each of `urls` (all failing: refused, unreachable or malformed), the
+/// URL given as the flag and as `DATABASE_URL`, with trace logging: it exits 69 or 78 and
+/// `secret`, the password in every URL, appears nowhere in what it printed.
+pub fn no_secret_in_any_failure(secret: &str, urls: &[String]) {
+    for url in urls {
+        let args = ["--log-level", "trace", "--wait-timeout", "300ms"];
+        let finished = roadie(
+            Mode::Subreaper,
+            args.iter().chain(&["--database-url", url, "true"]),
+        )
+        .run();
+        assert!(matches!(finished.code, Some(69 | 78)), "{finished}");
+        finished.stderr_lacks(secret);
+        let as_env = roadie(Mode::Subreaper, args.iter().chain(&["true"]))
+            .env("DATABASE_URL", url)
+            .run();
+        as_env.stderr_lacks(secret);
     }
 }
 
