@@ -9,6 +9,7 @@
 //! same grant; `root` / ROOT_PASSWORD may do anything from any host. The server only knows
 //! host `%` (and `localhost` for root on the socket): it never resolves names.
 
+use super::{run, text};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -371,17 +372,4 @@ fn mysql_ids() -> (libc::uid_t, libc::gid_t) {
 
 fn chown_mysql(path: &Path) {
     run("chown", &["-R", "mysql:mysql", &path.to_string_lossy()]);
-}
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }

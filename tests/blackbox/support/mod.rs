@@ -543,6 +543,24 @@ pub fn script(dir: &Path, name: &str, body: &str, mode: u32) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Runs a set-up command that must succeed (the servers' harnesses).
+fn run(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .expect(program);
+    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
+}
+
+/// A command's stdout and stderr, for a failure message.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A scratch directory kept on failure (its path is printed by the test that uses it).
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -6,6 +6,7 @@
 //! Roles in every cluster: `roadie` / ROADIE_PASSWORD owns database `app`; `special` has a
 //! password full of URL-reserved characters; `blocked` is rejected by pg_hba.conf.
 
+use super::{run, text};
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -343,19 +344,6 @@ fn as_postgres(argv: &[&str]) -> Output {
         .current_dir("/")
         .output()
         .expect("runuser")
-}
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(out.status.success(), "{program} {args:?}: {}", text(&out));
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Waits until `f` holds, for at most `limit`.
