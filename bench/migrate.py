@@ -989,22 +989,40 @@ class Bench:
         self.strays(f"alembic replicas ({who})")
         return tr
 
-    def alembic_replicas(self) -> None:
-        n, reps = 10, self.n(3, 1)
+    def replica_rounds(self, tool: str, n: int, reps: int, trial, tracebacks: bool) -> dict[str, list[Trial]]:
+        """`reps` rounds of `trial(who, n)` for the bare tool and for roadie running it, in a random
+        order per round; the samples recorded, one progress line per round. Trials by kind."""
         trials: list[Trial] = []
         for r in range(reps):
-            order = ["alembic", "roadie"]
+            order = [tool, "roadie"]
             self.rng.shuffle(order)
             done = []
             for who in order:
-                tr = self.alembic_trial(who, n)
+                tr = trial(who, n)
                 trials.append(tr)
-                self.samples += [(f"replicas-alembic-N{n}", who, r + 1, "wall_ms", tr.wall_ms),
-                                 (f"replicas-alembic-N{n}", who, r + 1, "failed", tr.failures),
-                                 (f"replicas-alembic-N{n}", who, r + 1, "tracebacks", tr.tracebacks)]
-                done.append(f"{who}: {tr.failures} failed, {tr.tracebacks} tracebacks, {tr.wall_ms / 1000:.1f} s")
-            log(f"alembic replicas round {r + 1}/{reps}: " + "; ".join(done))
-        by = {w: [t for t in trials if t.kind == w] for w in ("alembic", "roadie")}
+                section = f"replicas-{tool}-N{n}"
+                self.samples += [(section, who, r + 1, "wall_ms", tr.wall_ms),
+                                 (section, who, r + 1, "failed", tr.failures)]
+                if tracebacks:
+                    self.samples.append((section, who, r + 1, "tracebacks", tr.tracebacks))
+                    done.append(f"{who}: {tr.failures} failed, {tr.tracebacks} tracebacks, {tr.wall_ms / 1000:.1f} s")
+                else:
+                    done.append(f"{who}: {tr.failures} failed, {tr.wall_ms:.0f} ms")
+            log(f"{tool} replicas round {r + 1}/{reps}: " + "; ".join(done))
+        return {w: [t for t in trials if t.kind == w] for w in (tool, "roadie")}
+
+    @staticmethod
+    def error_counts(trials: list[Trial]) -> dict[str, int]:
+        """How often each last error line came up over `trials`."""
+        errs: dict[str, int] = {}
+        for t in trials:
+            for k, v in t.errors.items():
+                errs[k] = errs.get(k, 0) + v
+        return errs
+
+    def alembic_replicas(self) -> None:
+        n, reps = 10, self.n(3, 1)
+        by = self.replica_rounds("alembic", n, reps, self.alembic_trial, tracebacks=True)
         fails = {w: sum(t.failures for t in by[w]) for w in by}
         tbs = {w: sum(t.tracebacks for t in by[w]) for w in by}
         total = n * reps
@@ -1016,10 +1034,7 @@ class Bench:
             "… runs whose output holds a Python `Traceback`",
             f"{tbs['roadie']} of {total}", f"bare alembic {tbs['alembic']} of {total}", "",
             "roadie 0", verdict(tbs["roadie"] == 0)))
-        errs: dict[str, int] = {}
-        for t in by["alembic"]:
-            for k, v in t.errors.items():
-                errs[k] = errs.get(k, 0) + v
+        errs = self.error_counts(by["alembic"])
         label = {"alembic": "bare `alembic -c INI upgrade head`",
                  "roadie": "`roadie --database-url URL --migrate-command \"alembic -c INI upgrade head\" -- true`"}
         self.details += [
@@ -1092,29 +1107,14 @@ class Bench:
         if not self.dbmate:
             return
         n, reps = 10, self.n(3, 1)
-        trials: list[Trial] = []
-        for r in range(reps):
-            order = ["dbmate", "roadie"]
-            self.rng.shuffle(order)
-            done = []
-            for who in order:
-                tr = self.dbmate_trial(who, n)
-                trials.append(tr)
-                self.samples += [(f"replicas-dbmate-N{n}", who, r + 1, "wall_ms", tr.wall_ms),
-                                 (f"replicas-dbmate-N{n}", who, r + 1, "failed", tr.failures)]
-                done.append(f"{who}: {tr.failures} failed, {tr.wall_ms:.0f} ms")
-            log(f"dbmate replicas round {r + 1}/{reps}: " + "; ".join(done))
-        by = {w: [t for t in trials if t.kind == w] for w in ("dbmate", "roadie")}
+        by = self.replica_rounds("dbmate", n, reps, self.dbmate_trial, tracebacks=False)
         fails = {w: sum(t.failures for t in by[w]) for w in by}
         total = n * reps
         self.summary.append(Summary(
             f"{n} replicas at once on a fresh database, dbmate: replicas that exited non-zero, {reps} trials",
             f"{fails['roadie']} of {total} (roadie running `dbmate up` under its lock)",
             f"bare `dbmate --wait up` {fails['dbmate']} of {total}", "", "roadie 0", verdict(fails["roadie"] == 0)))
-        errs: dict[str, int] = {}
-        for t in by["dbmate"]:
-            for k, v in t.errors.items():
-                errs[k] = errs.get(k, 0) + v
+        errs = self.error_counts(by["dbmate"])
         label = {"dbmate": "bare `dbmate --wait --url URL --migrations-dir DIR --no-dump-schema up`",
                  "roadie": "`roadie --database-url URL --migrate-command \"dbmate --url URL --migrations-dir DIR"
                            " --no-dump-schema up\" -- true`"}
