@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import pwd
 import random
 import signal
 import socket
@@ -31,6 +32,9 @@ class BenchError(Exception):
 class Stopped(BaseException):
     """SIGINT/SIGTERM/SIGHUP to the harness: unwind, clean up, exit 130."""
 
+
+# The PostgreSQL 15 server binaries (Debian's layout), for the harnesses that run a cluster.
+PGBIN = "/usr/lib/postgresql/15/bin"
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
@@ -223,3 +227,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def initdb(as_postgres, pg_dir: str, data: str, sock: str, password: str, conf: str) -> None:
+    """A fresh cluster in `data` (inside `pg_dir`, which the postgres user owns, with the socket
+    directory `sock`): SCRAM for TCP logins, peer for the socket, superuser `postgres` with
+    `password` (through a file only postgres can read, removed after), then `conf` appended to
+    postgresql.conf. `as_postgres(argv, timeout_s, what)` runs a command as postgres."""
+    pw = pwd.getpwnam("postgres")
+    os.makedirs(sock)
+    pwfile = os.path.join(pg_dir, "pwfile")
+    with open(pwfile, "w") as f:
+        f.write(password + "\n")
+    for p in (pg_dir, sock, pwfile):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    os.chmod(pg_dir, 0o700)
+    os.chmod(pwfile, 0o600)
+    as_postgres([
+        f"{PGBIN}/initdb", "-D", data, "--no-sync", "--no-instructions",
+        "--auth-host=scram-sha-256", "--auth-local=peer", "-U", "postgres",
+        f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
+    ], 120, "initdb")
+    os.unlink(pwfile)
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write(conf)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import pwd
 import random
 import re
 import secrets
@@ -62,7 +61,7 @@ import harness  # noqa: E402
 from harness import (BenchError, cpu_model, diff_ci, free_port, iqr, log, loadavg, med,  # noqa: E402
                     ms, version_of)
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+PGBIN = harness.PGBIN
 # PGBIN first: `pg_isready` is PostgreSQL's own binary, not Debian's Perl wrapper
 # /usr/bin/pg_isready (~30 ms of Perl start-up per call).
 BASE_ENV = {"PATH": f"{PGBIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -259,8 +258,6 @@ class Cluster:
         self.port = port
         self.super_password = secrets.token_hex(16)
         self.password = secrets.token_hex(16)  # the app role's
-        pw = pwd.getpwnam("postgres")
-        self.uid, self.gid = pw.pw_uid, pw.pw_gid
         self.version = "unknown"
 
     def as_postgres(self, argv: list[str], timeout_s: float, what: str) -> str:
@@ -280,24 +277,10 @@ class Cluster:
         return text
 
     def initdb(self) -> None:
-        os.makedirs(self.sock)
-        pwfile = os.path.join(self.dir, "pwfile")
-        with open(pwfile, "w") as f:
-            f.write(self.super_password + "\n")
-        for p in (self.dir, self.sock, pwfile):
-            os.chown(p, self.uid, self.gid)
-        os.chmod(self.dir, 0o700)
-        os.chmod(pwfile, 0o600)
-        self.as_postgres([
-            f"{PGBIN}/initdb", "-D", self.data, "--no-sync", "--no-instructions",
-            "--auth-host=scram-sha-256", "--auth-local=peer", "-U", "postgres",
-            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
-        ], 120, "initdb")
-        os.unlink(pwfile)
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            # 50 replicas × up to 3 connections each, plus the harness's own.
-            f.write("\n# bench/migrate\nmax_connections = 300\nlog_line_prefix = '%m [%p] '\n"
-                    "logging_collector = off\n")
+        # 50 replicas × up to 3 connections each, plus the harness's own.
+        harness.initdb(self.as_postgres, self.dir, self.data, self.sock, self.super_password,
+                       "\n# bench/migrate\nmax_connections = 300\nlog_line_prefix = '%m [%p] '\n"
+                       "logging_collector = off\n")
 
     def start(self) -> None:
         # -l is essential: without it the postmaster keeps pg_ctl's stdout and stderr open.

@@ -31,7 +31,6 @@ import argparse
 import math
 import os
 import platform
-import pwd
 import random
 import re
 import secrets
@@ -51,7 +50,7 @@ import harness  # noqa: E402
 from harness import (BenchError, cpu_model, free_port, log, loadavg, percentile,  # noqa: E402
                     positive_ratio, reap_strays, reap_zombies, version_of)
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+PGBIN = harness.PGBIN
 ALL_WAITERS = ("roadie", "classic", "tight", "wait-for-it")
 WAITERS = ALL_WAITERS  # without --wait-for-it, the last one is left out (see main)
 LABEL = {
@@ -119,27 +118,11 @@ class Cluster:
         self.sock = os.path.join(self.dir, "sock")
         self.port = port
         self.password = secrets.token_hex(16)
-        pw = pwd.getpwnam("postgres")
-        self.uid, self.gid = pw.pw_uid, pw.pw_gid
 
     def initdb(self) -> None:
-        os.makedirs(self.sock)
-        pwfile = os.path.join(self.dir, "pwfile")
-        with open(pwfile, "w") as f:
-            f.write(self.password + "\n")
-        for p in (self.dir, self.sock, pwfile):
-            os.chown(p, self.uid, self.gid)
-        os.chmod(self.dir, 0o700)
-        os.chmod(pwfile, 0o600)
-        as_postgres([
-            f"{PGBIN}/initdb", "-D", self.data, "--no-sync", "--no-instructions",
-            "--auth-host=scram-sha-256", "--auth-local=peer", "-U", "postgres",
-            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
-        ], 120, "initdb")
-        os.unlink(pwfile)
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("\n# bench/readiness\nlog_line_prefix = '%n '\nlogging_collector = off\n"
-                    "log_connections = on\n")
+        harness.initdb(as_postgres, self.dir, self.data, self.sock, self.password,
+                       "\n# bench/readiness\nlog_line_prefix = '%n '\nlogging_collector = off\n"
+                       "log_connections = on\n")
 
     def url(self) -> str:
         return f"postgres://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
