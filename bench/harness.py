@@ -251,3 +251,11 @@ def initdb(as_postgres, pg_dir: str, data: str, sock: str, password: str, conf: 
     os.unlink(pwfile)
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write(conf)
+
+
+def write_report(text: str, out: str) -> None:
+    """The markdown report to `out` (its directory made if missing) and to stdout."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    print(text)

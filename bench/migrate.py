@@ -1304,12 +1304,9 @@ def main() -> int:
     finally:
         b.cleanup()
     text = report(b, args.roadie_commit, load_before, time.monotonic() - started)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
     if args.csv:
         harness.write_samples(args.csv, b.samples)
-    print(text)
+    harness.write_report(text, args.out)
     return 0
 
 

@@ -638,12 +638,9 @@ def main() -> int:
     finally:
         b.cleanup()
     text = report(b, args.roadie_commit, load_before, time.monotonic() - started)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
     if args.csv:
         write_csv(b, args.csv)
-    print(text)
+    harness.write_report(text, args.out)
     return 0
 
 

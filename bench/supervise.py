@@ -580,12 +580,9 @@ def main() -> int:
         out += ["", "## Notes", "", *[f"- {n}" for n in b.notes]]
     out += ["", f"Total benchmark time: {time.monotonic() - started:.0f} s.", ""]
     text = "\n".join(out)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
     if args.csv:
         harness.write_samples(args.csv, b.samples)
-    print(text)
+    harness.write_report(text, args.out)
     return 0
 
 
