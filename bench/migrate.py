@@ -76,8 +76,8 @@ BOOTSTRAP_ROUNDS = 2000  # resamplings behind each diff_ci interval
 # later "ready in …s (database …, schema up to date …)" line must not count twice).
 SUMMARY = re.compile(
     r"(?:(?P<uptodate>schema up to date)(?: \(another replica migrated it; lock waited (?P<w1>[0-9.]+)s\))?"
-    r"|(?P<n>\d+) migrations? applied in (?P<took>[0-9.]+)s \(lock waited (?P<w2>[0-9.]+)s\)"
-    r"|migration command done in (?P<ctook>[0-9.]+)s \(lock waited (?P<w3>[0-9.]+)s\))[ \t]*$",
+    r"|(?P<n>\d+) migrations? applied in (?P<took>[0-9.]+)s, after (?P<w2>[0-9.]+)s waiting for the lock"
+    r"|migration command done in (?P<ctook>[0-9.]+)s, after (?P<w3>[0-9.]+)s waiting for the lock)[ \t]*$",
     re.M,
 )
 

@@ -31,6 +31,15 @@ impl Program {
         self.argv[0].to_string_lossy().into_owned()
     }
 
+    /// The whole command as written, for logs and messages: `alembic upgrade head`.
+    pub fn command_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Whether this is an interactive shell someone wants to debug in (`docker run -it image
     /// bash`): `sh`, `bash`, `ash`, `dash` or `zsh` with options only, no `-c` and no script.
     /// `sh -c "uvicorn ..."` is an app.
@@ -101,11 +110,16 @@ pub struct Launch<'a> {
     pub take_terminal: bool,
 }
 
-/// Starts `program` in its own process group with a clean signal state and returns its pid.
-///
-/// The caller must reap it through the [`Reaper`] on the same thread: std's spawn waits for a
-/// child whose exec failed, and that must not race a `waitpid(-1)` elsewhere.
-pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<libc::pid_t> {
+/// A started child that nobody watches yet: only [`Reaper::watch`] takes it, so every child
+/// is reaped by the one reaper, on the thread that spawned it (std's spawn waits for a child
+/// whose exec failed, and that must not race a `waitpid(-1)` elsewhere).
+#[must_use = "a spawned child must be handed to the Reaper"]
+pub struct Spawned {
+    pid: libc::pid_t,
+}
+
+/// Starts `program` in its own process group with a clean signal state.
+pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<Spawned> {
     let mut command = Command::new(&program.path);
     command.arg0(&program.argv[0]).args(&program.argv[1..]);
     if let Some(run_as) = launch.run_as {
@@ -138,7 +152,9 @@ pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<libc::pid_t> {
     }
     let child = command.spawn()?;
     // Dropping std's handle neither waits nor kills: the reaper owns the pid from here.
-    Ok(child.id() as libc::pid_t)
+    Ok(Spawned {
+        pid: child.id() as libc::pid_t,
+    })
 }
 
 /// Whether stdin is a terminal whose foreground is roadie's own process group: only then is the

@@ -25,12 +25,16 @@ Exit codes:
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
   78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
-              exit code or user, missing directory of a SQLite file
+              exit code or user, missing migrations folder or directory of a SQLite file
   126 / 127   COMMAND found but not executable / not found
 
 Signals: everything a process can catch is forwarded to the app (after --rewrite-signal),
 except CHLD and the synchronous faults SEGV BUS FPE ILL TRAP SYS. TERM or INT also start
 --stop-grace: then the app and all it left behind are SIGKILLed; a second TERM/INT kills at once.";
+
+/// The one wording of a missing COMMAND, with or without `run`.
+pub const MISSING_COMMAND: &str = "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...], or \
+     roadie run [OPTIONS] -- COMMAND [ARG...] (see roadie --help)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +43,9 @@ except CHLD and the synchronous faults SEGV BUS FPE ILL TRAP SYS. TERM or INT al
     about = "The ENTRYPOINT of a database-backed container: waits for the database, then runs \
              COMMAND as its child, forwards signals, reaps zombies and exits with the app's code.",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // An app named `help` runs as `roadie help`, like any other; `roadie --help` is the help.
+    disable_help_subcommand = true
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -71,7 +77,7 @@ pub enum Action {
         options: Options,
     },
     /// Wait, migrate under the lock, exit (a one-shot service, a Kubernetes Job or initContainer).
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
     Migrate {
         #[command(flatten)]
         options: Options,
@@ -122,10 +128,7 @@ impl Args {
                 ..
             }) => Ok(Invocation::MigrateStatus { options, json }),
             Some(Action::Migrate { options, .. }) => Ok(Invocation::Migrate { options }),
-            None if self.command.is_empty() => Err(
-                "missing COMMAND: roadie [OPTIONS] [--] COMMAND [ARG...] (see roadie --help)"
-                    .into(),
-            ),
+            None if self.command.is_empty() => Err(MISSING_COMMAND.into()),
             None => Ok(Invocation::Run {
                 options: self.options,
                 command: self.command,
@@ -274,7 +277,8 @@ pub struct SuperviseArgs {
     )]
     pub success_exit_code: Vec<String>,
 
-    /// Run the app as this user (name or uid), with its groups and HOME, like gosu.
+    /// Run hooks, the migration command and the app as this user (name or uid), with its
+    /// groups and HOME, like gosu.
     #[arg(
         long,
         env = "ROADIE_USER",

@@ -69,6 +69,8 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Resolves the options (and COMMAND, for a run) into what the boot will do.
     pub fn resolve(options: Options, command: Option<Vec<OsString>>) -> Result<Self, ConfigError> {

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod readiness;
+pub mod sqlstate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use url::Url;
 
 pub use connection::Connection;
+pub(crate) use connection::on_each_driver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -44,13 +46,21 @@ impl Kind {
 /// which masks it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
-    kind: Kind,
-    /// Postgres and MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone.
-    url: Option<Url>,
-    /// SQLite: the file (`None` for an in-memory database) and the query (`mode=ro`, ...).
-    sqlite: Option<(Option<PathBuf>, String)>,
+    location: Location,
     /// Where the URL came from, for messages: `--database-url`, `DATABASE_URL_FILE`, ...
     pub source: String,
+}
+
+/// Where the database is: a server with its driver, or a SQLite file. Nothing else can be said.
+#[derive(Clone, PartialEq, Eq)]
+enum Location {
+    /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone.
+    Server { kind: Kind, url: Url },
+    /// SQLite: the file (`None` for an in-memory database) and the query (`mode=ro`, ...).
+    Sqlite {
+        file: Option<PathBuf>,
+        query: String,
+    },
 }
 
 /// sqlx's options for the three drivers.
@@ -99,10 +109,9 @@ impl DatabaseUrl {
         }
         let source = source.to_string();
         if kind == Kind::Sqlite {
+            let (file, query) = sqlite_target(rest);
             return Ok(DatabaseUrl {
-                kind,
-                url: None,
-                sqlite: Some(sqlite_target(rest)),
+                location: Location::Sqlite { file, query },
                 source,
             });
         }
@@ -131,103 +140,143 @@ impl DatabaseUrl {
             _ => translate_pymysql_socket(&mut url),
         }
         Ok(DatabaseUrl {
-            kind,
-            url: Some(url),
-            sqlite: None,
+            location: Location::Server { kind, url },
             source,
         })
     }
 
     pub fn kind(&self) -> Kind {
-        self.kind
+        match &self.location {
+            Location::Server { kind, .. } => *kind,
+            Location::Sqlite { .. } => Kind::Sqlite,
+        }
     }
 
     /// The SQLite file, when there is one.
     pub fn sqlite_file(&self) -> Option<&Path> {
-        self.sqlite.as_ref()?.0.as_deref()
+        match &self.location {
+            Location::Sqlite { file, .. } => file.as_deref(),
+            Location::Server { .. } => None,
+        }
     }
 
     /// The database name (Postgres, MySQL) or file name, for messages.
     pub fn database_name(&self) -> String {
-        match (&self.url, &self.sqlite) {
-            (Some(url), _) => url.path().trim_start_matches('/').to_string(),
-            (_, Some((Some(path), _))) => path.display().to_string(),
-            _ => ":memory:".into(),
+        match &self.location {
+            Location::Server { url, .. } => url.path().trim_start_matches('/').to_string(),
+            Location::Sqlite {
+                file: Some(path), ..
+            } => path.display().to_string(),
+            Location::Sqlite { file: None, .. } => ":memory:".into(),
         }
     }
 
     /// The user name, for messages.
     pub fn user(&self) -> String {
-        self.url
-            .as_ref()
-            .map(|u| u.username().to_string())
-            .unwrap_or_default()
+        match &self.location {
+            Location::Server { url, .. } => url.username().to_string(),
+            Location::Sqlite { .. } => String::new(),
+        }
+    }
+
+    /// Where the database is, for the one info line that names it: host and database for a
+    /// server (no user, no password), the file for SQLite.
+    pub fn whereabouts(&self) -> String {
+        match &self.location {
+            Location::Server { url, .. } => {
+                let host = url.host_str().unwrap_or("localhost");
+                let socket = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "host" || k == "socket")
+                    .map(|(_, v)| v.into_owned());
+                let at = match (socket, url.port()) {
+                    (Some(socket), _) => socket,
+                    (None, Some(port)) => format!("{host}:{port}"),
+                    (None, None) => host.to_string(),
+                };
+                format!("database {:?} on {at}", self.database_name())
+            }
+            Location::Sqlite { .. } => format!("SQLite database {}", self.database_name()),
+        }
     }
 
     /// sqlx's options, with statement logging off (roadie's queries are not the app's).
     pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
-        // sqlx takes the host as url's host_str(), brackets and all, and then fails to resolve
-        // "[::1]": hand it the bare address.
-        let ipv6 = match self.url.as_ref().and_then(Url::host) {
-            Some(url::Host::Ipv6(address)) => Some(address.to_string()),
-            _ => None,
-        };
-        Ok(match self.kind {
-            #[cfg(feature = "postgres")]
-            Kind::Postgres => {
-                let url = self.url.as_ref().expect("UNWRAP: postgres has a URL");
-                let mut options = PgConnectOptions::from_url(url)?
-                    .application_name("roadie")
-                    .disable_statement_logging();
-                if let Some(host) = ipv6 {
-                    options = options.host(&host);
-                }
-                ConnectOptions::Postgres(options)
-            }
-            #[cfg(feature = "mysql")]
-            Kind::MySql => {
-                let url = self.url.as_ref().expect("UNWRAP: mysql has a URL");
-                let mut options = MySqlConnectOptions::from_url(url)?.disable_statement_logging();
-                if let Some(host) = ipv6 {
-                    options = options.host(&host);
-                }
-                ConnectOptions::MySql(options)
-            }
-            #[cfg(feature = "sqlite")]
-            Kind::Sqlite => {
-                let (path, query) = self.sqlite.as_ref().expect("UNWRAP: sqlite has a path");
-                let url = match path {
-                    None => "sqlite::memory:".to_string(),
-                    Some(path) if query.is_empty() => format!("sqlite://{}", path.display()),
-                    Some(path) => format!("sqlite://{}?{query}", path.display()),
-                };
-                let read_only = query.split('&').any(|p| p == "mode=ro");
-                ConnectOptions::Sqlite(
-                    SqliteConnectOptions::from_str(&url)?
-                        .create_if_missing(!read_only)
-                        .disable_statement_logging(),
-                )
-            }
-            // parse() refuses a URL whose driver is not built in.
-            #[allow(unreachable_patterns)]
-            kind => {
-                return Err(sqlx::Error::Configuration(
-                    format!("{kind:?} support is not built in").into(),
-                ));
-            }
-        })
+        match &self.location {
+            Location::Server { kind, url } => server_options(*kind, url),
+            Location::Sqlite { file, query } => sqlite_options(file.as_deref(), query),
+        }
     }
+}
+
+fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
+    // sqlx takes the host as url's host_str(), brackets and all, and then fails to resolve
+    // "[::1]": hand it the bare address.
+    let ipv6 = match url.host() {
+        Some(url::Host::Ipv6(address)) => Some(address.to_string()),
+        _ => None,
+    };
+    Ok(match kind {
+        #[cfg(feature = "postgres")]
+        Kind::Postgres => {
+            let mut options = PgConnectOptions::from_url(url)?
+                .application_name("roadie")
+                .disable_statement_logging();
+            if let Some(host) = ipv6 {
+                options = options.host(&host);
+            }
+            ConnectOptions::Postgres(options)
+        }
+        #[cfg(feature = "mysql")]
+        Kind::MySql => {
+            let mut options = MySqlConnectOptions::from_url(url)?.disable_statement_logging();
+            if let Some(host) = ipv6 {
+                options = options.host(&host);
+            }
+            ConnectOptions::MySql(options)
+        }
+        // parse() refuses a URL whose driver is not built in, and gives SQLite no server.
+        #[allow(unreachable_patterns)]
+        kind => {
+            return Err(sqlx::Error::Configuration(
+                format!("{kind:?} is not a server this build speaks to").into(),
+            ));
+        }
+    })
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_options(file: Option<&Path>, query: &str) -> Result<ConnectOptions, sqlx::Error> {
+    let url = match file {
+        None => "sqlite::memory:".to_string(),
+        Some(path) if query.is_empty() => format!("sqlite://{}", path.display()),
+        Some(path) => format!("sqlite://{}?{query}", path.display()),
+    };
+    let read_only = query.split('&').any(|p| p == "mode=ro");
+    Ok(ConnectOptions::Sqlite(
+        SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(!read_only)
+            .disable_statement_logging(),
+    ))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_options(_: Option<&Path>, _: &str) -> Result<ConnectOptions, sqlx::Error> {
+    // parse() refuses a sqlite: URL in a build without it.
+    Err(sqlx::Error::Configuration(
+        "SQLite support is not built in".into(),
+    ))
 }
 
 impl fmt::Display for DatabaseUrl {
     /// The URL with its password masked: `postgres://app:***@db:5432/app`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(url) = &self.url {
-            return f.write_str(masked(url).as_str());
-        }
-        match &self.sqlite {
-            Some((Some(path), _)) => write!(f, "sqlite:{}", path.display()),
-            _ => f.write_str("sqlite::memory:"),
+        match &self.location {
+            Location::Server { url, .. } => f.write_str(masked(url).as_str()),
+            Location::Sqlite {
+                file: Some(path), ..
+            } => write!(f, "sqlite:{}", path.display()),
+            Location::Sqlite { file: None, .. } => f.write_str("sqlite::memory:"),
         }
     }
 }
@@ -304,9 +353,11 @@ pub fn masked(url: &Url) -> Url {
     shown
 }
 
-/// Finds the database: `--database-url`, else `ROADIE_DATABASE_URL`, else `DATABASE_URL` (each
-/// also as `*_FILE`), else built from `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`,
-/// `POSTGRES_PASSWORD(_FILE)` and `POSTGRES_DB`. `None`: no database configured.
+/// Finds the database: `--database-url`, else `ROADIE_DATABASE_URL`, else `DATABASE_URL`, else
+/// built from `POSTGRES_HOST` (or its synonym `POSTGRES_SERVER`, which the FastAPI full-stack
+/// template uses; `POSTGRES_HOST` wins when both are set), `POSTGRES_PORT`, `POSTGRES_USER`,
+/// `POSTGRES_PASSWORD` and `POSTGRES_DB`. Every one of them may come from its `*_FILE`, as the
+/// official images read Docker secrets. `None`: no database configured.
 /// `env` reads a variable (empty counts as unset).
 pub fn resolve(
     flag: Option<&str>,
@@ -321,13 +372,19 @@ pub fn resolve(
             return DatabaseUrl::parse(&text, &source).map(Some);
         }
     }
-    let Some(host) = env("POSTGRES_HOST") else {
-        return Ok(None);
+    let variable = |name: &str| secret(name, &env).map(|found| found.map(|(value, _)| value));
+    let host = match variable("POSTGRES_HOST")? {
+        Some(host) => host,
+        None => match variable("POSTGRES_SERVER")? {
+            Some(host) => host,
+            None => return Ok(None),
+        },
     };
-    let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
-    let database = env("POSTGRES_DB").unwrap_or_else(|| user.clone());
-    let port = env("POSTGRES_PORT").unwrap_or_else(|| "5432".into());
+    let user = variable("POSTGRES_USER")?.unwrap_or_else(|| "postgres".into());
+    let database = variable("POSTGRES_DB")?.unwrap_or_else(|| user.clone());
+    let port = variable("POSTGRES_PORT")?.unwrap_or_else(|| "5432".into());
     let port: u16 = port
+        .trim()
         .parse()
         .map_err(|_| format!("POSTGRES_PORT {port:?}: expected a port number"))?;
     let mut url = Url::parse("postgres://localhost/").expect("UNWRAP: a constant URL");
@@ -335,7 +392,7 @@ pub fn resolve(
         .map_err(|e| format!("POSTGRES_HOST {host:?}: {e}"))?;
     let _ = url.set_port(Some(port));
     let _ = url.set_username(&user);
-    if let Some((password, _)) = secret("POSTGRES_PASSWORD", &env)? {
+    if let Some(password) = variable("POSTGRES_PASSWORD")? {
         let _ = url.set_password(Some(&password));
     }
     url.path_segments_mut()
@@ -535,6 +592,51 @@ mod tests {
         let url = resolve(flag, &env_of(env)).unwrap().expect("configured");
         assert_eq!(url.to_string(), shown);
         assert_eq!(url.source, source);
+    }
+
+    #[test]
+    fn every_postgres_variable_may_come_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (host, user, db, port) = (
+            file("host", "db"),
+            file("user", "app"),
+            file("db", "shop"),
+            file("port", "6543"),
+        );
+        let env = env_of(&[
+            ("POSTGRES_HOST_FILE", &host),
+            ("POSTGRES_USER_FILE", &user),
+            ("POSTGRES_DB_FILE", &db),
+            ("POSTGRES_PORT_FILE", &port),
+        ]);
+        let url = resolve(None, &env).unwrap().unwrap();
+        assert_eq!(url.to_string(), "postgres://app@db:6543/shop");
+        let both = env_of(&[
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_USER", "app"),
+            ("POSTGRES_USER_FILE", &user),
+        ]);
+        let err = resolve(None, &both).unwrap_err();
+        assert!(
+            err.contains("both POSTGRES_USER and POSTGRES_USER_FILE"),
+            "{err}"
+        );
+    }
+
+    #[rstest]
+    #[case(&[("POSTGRES_SERVER", "srv")], "postgres://postgres@srv:5432/postgres")]
+    #[case(&[("POSTGRES_SERVER", "srv"), ("POSTGRES_HOST", "host")], "postgres://postgres@host:5432/postgres")]
+    fn postgres_server_is_a_synonym_of_postgres_host(
+        #[case] env: &[(&str, &str)],
+        #[case] shown: &str,
+    ) {
+        let url = resolve(None, &env_of(env)).unwrap().expect("configured");
+        assert_eq!(url.to_string(), shown);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Every way a boot can fail, one variant per stage, and the one place that turns them into
-//! exit codes (PRODUCT.md's table).
+//! exit codes (PRODUCT.md's table). Every error is a `std::error::Error` whose `Display` says
+//! what was being done and whose `source()` says why; `report` prints the chain on one line.
 
 use std::io;
 
@@ -71,12 +72,38 @@ impl std::fmt::Display for BootError {
             BootError::Wait(e) => e.fmt(f),
             BootError::Migrate(e) => e.fmt(f),
             BootError::Hook(e) => e.fmt(f),
-            BootError::Spawn { command, source } => write!(f, "starting {command:?}: {source}"),
-            BootError::Internal { about, source } => {
-                write!(f, "internal error while {about}: {source}")
-            }
+            BootError::Spawn { command, .. } => write!(f, "starting {command:?}"),
+            BootError::Internal { about, .. } => write!(f, "internal error while {about}"),
         }
     }
+}
+
+impl std::error::Error for BootError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BootError::Usage(_) => None,
+            // The stage errors are the message itself: transparent, like thiserror's
+            // `#[error(transparent)]`.
+            BootError::Config(e) => e.source(),
+            BootError::Wait(e) => e.source(),
+            BootError::Migrate(e) => e.source(),
+            BootError::Hook(e) => e.source(),
+            BootError::Spawn { source, .. } | BootError::Internal { source, .. } => Some(source),
+        }
+    }
+}
+
+/// The error and its causes on one line: `internal error while reading signals: Bad file
+/// descriptor (os error 9)`.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }
 
 impl From<ConfigError> for BootError {
@@ -104,10 +131,27 @@ mod tests {
     #[case(BootError::Wait(WaitError::Stopped(libc::SIGINT)), 130)]
     #[case(BootError::Migrate(MigrateError::Failed { what: "m".into(), message: "x".into() }), 65)]
     #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1) }), 65)]
-    #[case(BootError::Migrate(MigrateError::LockTimedOut { waited: std::time::Duration::ZERO, holder: None }), 75)]
+    #[case(BootError::Migrate(MigrateError::LockTimedOut { timeout: std::time::Duration::ZERO, holder: None }), 75)]
     #[case(BootError::Migrate(MigrateError::Unavailable("gone".into())), 69)]
     #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
         assert_eq!(error.exit_code(), code);
+    }
+
+    #[test]
+    fn a_report_reads_the_whole_chain_once() {
+        let error = BootError::Migrate(MigrateError::Internal {
+            about: "running the migration command",
+            source: io::Error::other("no such thing"),
+        });
+        assert_eq!(
+            report(&error),
+            "internal error while running the migration command: no such thing"
+        );
+        let spawn = BootError::Spawn {
+            command: "app".into(),
+            source: io::Error::other("gone"),
+        };
+        assert_eq!(report(&spawn), "starting \"app\": gone");
     }
 }

@@ -6,12 +6,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::children::{self, ChildExit, Launch, Program, Reaper};
-use crate::signals::SignalSource;
-use crate::supervise::Supervisor;
-use crate::user::RunAs;
+use crate::children::{ChildExit, Program};
+use crate::supervise::{Child, RunError, Supervision};
 
 #[derive(Debug)]
 pub enum HookError {
@@ -37,7 +35,16 @@ impl std::fmt::Display for HookError {
                 "stopped by SIG{} while running hooks: the app is not started",
                 crate::signals::name(*s)
             ),
-            HookError::Io { about, source } => write!(f, "{about}: {source}"),
+            HookError::Io { about, .. } => f.write_str(about),
+        }
+    }
+}
+
+impl std::error::Error for HookError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HookError::Io { source, .. } => Some(source),
+            _ => None,
         }
     }
 }
@@ -61,14 +68,7 @@ pub fn list(dir: &Path) -> Result<Vec<(PathBuf, bool)>, HookError> {
 }
 
 /// Runs the hooks of `dir` one after the other; returns how many ran.
-pub fn run_all(
-    dir: &Path,
-    signals: &mut SignalSource,
-    reaper: &mut Reaper,
-    policy: &crate::signals::ForwardPolicy,
-    stop_grace: std::time::Duration,
-    run_as: Option<&RunAs>,
-) -> Result<usize, HookError> {
+pub fn run_all(dir: &Path, supervision: &mut Supervision) -> Result<usize, HookError> {
     let mut ran = 0;
     for (path, executable) in list(dir)? {
         if !executable {
@@ -82,32 +82,18 @@ pub fn run_all(
             argv: vec![path.clone().into_os_string()],
             path: path.clone(),
         };
-        let pid = children::spawn(
-            &program,
-            Launch {
-                run_as,
-                take_terminal: false,
-            },
-        )
-        .map_err(|source| HookError::Io {
-            about: format!("starting hook {}", path.display()),
-            source,
-        })?;
-        reaper.watch(pid);
-        debug!("running hook {} (pid {pid})", path.display());
-        let ended = Supervisor {
-            signals,
-            reaper,
-            forward: policy,
-            stop_grace,
-            settled: None,
-            announce_exit: false,
-        }
-        .run(pid, &program.display_name())
-        .map_err(|source| HookError::Io {
-            about: "waiting for signals".into(),
-            source,
-        })?;
+        let ended = supervision
+            .run(&program, Child::Hook)
+            .map_err(|e| match e {
+                RunError::Spawn(source) => HookError::Io {
+                    about: format!("starting hook {}", path.display()),
+                    source,
+                },
+                RunError::Signals(source) => HookError::Io {
+                    about: "waiting for signals".into(),
+                    source,
+                },
+            })?;
         if let Some(signal) = ended.stopped_by {
             return Err(HookError::Stopped(signal));
         }

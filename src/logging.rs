@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
@@ -74,6 +74,22 @@ fn phase() -> &'static str {
     PHASES[usize::from(PHASE.load(Ordering::Relaxed)).min(PHASES.len() - 1)]
 }
 
+/// What roadie is doing on behalf of something else (`migration 3 (migrations/3_seed.sql)`):
+/// other crates' lines (a PostgreSQL notice relayed by sqlx) are prefixed with it, so they say
+/// where they came from.
+static ON_BEHALF_OF: Mutex<Option<String>> = Mutex::new(None);
+
+/// Sets (or clears) what other crates' lines are about.
+pub fn on_behalf_of(what: Option<String>) {
+    if let Ok(mut current) = ON_BEHALF_OF.lock() {
+        *current = what;
+    }
+}
+
+fn behalf() -> Option<String> {
+    ON_BEHALF_OF.lock().ok().and_then(|c| c.clone())
+}
+
 /// The settings in force, for a supervisor handed over to a fresh image (resident.rs).
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
@@ -119,9 +135,14 @@ impl Subscriber for Stderr {
         let level = *event.metadata().level();
         let line = match self.0.format {
             Format::Text => {
+                let ours = is_ours(event.metadata());
+                let mut line = format!("[roadie] {level:<5} ");
+                if let Some(what) = behalf().filter(|_| !ours) {
+                    let _ = write!(line, "{what}: ");
+                }
                 let mut text = TextLine {
-                    line: format!("[roadie] {level:<5} "),
-                    fields: !is_ours(event.metadata()),
+                    line,
+                    fields: !ours,
                 };
                 event.record(&mut text);
                 text.line
@@ -136,6 +157,9 @@ impl Subscriber for Stderr {
                 );
                 json.0.insert("level".into(), level.as_str().into());
                 json.0.insert("phase".into(), phase().into());
+                if let Some(what) = behalf().filter(|_| !is_ours(event.metadata())) {
+                    json.0.insert("on_behalf_of".into(), what.into());
+                }
                 event.record(&mut json);
                 serde_json::Value::Object(json.0).to_string()
             }

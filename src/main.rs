@@ -1,11 +1,19 @@
 //! roadie: the ENTRYPOINT (PID 1) of a database-backed container.
 //!
 //! `main` blocks signals before anything else, parses the command line, starts logging and
-//! hands over to the boot pipeline (`boot.rs`):
+//! hands over to the boot pipeline (`boot.rs`, the only file that knows the stage order):
 //!
-//! - `cli.rs`, `config.rs`: flags and env, resolved and checked (a typo fails in milliseconds)
-//! - `supervise.rs`: the app as a child: forward signals, reap, stop within a grace period
-//! - `signals.rs` (the forwarding table), `children.rs` (spawn, reap), `user.rs` (`--user`)
+//! - `cli.rs` (flags and env as typed), `config.rs` (resolved and checked: a typo fails in
+//!   milliseconds), `logging.rs` (roadie's own lines on stderr, text or JSON)
+//! - `database.rs`: the URL in every form, masked; `database/` connects, classifies errors
+//!   (`readiness.rs`, `sqlstate.rs`) and dispatches per driver (`connection.rs`)
+//! - `wait.rs` (+ `wait/target.rs`): the database and `--wait-for` targets, in parallel
+//! - `migrate.rs`: the plan; `migrate/` the lock, native folders, a migration command, status
+//! - `hooks.rs`: `--hooks DIR`, each a supervised child
+//! - `supervise.rs`: the one way to run a child (spawn, reap, forward, stop within a grace),
+//!   and `until_stopped` for the async stages; `children.rs` (spawn, `children/reaper.rs` the
+//!   only caller of waitpid), `signals.rs` (the forwarding table), `user.rs` (`--user`)
+//! - `handoff.rs`: once the app has settled, supervision continues in a fresh image of roadie
 //! - `error.rs`: every failure and its exit code, decided in one match
 
 // The default build (all three drivers) is linted strictly; a build without a driver drops
@@ -21,10 +29,10 @@ mod cli;
 mod config;
 mod database;
 mod error;
+mod handoff;
 mod hooks;
 mod logging;
 mod migrate;
-mod resident;
 mod signals;
 mod supervise;
 mod user;
@@ -41,7 +49,7 @@ use crate::error::BootError;
 fn main() -> ExitCode {
     // First of all: as PID 1 the kernel discards every signal that is neither handled nor
     // blocked; blocked, a signal waits in the queue until the supervisor reads it.
-    let mut signals = match signals::SignalSource::install() {
+    let signals = match signals::SignalSource::install() {
         Ok(signals) => signals,
         Err(source) => {
             return fail(BootError::Internal {
@@ -50,15 +58,15 @@ fn main() -> ExitCode {
             });
         }
     };
-    // A supervisor that roadie's own boot handed the app to: nothing to parse (resident.rs).
+    // A supervisor that roadie's own boot handed the app to: nothing to parse.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some(handoff) = resident::Handoff::from_args(&args) {
+    if let Some(handoff) = handoff::Handoff::from_args(&args) {
         let resumed = handoff
             .map_err(|e| BootError::Internal {
                 about: "resuming supervision",
                 source: std::io::Error::other(e),
             })
-            .and_then(|handoff| boot::resume(handoff, &mut signals));
+            .and_then(|handoff| handoff.resume(signals));
         return match resumed {
             Ok(code) => exit_now(code),
             Err(e) => fail(e),
@@ -72,10 +80,7 @@ fn main() -> ExitCode {
             e.exit()
         }
         Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
-            return fail(BootError::Usage(
-                "missing COMMAND: roadie run [OPTIONS] -- COMMAND [ARG...] (see roadie --help)"
-                    .into(),
-            ));
+            return fail(BootError::Usage(cli::MISSING_COMMAND.into()));
         }
         Err(e) => return fail(BootError::Usage(first_line(&e.render().to_string()))),
     };
@@ -84,7 +89,7 @@ fn main() -> ExitCode {
         Ok(settings) => logging::init(settings),
         Err(message) => return fail(BootError::Config(ConfigError::Invalid(message))),
     }
-    match boot::run(invocation, &mut signals) {
+    match boot::run(invocation, signals) {
         Ok(code) => exit_now(code),
         Err(e) => fail(e),
     }
@@ -102,10 +107,11 @@ fn exit_now(code: u8) -> ! {
 /// Reports `error` on one line and gives its exit code. Logging may not be set up yet (a bad
 /// flag), so the line is written in the text format directly.
 fn fail(error: BootError) -> ExitCode {
+    let line = error::report(&error);
     if tracing::dispatcher::has_been_set() {
-        tracing::error!("{error}");
+        tracing::error!("{line}");
     } else {
-        eprintln!("[roadie] ERROR {error}");
+        eprintln!("[roadie] ERROR {line}");
     }
     ExitCode::from(error.exit_code())
 }

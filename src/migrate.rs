@@ -1,9 +1,12 @@
 //! The migrate stage: which migrations run (the plan: skip, native folder or external command),
 //! and the summary line. Both kinds run under the cluster-wide lock (`lock.rs`); the native kind
-//! is `native.rs`, the command kind runs as a supervised child like the app (see boot.rs).
+//! is `native.rs`, the command kind `command.rs` (a supervised child like the app), and
+//! `roadie migrate status` is `status.rs`.
 
+pub mod command;
 pub mod lock;
 pub mod native;
+pub mod status;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -15,6 +18,7 @@ use libc::c_int;
 
 use crate::children::{ChildExit, Program};
 use crate::signals;
+use crate::supervise::Stop;
 use lock::LockError;
 
 /// What the migrate stage will do.
@@ -158,6 +162,18 @@ pub enum Summary {
     },
 }
 
+impl Summary {
+    /// How long the stage waited for the lock, when it took it.
+    pub fn lock_waited(&self) -> Option<Duration> {
+        match *self {
+            Summary::UpToDate { lock_waited } => lock_waited,
+            Summary::Applied { lock_waited, .. } | Summary::Command { lock_waited, .. } => {
+                Some(lock_waited)
+            }
+        }
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -175,14 +191,14 @@ impl fmt::Display for Summary {
                 lock_waited,
             } => write!(
                 f,
-                "{count} migration{} applied in {:.2}s (lock waited {:.2}s)",
+                "{count} migration{} applied in {:.2}s, after {:.2}s waiting for the lock",
                 if *count == 1 { "" } else { "s" },
                 took.as_secs_f64(),
                 lock_waited.as_secs_f64()
             ),
             Summary::Command { took, lock_waited } => write!(
                 f,
-                "migration command done in {:.2}s (lock waited {:.2}s)",
+                "migration command done in {:.2}s, after {:.2}s waiting for the lock",
                 took.as_secs_f64(),
                 lock_waited.as_secs_f64()
             ),
@@ -198,7 +214,7 @@ pub enum MigrateError {
     CommandFailed { command: String, exit: ChildExit },
     /// The lock was not acquired before --lock-timeout (exit 75).
     LockTimedOut {
-        waited: Duration,
+        timeout: Duration,
         holder: Option<String>,
     },
     /// The database went away (exit 69).
@@ -211,12 +227,11 @@ pub enum MigrateError {
     },
 }
 
-impl MigrateError {
-    /// From the stop future's result.
-    pub fn stopped(signal: io::Result<c_int>) -> Self {
-        match signal {
-            Ok(signal) => MigrateError::Stopped(signal),
-            Err(source) => MigrateError::Internal {
+impl From<Stop> for MigrateError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Signal(signal) => MigrateError::Stopped(signal),
+            Stop::Unreadable(source) => MigrateError::Internal {
                 about: "reading signals",
                 source,
             },
@@ -227,7 +242,9 @@ impl MigrateError {
 impl From<LockError> for MigrateError {
     fn from(e: LockError) -> Self {
         match e {
-            LockError::TimedOut { waited, holder } => MigrateError::LockTimedOut { waited, holder },
+            LockError::TimedOut { timeout, holder } => {
+                MigrateError::LockTimedOut { timeout, holder }
+            }
             LockError::Database(e) => {
                 MigrateError::Unavailable(format!("taking the migration lock: {e}"))
             }
@@ -249,10 +266,10 @@ impl fmt::Display for MigrateError {
                     "migration command {command:?} {exit}; the app is not started"
                 )
             }
-            MigrateError::LockTimedOut { waited, holder } => write!(
+            MigrateError::LockTimedOut { timeout, holder } => write!(
                 f,
-                "the migration lock was not acquired in {:.0}s (--lock-timeout); held by {}",
-                waited.as_secs_f64(),
+                "the migration lock was not acquired within --lock-timeout {}; held by {}",
+                humantime::format_duration(*timeout),
                 holder.as_deref().unwrap_or("another process")
             ),
             MigrateError::Unavailable(message) => {
@@ -263,9 +280,16 @@ impl fmt::Display for MigrateError {
                 "stopped by SIG{} while migrating: lock released, the app is not started",
                 signals::name(*s)
             ),
-            MigrateError::Internal { about, source } => {
-                write!(f, "internal error while {about}: {source}")
-            }
+            MigrateError::Internal { about, .. } => write!(f, "internal error while {about}"),
+        }
+    }
+}
+
+impl std::error::Error for MigrateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MigrateError::Internal { source, .. } => Some(source),
+            _ => None,
         }
     }
 }
@@ -356,7 +380,7 @@ mod tests {
         };
         assert_eq!(
             applied.to_string(),
-            "2 migrations applied in 0.31s (lock waited 0.00s)"
+            "2 migrations applied in 0.31s, after 0.00s waiting for the lock"
         );
         assert_eq!(
             Summary::UpToDate { lock_waited: None }.to_string(),

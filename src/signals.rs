@@ -3,11 +3,9 @@
 //! Nothing here sends a signal: the supervisor does, after asking [`ForwardPolicy`].
 
 mod source;
-mod stop;
 
 use libc::c_int;
 pub use source::{SignalSource, reset_for_exec};
-pub use stop::stop_requested;
 
 /// What roadie does with a signal delivered to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

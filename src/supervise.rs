@@ -1,36 +1,63 @@
-//! Runs one child to its end as an init must: forward every signal to it, reap whatever dies,
-//! and when a stop signal arrives or the child ends, see every remaining descendant out within
-//! the grace period, SIGKILLing what is left after it (tini #180, dumb-init #212).
+//! The supervision context: the only way roadie runs a child. It owns the signal source, the
+//! reaper, the forward policy, the stop grace and `--user`; `run` spawns a program, registers it
+//! with the reaper and supervises it to its end (every signal forwarded, whatever dies reaped,
+//! what is left after a stop or the child's end SIGKILLed after the grace: tini #180, dumb-init
+//! #212), and `until_stopped` runs the boot's async work until a stop signal ends it.
 
+use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use libc::{c_int, pid_t};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tracing::{debug, info, warn};
 
-use crate::children::{ChildExit, Reaper, signal_descendants};
+use crate::children::{self, ChildExit, Launch, Program, Reaper, signal_descendants};
 use crate::signals::{self, ForwardPolicy, Role, SignalSource};
+use crate::user::RunAs;
 
 /// After SIGKILL, how often to sweep again for processes forked in the meantime, and how many
 /// sweeps before giving up on processes the kernel cannot kill (stuck in D state).
 const KILL_SWEEP: Duration = Duration::from_millis(100);
 const KILL_SWEEPS: u32 = 50;
 
-/// How long the child must have run before `Supervisor::settled` is called: a short-lived
-/// child (`true`, a hook) exits before and never pays for it.
+/// How long the app must have run before its `settled` is called: a short-lived app (`true`)
+/// exits before and never pays for it.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// What the supervisor needs from the boot: the stop trigger, the reaper, the policy.
-pub struct Supervisor<'a> {
-    pub signals: &'a mut SignalSource,
-    pub reaper: &'a mut Reaper,
-    pub forward: &'a ForwardPolicy,
-    pub stop_grace: Duration,
-    /// Called once when the child has run for `SETTLE` with nothing to do: the boot is over.
-    pub settled: Option<&'a dyn Fn()>,
-    /// Log the child's end at info (the app) rather than debug (a hook or migration command,
-    /// whose stage logs its own summary).
-    pub announce_exit: bool,
+/// What a child is to the boot: how it starts and how its life is told.
+pub enum Child<'a> {
+    /// An executable of `--hooks`: its stage logs the summary.
+    Hook,
+    /// The migration command, run under the migration lock.
+    Migrator,
+    /// The app: it gets the terminal; `announce` logs its start line (with the boot's
+    /// timings); `settled` is called with its pid once it has run for a moment (the boot is
+    /// over).
+    App {
+        announce: &'a dyn Fn(pid_t),
+        settled: &'a dyn Fn(pid_t),
+        /// `--success-exit-code`: its end line says when its code is reported as 0.
+        success_codes: &'a [u8],
+    },
+}
+
+/// A stop signal ended the boot's async work, or the signals could not be read.
+#[derive(Debug)]
+pub enum Stop {
+    Signal(c_int),
+    Unreadable(io::Error),
+}
+
+/// Why a child could not be run to its end.
+#[derive(Debug)]
+pub enum RunError {
+    /// execve (or what precedes it) failed: the program, its interpreter, `--user`.
+    Spawn(io::Error),
+    /// The signal source failed while supervising.
+    Signals(io::Error),
 }
 
 /// How a supervised child ended, and whether a stop signal asked for it.
@@ -41,6 +68,139 @@ pub struct Ended {
     pub stopped_by: Option<c_int>,
 }
 
+impl Ended {
+    /// The exit code roadie reports: the child's (128+S for a death by signal S), and 0 for a
+    /// `--success-exit-code`.
+    pub fn reported_code(&self, success_codes: &[u8]) -> u8 {
+        let code = self.exit.code();
+        if success_codes.contains(&code) {
+            0
+        } else {
+            code
+        }
+    }
+}
+
+pub struct Supervision {
+    signals: SignalSource,
+    reaper: Reaper,
+    forward: ForwardPolicy,
+    stop_grace: Duration,
+    run_as: Option<RunAs>,
+}
+
+impl Supervision {
+    /// Takes over the signal source and becomes the reaper of every orphan below roadie.
+    pub fn new(
+        signals: SignalSource,
+        forward: ForwardPolicy,
+        stop_grace: Duration,
+        run_as: Option<RunAs>,
+    ) -> Self {
+        Supervision {
+            signals,
+            reaper: Reaper::adopt_orphans(),
+            forward,
+            stop_grace,
+            run_as,
+        }
+    }
+
+    /// Starts `program` as `child` and supervises it, and everything it leaves, to the end.
+    pub fn run(&mut self, program: &Program, child: Child<'_>) -> Result<Ended, RunError> {
+        let launch = Launch {
+            run_as: self.run_as.as_ref(),
+            take_terminal: matches!(child, Child::App { .. }),
+        };
+        let spawned = children::spawn(program, launch).map_err(RunError::Spawn)?;
+        let pid = self.reaper.watch(spawned);
+        let name = program.display_name();
+        match child {
+            Child::Hook => {
+                debug!("running hook {} (pid {pid})", program.path.display());
+                self.supervise(pid, &name, None)
+            }
+            Child::Migrator => {
+                info!(
+                    "running {} (pid {pid}) under the migration lock",
+                    program.command_line()
+                );
+                self.supervise(pid, &name, None)
+            }
+            Child::App {
+                announce,
+                settled,
+                success_codes,
+            } => {
+                announce(pid);
+                self.supervise(pid, &name, Some((&|| settled(pid), success_codes)))
+            }
+        }
+        .map_err(RunError::Signals)
+    }
+
+    /// Supervises an app that an earlier image of roadie started (the handoff): same pid, same
+    /// children, signals still pending.
+    pub fn resume(
+        &mut self,
+        pid: pid_t,
+        name: &str,
+        success_codes: &[u8],
+        settled: &dyn Fn(),
+    ) -> io::Result<Ended> {
+        self.reaper.watch_inherited(pid);
+        self.supervise(pid, name, Some((settled, success_codes)))
+    }
+
+    /// Runs the boot's async `work` (the wait, the lock wait, a native run) until it ends or a
+    /// stop signal (TERM or INT, as the policy decides) arrives: no app runs yet, so every other
+    /// signal is dropped. A caller that must wind `work` down itself passes `&mut work`.
+    pub async fn until_stopped<F: Future>(&self, work: F) -> Result<F::Output, Stop> {
+        tokio::select! {
+            done = work => Ok(done),
+            stop = self.stop_requested() => Err(stop),
+        }
+    }
+
+    async fn stop_requested(&self) -> Stop {
+        // SAFETY: the descriptor is borrowed from `signals`, which outlives this AsyncFd.
+        let fd = match unsafe {
+            AsyncFd::register_with_interest(self.signals.as_fd(), Interest::READABLE)
+        } {
+            Ok(fd) => fd,
+            Err(e) => return Stop::Unreadable(io::Error::from(e)),
+        };
+        loop {
+            let mut ready = match fd.readable().await {
+                Ok(ready) => ready,
+                Err(e) => return Stop::Unreadable(e),
+            };
+            loop {
+                match self.signals.try_read() {
+                    Err(e) => return Stop::Unreadable(e),
+                    Ok(None) => break,
+                    Ok(Some(received)) => {
+                        if signals::role(received.signal) != Role::Forward
+                            || received.is_self_raised()
+                        {
+                            continue;
+                        }
+                        if self.forward.is_stop_request(received.signal) {
+                            return Stop::Signal(received.signal);
+                        }
+                        debug!(
+                            "SIG{} dropped: no app is running yet",
+                            signals::name(received.signal)
+                        );
+                    }
+                }
+            }
+            ready.clear_ready();
+        }
+    }
+}
+
+/// Where one supervised run stands.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     /// The child runs; nothing is being stopped.
@@ -51,128 +211,190 @@ enum Phase {
     Killing { sweeps: u32, next: Instant },
 }
 
-impl Supervisor<'_> {
-    /// Supervises `pid` (already registered with the reaper) until it and every descendant
-    /// are gone. `name` is for log lines.
-    pub fn run(&mut self, pid: pid_t, name: &str) -> io::Result<Ended> {
-        let mut exit: Option<ChildExit> = None;
-        let mut stopped_by = None;
-        let mut stops = 0u32;
-        let mut leftovers_told = false;
-        let mut phase = Phase::Running;
-        let mut settle_at = self.settled.map(|f| (Instant::now() + SETTLE, f));
+/// The state of one supervised run, one small method per event (watchexec's shape).
+struct Watch<'n> {
+    pid: pid_t,
+    name: &'n str,
+    exit: Option<ChildExit>,
+    stopped_by: Option<c_int>,
+    stops: u32,
+    leftovers_told: bool,
+    phase: Phase,
+    settle_at: Option<Instant>,
+    /// The app's `--success-exit-code`s; `None` for a hook or the migration command, whose end
+    /// is logged at debug (their stage logs its own summary).
+    app_success_codes: Option<&'n [u8]>,
+}
+
+/// What the loop does after an event.
+enum Next {
+    Continue,
+    Done,
+}
+
+impl Supervision {
+    /// Supervises `pid` (already watched by the reaper) until it and every descendant are gone.
+    /// For the app, `settled` is called once it has run for `SETTLE` with nothing to do, and its
+    /// end is logged at info.
+    fn supervise(
+        &mut self,
+        pid: pid_t,
+        name: &str,
+        app: Option<(&dyn Fn(), &[u8])>,
+    ) -> io::Result<Ended> {
+        let settled = app.map(|(settled, _)| settled);
+        let mut watch = Watch {
+            pid,
+            name,
+            exit: None,
+            stopped_by: None,
+            stops: 0,
+            leftovers_told: false,
+            phase: Phase::Running,
+            settle_at: settled.map(|_| Instant::now() + SETTLE),
+            app_success_codes: app.map(|(_, codes)| codes),
+        };
         // A SIGCHLD read (and dropped) by an earlier async stage would otherwise leave its
         // zombie until the next one, and a child that died at once is already waiting: sweep
         // once first.
-        self.collect(pid, name, &mut exit);
+        self.collect(&mut watch);
         loop {
-            let deadline = match phase {
-                Phase::Running => settle_at.map(|(at, _)| at),
-                Phase::Grace { until } => Some(until),
-                Phase::Killing { next, .. } => Some(next),
+            let next = match self.signals.next(watch.deadline())? {
+                None => self.on_deadline(&mut watch, settled),
+                Some(received) => {
+                    match signals::role(received.signal) {
+                        Role::Reap => self.collect(&mut watch),
+                        Role::Forward if received.is_self_raised() => {}
+                        Role::Forward => self.on_forwardable(&mut watch, received.signal),
+                        Role::Untouched => {}
+                    }
+                    Next::Continue
+                }
             };
-            match self.signals.next(deadline)? {
-                None if matches!(phase, Phase::Running) => {
-                    if let Some((_, settled)) = settle_at.take() {
-                        settled();
-                    }
-                }
-                None => match phase {
-                    Phase::Killing { sweeps, .. } if sweeps >= KILL_SWEEPS => {
-                        warn!("processes survived SIGKILL for 5s; exiting without them");
-                        break;
-                    }
-                    Phase::Killing { sweeps, .. } => {
-                        self.kill_all(pid, exit.is_none());
-                        phase = killing(sweeps + 1);
-                    }
-                    _ => {
-                        info!(
-                            "stop grace of {} over: sending SIGKILL to what is left",
-                            humantime::format_duration(self.stop_grace)
-                        );
-                        self.kill_all(pid, exit.is_none());
-                        phase = killing(1);
-                    }
-                },
-                Some(received) => match signals::role(received.signal) {
-                    Role::Reap => self.collect(pid, name, &mut exit),
-                    Role::Forward if received.is_self_raised() => {}
-                    Role::Forward => {
-                        let to = self.forward.rewrite(received.signal);
-                        let from = signals::name(received.signal);
-                        match to {
-                            None => debug!("SIG{from} dropped (--rewrite-signal {from}:0)"),
-                            Some(_) if exit.is_some() => {
-                                debug!("SIG{from} not forwarded: {name} has exited")
-                            }
-                            Some(to) => self.send(pid, to),
-                        }
-                        if self.forward.is_stop_request(received.signal) {
-                            stops += 1;
-                            stopped_by.get_or_insert(received.signal);
-                            match phase {
-                                Phase::Killing { .. } => {}
-                                _ if stops >= 2 => {
-                                    info!("second stop signal: sending SIGKILL now");
-                                    self.kill_all(pid, exit.is_none());
-                                    phase = killing(1);
-                                }
-                                Phase::Grace { .. } => {}
-                                Phase::Running => {
-                                    info!(
-                                        "SIG{from} received: stopping {name}, SIGKILL in {}",
-                                        humantime::format_duration(self.stop_grace)
-                                    );
-                                    phase = Phase::Grace {
-                                        until: Instant::now() + self.stop_grace,
-                                    };
-                                }
-                            }
-                        }
-                    }
-                    Role::Untouched => {}
-                },
-            }
-            if exit.is_some() {
-                if !self.reaper.children_left() {
-                    break;
-                }
-                if !leftovers_told {
-                    leftovers_told = true;
-                    let n = signal_descendants(libc::SIGTERM);
-                    // Often a helper that exits on its own a moment later (Python's
-                    // multiprocessing resource tracker): only a SIGKILL is worth an info line.
-                    debug!(
-                        "{name} has exited; sent SIGTERM to what it left behind, SIGKILL in {}",
-                        humantime::format_duration(self.stop_grace)
-                    );
-                    debug!(signalled = n, "{n} leftover processes signalled");
-                    if let Phase::Running = phase {
-                        phase = Phase::Grace {
-                            until: Instant::now() + self.stop_grace,
-                        };
-                    }
-                }
+            if matches!(next, Next::Done) || self.after_event(&mut watch) {
+                break;
             }
         }
-        let exit = exit.unwrap_or_else(|| {
+        let exit = watch.exit.unwrap_or_else(|| {
             warn!("{name} could not be reaped after SIGKILL; reporting it as killed");
             ChildExit::Signaled(libc::SIGKILL)
         });
-        Ok(Ended { exit, stopped_by })
+        Ok(Ended {
+            exit,
+            stopped_by: watch.stopped_by,
+        })
     }
 
-    /// Reaps whatever has ended; records (and logs) `pid`'s end in `exit`.
-    fn collect(&mut self, pid: pid_t, name: &str, exit: &mut Option<ChildExit>) {
-        for (ended, status) in self.reaper.reap_all() {
-            if ended == pid {
-                if self.announce_exit {
-                    info!("{name} {status}");
-                } else {
-                    debug!("{name} {status}");
+    /// The settle time, the grace or a kill sweep is due.
+    fn on_deadline(&mut self, watch: &mut Watch<'_>, settled: Option<&dyn Fn()>) -> Next {
+        match watch.phase {
+            Phase::Running => {
+                if watch.settle_at.take().is_some()
+                    && let Some(settled) = settled
+                {
+                    settled();
                 }
-                *exit = Some(status);
+            }
+            Phase::Killing { sweeps, .. } if sweeps >= KILL_SWEEPS => {
+                warn!("processes survived SIGKILL for 5s; exiting without them");
+                return Next::Done;
+            }
+            Phase::Killing { sweeps, .. } => {
+                self.kill_all(watch);
+                watch.phase = killing(sweeps + 1);
+            }
+            Phase::Grace { .. } => {
+                info!(
+                    "stop grace of {} over: sending SIGKILL to what is left",
+                    humantime::format_duration(self.stop_grace)
+                );
+                self.kill_all(watch);
+                watch.phase = killing(1);
+            }
+        }
+        Next::Continue
+    }
+
+    /// A signal for the app: forward it (rewritten), and start or shorten the stop on TERM/INT.
+    fn on_forwardable(&mut self, watch: &mut Watch<'_>, signal: c_int) {
+        let from = signals::name(signal);
+        match self.forward.rewrite(signal) {
+            None => debug!("SIG{from} dropped (--rewrite-signal {from}:0)"),
+            Some(_) if watch.exit.is_some() => {
+                debug!("SIG{from} not forwarded: {} has exited", watch.name)
+            }
+            Some(to) => self.send(watch.pid, to),
+        }
+        if !self.forward.is_stop_request(signal) {
+            return;
+        }
+        watch.stops += 1;
+        watch.stopped_by.get_or_insert(signal);
+        match watch.phase {
+            Phase::Killing { .. } => {}
+            _ if watch.stops >= 2 => {
+                info!("second stop signal: sending SIGKILL now");
+                self.kill_all(watch);
+                watch.phase = killing(1);
+            }
+            Phase::Grace { .. } => {}
+            Phase::Running => {
+                info!(
+                    "SIG{from} received: stopping {}, SIGKILL in {}",
+                    watch.name,
+                    humantime::format_duration(self.stop_grace)
+                );
+                watch.phase = Phase::Grace {
+                    until: Instant::now() + self.stop_grace,
+                };
+            }
+        }
+    }
+
+    /// After every event: done once the child and all it left are gone; the first time the
+    /// child is gone with descendants left, TERM them and start the grace.
+    fn after_event(&mut self, watch: &mut Watch<'_>) -> bool {
+        if watch.exit.is_none() {
+            return false;
+        }
+        if !self.reaper.children_left() {
+            return true;
+        }
+        if !watch.leftovers_told {
+            watch.leftovers_told = true;
+            let n = signal_descendants(libc::SIGTERM);
+            // Often a helper that exits on its own a moment later (Python's multiprocessing
+            // resource tracker): only a SIGKILL is worth an info line.
+            debug!(
+                "{} has exited; sent SIGTERM to what it left behind, SIGKILL in {}",
+                watch.name,
+                humantime::format_duration(self.stop_grace)
+            );
+            debug!(signalled = n, "{n} leftover processes signalled");
+            if let Phase::Running = watch.phase {
+                watch.phase = Phase::Grace {
+                    until: Instant::now() + self.stop_grace,
+                };
+            }
+        }
+        false
+    }
+
+    /// Reaps whatever has ended; records (and logs) the watched child's end.
+    fn collect(&mut self, watch: &mut Watch<'_>) {
+        for (ended, status) in self.reaper.reap_all() {
+            if ended == watch.pid {
+                match watch.app_success_codes {
+                    Some(codes) if status.code() != 0 && codes.contains(&status.code()) => {
+                        info!(
+                            "{} {status}, reported as 0 (--success-exit-code)",
+                            watch.name
+                        )
+                    }
+                    Some(_) => info!("{} {status}", watch.name),
+                    None => debug!("{} {status}", watch.name),
+                }
+                watch.exit = Some(status);
             }
         }
     }
@@ -192,11 +414,21 @@ impl Supervisor<'_> {
         }
     }
 
-    fn kill_all(&self, pid: pid_t, app_alive: bool) {
-        if app_alive {
-            self.send(pid, libc::SIGKILL);
+    fn kill_all(&self, watch: &Watch<'_>) {
+        if watch.exit.is_none() {
+            self.send(watch.pid, libc::SIGKILL);
         }
         signal_descendants(libc::SIGKILL);
+    }
+}
+
+impl Watch<'_> {
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Running => self.settle_at,
+            Phase::Grace { until } => Some(until),
+            Phase::Killing { next, .. } => Some(next),
+        }
     }
 }
 
@@ -204,5 +436,29 @@ fn killing(sweeps: u32) -> Phase {
     Phase::Killing {
         sweeps,
         next: Instant::now() + KILL_SWEEP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(ChildExit::Exited(3), &[], 3)]
+    #[case(ChildExit::Signaled(libc::SIGTERM), &[], 143)]
+    #[case(ChildExit::Signaled(libc::SIGTERM), &[143], 0)]
+    #[case(ChildExit::Exited(1), &[143, 2], 1)]
+    #[case(ChildExit::Exited(2), &[143, 2], 0)]
+    fn success_exit_codes_map_to_zero(
+        #[case] exit: ChildExit,
+        #[case] success: &[u8],
+        #[case] code: u8,
+    ) {
+        let ended = Ended {
+            exit,
+            stopped_by: None,
+        };
+        assert_eq!(ended.reported_code(success), code);
     }
 }

@@ -14,7 +14,8 @@ use tracing::{debug, info};
 
 use crate::database::Connection;
 use crate::database::readiness::Verdict;
-use crate::signals::{self, ForwardPolicy, SignalSource};
+use crate::signals;
+use crate::supervise::{Stop, Supervision};
 pub use target::Target;
 
 /// Attempts on one target start at least this far apart (at most 20 a second), plus up to
@@ -71,31 +72,51 @@ impl std::fmt::Display for WaitError {
                 Ok(())
             }
             WaitError::Stopped(s) => write!(f, "stopped by SIG{} while waiting", signals::name(*s)),
-            WaitError::Internal { about, source } => {
-                write!(f, "internal error while {about}: {source}")
-            }
+            WaitError::Internal { about, .. } => write!(f, "internal error while {about}"),
         }
     }
 }
 
-/// Waits for every target, in parallel, up to `timeout`. Returns the boot's own database's
-/// ready connection, when it was among the targets.
-pub fn wait_for(
-    runtime: &tokio::runtime::Runtime,
-    targets: &[Target],
-    timeout: Duration,
-    signals: &SignalSource,
-    policy: &ForwardPolicy,
-) -> Result<Option<Connection>, WaitError> {
-    runtime.block_on(wait_all(targets, timeout, signals, policy))
+impl std::error::Error for WaitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WaitError::Internal { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
+/// What a finished wait took, and what it waited for last (where the time went).
+#[derive(Debug, Clone)]
+pub struct Waited {
+    pub took: Duration,
+    /// "database", or the name of the target that was ready last.
+    pub last: String,
+}
+
+/// Waits for every target, in parallel, up to `timeout`, or until a stop signal. Returns the
+/// boot's own database's ready connection, when it was among the targets.
+pub fn wait_for(
+    runtime: &tokio::runtime::Runtime,
+    supervision: &Supervision,
+    targets: &[Target],
+    timeout: Duration,
+) -> Result<(Waited, Option<Connection>), WaitError> {
+    let began = Instant::now();
+    let (last, connection) =
+        runtime.block_on(supervision.until_stopped(wait_all(targets, timeout)))??;
+    let waited = Waited {
+        took: began.elapsed(),
+        last,
+    };
+    Ok((waited, connection))
+}
+
+/// The name of the target that was ready last, and the database's connection.
 async fn wait_all(
     targets: &[Target],
     timeout: Duration,
-    signals: &SignalSource,
-    policy: &ForwardPolicy,
-) -> Result<Option<Connection>, WaitError> {
+) -> Result<(String, Option<Connection>), WaitError> {
     let deadline = Instant::now() + timeout;
     let http = if targets.iter().any(|t| matches!(t, Target::Http { .. })) {
         Some(
@@ -109,34 +130,52 @@ async fn wait_all(
     };
     let mut pending = JoinSet::new();
     for target in targets {
-        pending.spawn(wait_one(target.clone(), deadline, timeout, http.clone()));
+        let name = target.name().to_string();
+        let wait = wait_one(target.clone(), deadline, timeout, http.clone());
+        pending.spawn(async move { (name, wait.await) });
     }
-    let stop = signals::stop_requested(signals, policy);
-    tokio::pin!(stop);
     let mut timed_out = Vec::new();
     let mut connection = None;
-    loop {
-        tokio::select! {
-            signal = &mut stop => {
-                return Err(match signal {
-                    Ok(signal) => WaitError::Stopped(signal),
-                    Err(source) => WaitError::Internal { about: "reading signals", source },
+    let mut last = String::new();
+    while let Some(done) = pending.join_next().await {
+        match done.map(|(name, outcome)| {
+            last = name;
+            outcome
+        }) {
+            Ok(Ok(ready)) => connection = connection.or(ready),
+            Ok(Err(Outcome::TimedOut { name, last })) => timed_out.push((name, last)),
+            Ok(Err(Outcome::Refused { name, cause, hint })) => {
+                return Err(WaitError::Unavailable {
+                    target: name,
+                    cause,
+                    hint,
                 });
             }
-            done = pending.join_next() => match done {
-                None if timed_out.is_empty() => return Ok(connection),
-                None => return Err(WaitError::TimedOut { timeout, pending: timed_out }),
-                Some(Ok(Ok(ready))) => connection = connection.or(ready),
-                Some(Ok(Err(Outcome::TimedOut { name, last }))) => timed_out.push((name, last)),
-                Some(Ok(Err(Outcome::Refused { name, cause, hint }))) => {
-                    return Err(WaitError::Unavailable { target: name, cause, hint });
-                }
-                Some(Err(join)) => {
-                    return Err(WaitError::Internal {
-                        about: "waiting for a target",
-                        source: io::Error::other(join.to_string()),
-                    });
-                }
+            Err(join) => {
+                return Err(WaitError::Internal {
+                    about: "waiting for a target",
+                    source: io::Error::other(join.to_string()),
+                });
+            }
+        }
+    }
+    if timed_out.is_empty() {
+        Ok((last, connection))
+    } else {
+        Err(WaitError::TimedOut {
+            timeout,
+            pending: timed_out,
+        })
+    }
+}
+
+impl From<Stop> for WaitError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Signal(signal) => WaitError::Stopped(signal),
+            Stop::Unreadable(source) => WaitError::Internal {
+                about: "reading signals",
+                source,
             },
         }
     }

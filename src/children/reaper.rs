@@ -4,7 +4,7 @@
 
 use tracing::debug;
 
-use super::ChildExit;
+use super::{ChildExit, Spawned};
 
 #[derive(Debug, Default)]
 pub struct Reaper {
@@ -12,8 +12,6 @@ pub struct Reaper {
     watched: Vec<libc::pid_t>,
     /// Whether any child was still alive after the last sweep.
     children_left: bool,
-    /// Orphans reaped so far, for the closing summary.
-    pub orphans: u64,
 }
 
 impl Reaper {
@@ -28,7 +26,14 @@ impl Reaper {
         Reaper::default()
     }
 
-    pub fn watch(&mut self, pid: libc::pid_t) {
+    /// Watches a child roadie just started; returns its pid.
+    pub fn watch(&mut self, child: Spawned) -> libc::pid_t {
+        self.watch_inherited(child.pid);
+        child.pid
+    }
+
+    /// Watches a child an earlier image of roadie started (the handoff).
+    pub fn watch_inherited(&mut self, pid: libc::pid_t) {
         self.watched.push(pid);
         self.children_left = true;
     }
@@ -58,7 +63,6 @@ impl Reaper {
                         self.watched.swap_remove(i);
                         ended.push((pid, exit));
                     } else {
-                        self.orphans += 1;
                         debug!(pid, "reaped orphan {pid} that {exit}");
                     }
                 }

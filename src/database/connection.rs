@@ -1,5 +1,7 @@
 //! One open connection, whichever the driver. The wait stage's successful attempt hands its
-//! connection on to the migrate stage, so a boot logs in once, not twice.
+//! connection on to the migrate stage, so a boot logs in once, not twice. `on_each_driver!` is
+//! the one place that dispatches to the driver: code that is the same for every driver (sqlx's
+//! generic API) is written once, inside it.
 
 use sqlx::Connection as _;
 #[cfg(feature = "mysql")]
@@ -9,7 +11,7 @@ use sqlx::postgres::PgConnection;
 #[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnection;
 
-use super::ConnectOptions;
+use super::{ConnectOptions, Kind};
 
 pub enum Connection {
     #[cfg(feature = "postgres")]
@@ -19,6 +21,21 @@ pub enum Connection {
     #[cfg(feature = "sqlite")]
     Sqlite(SqliteConnection),
 }
+
+/// Runs `$body` with `$c` bound to the driver's own connection, whichever it is.
+macro_rules! on_each_driver {
+    ($connection:expr, $c:ident => $body:expr) => {
+        match $connection {
+            #[cfg(feature = "postgres")]
+            $crate::database::Connection::Postgres($c) => $body,
+            #[cfg(feature = "mysql")]
+            $crate::database::Connection::MySql($c) => $body,
+            #[cfg(feature = "sqlite")]
+            $crate::database::Connection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_each_driver;
 
 impl Connection {
     pub async fn open(options: &ConnectOptions) -> Result<Self, sqlx::Error> {
@@ -36,23 +53,27 @@ impl Connection {
         })
     }
 
-    /// Runs statements as one simple query: one round trip, no prepared statement.
-    pub async fn execute(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+    pub fn kind(&self) -> Kind {
         match self {
             #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+            Connection::Postgres(_) => Kind::Postgres,
             #[cfg(feature = "mysql")]
-            Connection::MySql(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+            Connection::MySql(_) => Kind::MySql,
             #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+            Connection::Sqlite(_) => Kind::Sqlite,
         }
+    }
+
+    /// Runs statements as one simple query: one round trip, no prepared statement.
+    pub async fn execute(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        on_each_driver!(self, c => sqlx::raw_sql(sql).execute(c).await.map(drop))
     }
 
     /// A handed-on connection, if it still answers: it may have idled while other targets
     /// were waited for, and the server may have gone since.
     pub async fn if_alive(reused: Option<Self>) -> Option<Self> {
         let mut connection = reused?;
-        match connection.ping().await {
+        match on_each_driver!(&mut connection, c => c.ping().await) {
             Ok(()) => Some(connection),
             Err(e) => {
                 tracing::debug!("the wait stage's connection is gone ({e}); connecting again");
@@ -61,26 +82,8 @@ impl Connection {
         }
     }
 
-    async fn ping(&mut self) -> Result<(), sqlx::Error> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => c.ping().await,
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => c.ping().await,
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => c.ping().await,
-        }
-    }
-
     /// Says goodbye to the server (it logs no broken connection); errors are of no use here.
     pub async fn close(self) {
-        let _ = match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => c.close().await,
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => c.close().await,
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => c.close().await,
-        };
+        let _ = on_each_driver!(self, c => c.close().await);
     }
 }

@@ -8,7 +8,7 @@ use std::io;
 #[cfg(feature = "mysql")]
 use sqlx::mysql::MySqlDatabaseError;
 
-use super::{ConnectOptions, Connection, DatabaseUrl, Kind};
+use super::{ConnectOptions, Connection, DatabaseUrl, Kind, sqlstate};
 
 /// Why an attempt failed, and whether another may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +80,9 @@ fn classify_sqlstate(code: &str, message: &str, url: &DatabaseUrl) -> Verdict {
     let (user, database) = (url.user(), url.database_name());
     let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };
     match code {
-        // cannot_connect_now (starting up, shutting down, recovery), too_many_connections,
-        // admin_shutdown and crash_shutdown (a restart), and the connection_exception class.
-        "57P03" | "53300" | "57P01" | "57P02" => Verdict::Transient(format!("{message} ({code})")),
-        c if c.starts_with("08") => Verdict::Transient(format!("{message} ({code})")),
+        c if sqlstate::is_server_unavailable(c) || sqlstate::is_too_many_connections(c) => {
+            Verdict::Transient(format!("{message} ({code})"))
+        }
         "28P01" => permanent(
             format!("wrong password for user {user:?} (28P01)"),
             format!("check the password in {}", url.source),

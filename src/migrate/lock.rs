@@ -17,7 +17,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Connection as _, Row};
 use tracing::{debug, info};
 
-use crate::database::{ConnectOptions, Connection};
+use crate::database::{Connection, DatabaseUrl, Kind};
 
 /// Polls are this far apart (plus jitter): a waiting replica notices soon after the holder is
 /// done, and each poll is one or two tiny queries on idle connections.
@@ -55,7 +55,7 @@ pub enum MigrationLock {
 pub enum LockError {
     /// Not acquired before `--lock-timeout`; the last holder seen, if any.
     TimedOut {
-        waited: Duration,
+        timeout: Duration,
         holder: Option<String>,
     },
     /// The database went away while taking the lock.
@@ -67,19 +67,40 @@ pub enum LockError {
     },
 }
 
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::TimedOut { timeout, .. } => write!(
+                f,
+                "not acquired within --lock-timeout {}",
+                humantime::format_duration(*timeout)
+            ),
+            LockError::Database(_) => f.write_str("taking the migration lock"),
+            LockError::File { path, .. } => write!(f, "opening {}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::TimedOut { .. } => None,
+            LockError::Database(e) => Some(e),
+            LockError::File { source, .. } => Some(source),
+        }
+    }
+}
+
 impl MigrationLock {
     /// Waits for the lock up to `timeout`, for work only the lock holder can judge (a
     /// migration command's state is its own). Returns the lock and how long it waited.
     pub async fn acquire(
-        options: &ConnectOptions,
+        url: &DatabaseUrl,
         reused: Option<Connection>,
-        sqlite_file: Option<PathBuf>,
         timeout: Duration,
     ) -> Result<(Self, Duration), LockError> {
         let done_elsewhere = async || false;
-        match Self::acquire_unless_done(options, reused, sqlite_file, timeout, done_elsewhere)
-            .await?
-        {
+        match Self::acquire_unless_done(url, reused, timeout, done_elsewhere).await? {
             Acquired::Held(lock, waited) => Ok((lock, waited)),
             Acquired::NotNeeded(_) => unreachable!("UNWRAP: never done elsewhere"),
         }
@@ -90,80 +111,14 @@ impl MigrationLock {
     /// needed, and ten replicas do not queue up to find that out one by one. The lock goes on
     /// `reused` (the wait stage's connection) when it still answers.
     pub async fn acquire_unless_done(
-        options: &ConnectOptions,
+        url: &DatabaseUrl,
         reused: Option<Connection>,
-        sqlite_file: Option<PathBuf>,
         timeout: Duration,
         mut done_elsewhere: impl AsyncFnMut() -> bool,
     ) -> Result<Acquired, LockError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let reused = Connection::if_alive(reused).await;
-        let mut lock = match options {
-            #[cfg(feature = "postgres")]
-            ConnectOptions::Postgres(o) => {
-                let mut conn = match reused {
-                    Some(Connection::Postgres(conn)) => conn,
-                    _ => PgConnection::connect_with(o)
-                        .await
-                        .map_err(LockError::Database)?,
-                };
-                // Named, for the holder report of the replicas that wait. A lock held by a
-                // host that vanished is released once the server notices: within about
-                // 5 + 2 * 3 seconds, instead of the kernel's two hours.
-                sqlx::raw_sql(
-                    "SET application_name = 'roadie (migration lock)'; \
-                     SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
-                     SET tcp_keepalives_count = 3",
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(LockError::Database)?;
-                let database: String = sqlx::query_scalar("SELECT current_database()")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(LockError::Database)?;
-                MigrationLock::Postgres {
-                    conn,
-                    key: sqlx_key(&database),
-                }
-            }
-            #[cfg(feature = "mysql")]
-            ConnectOptions::MySql(o) => {
-                let mut conn = match reused {
-                    Some(Connection::MySql(conn)) => conn,
-                    _ => MySqlConnection::connect_with(o)
-                        .await
-                        .map_err(LockError::Database)?,
-                };
-                let database: String = sqlx::query_scalar("SELECT DATABASE()")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(LockError::Database)?;
-                MigrationLock::MySql {
-                    conn,
-                    name: format!("{:x}", sqlx_key(&database)),
-                }
-            }
-            #[cfg(feature = "sqlite")]
-            ConnectOptions::Sqlite(_) => {
-                let Some(db) = sqlite_file else {
-                    // An in-memory database lives in one process: nothing to share.
-                    return Ok(Acquired::Held(
-                        MigrationLock::Sqlite { _file: None },
-                        Duration::ZERO,
-                    ));
-                };
-                let path = PathBuf::from(format!("{}.roadie-lock", db.display()));
-                let file = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|source| LockError::File { path, source })?;
-                MigrationLock::Sqlite { _file: Some(file) }
-            }
-        };
+        let mut lock = Self::prepare(url, reused).await?;
         let mut next_report = started + REPORT_EVERY;
         let mut holder = None;
         loop {
@@ -179,10 +134,7 @@ impl MigrationLock {
                 holder = lock.holder().await;
             }
             if now >= deadline {
-                return Err(LockError::TimedOut {
-                    waited: started.elapsed(),
-                    holder,
-                });
+                return Err(LockError::TimedOut { timeout, holder });
             }
             if now >= next_report {
                 info!(
@@ -196,6 +148,81 @@ impl MigrationLock {
             let pause = POLL + POLL_JITTER.mul_f64(fastrand::f64());
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
         }
+    }
+
+    /// The lock's session, not yet locked: a connection (the handed-on one when it still
+    /// answers) named for the holder report, or SQLite's lock file.
+    async fn prepare(url: &DatabaseUrl, reused: Option<Connection>) -> Result<Self, LockError> {
+        if url.kind() == Kind::Sqlite {
+            return Self::sqlite_file(url);
+        }
+        let conn = match Connection::if_alive(reused).await {
+            Some(conn) => conn,
+            None => {
+                let options = url.connect_options().map_err(LockError::Database)?;
+                Connection::open(&options)
+                    .await
+                    .map_err(LockError::Database)?
+            }
+        };
+        match conn {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(mut conn) => {
+                // Named, for the holder report of the replicas that wait. A lock held by a
+                // host that vanished is released once the server notices: within about
+                // 5 + 2 * 3 seconds, instead of the kernel's two hours.
+                sqlx::raw_sql(
+                    "SET application_name = 'roadie (migration lock)'; \
+                     SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                     SET tcp_keepalives_count = 3",
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(LockError::Database)?;
+                let database: String = sqlx::query_scalar("SELECT current_database()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(LockError::Database)?;
+                Ok(MigrationLock::Postgres {
+                    conn,
+                    key: sqlx_key(&database),
+                })
+            }
+            #[cfg(feature = "mysql")]
+            Connection::MySql(mut conn) => {
+                let database: String = sqlx::query_scalar("SELECT DATABASE()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(LockError::Database)?;
+                Ok(MigrationLock::MySql {
+                    conn,
+                    name: format!("{:x}", sqlx_key(&database)),
+                })
+            }
+            #[cfg(feature = "sqlite")]
+            Connection::Sqlite(_) => Self::sqlite_file(url),
+        }
+    }
+
+    /// SQLite: an flock on a file beside the database; an in-memory database lives in one
+    /// process, with nothing to share.
+    fn sqlite_file(url: &DatabaseUrl) -> Result<Self, LockError> {
+        #[cfg(feature = "sqlite")]
+        {
+            let Some(db) = url.sqlite_file() else {
+                return Ok(MigrationLock::Sqlite { _file: None });
+            };
+            let path = PathBuf::from(format!("{}.roadie-lock", db.display()));
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|source| LockError::File { path, source })?;
+            Ok(MigrationLock::Sqlite { _file: Some(file) })
+        }
+        #[cfg(not(feature = "sqlite"))]
+        unreachable!("UNWRAP: DatabaseUrl::parse refuses sqlite: in this build ({url})")
     }
 
     async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
@@ -266,10 +293,36 @@ impl MigrationLock {
             MigrationLock::MySql { conn, name } => {
                 let id: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
                     .bind(name.as_str())
-                    .fetch_one(conn)
+                    .fetch_one(&mut *conn)
                     .await
                     .ok()?;
-                id.map(|id| format!("connection {id}"))
+                let id = id?;
+                // The processlist shows another user's session only with the PROCESS
+                // privilege: then the connection id is all there is to say.
+                let row = sqlx::query(
+                    "SELECT USER, HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = ?",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .ok()
+                .flatten();
+                let mut holder = format!("connection {id}");
+                if let Some(row) = row {
+                    let user: Option<String> = row.try_get(0).ok();
+                    let host: Option<String> = row.try_get(1).ok();
+                    let time: Option<i64> = row.try_get(2).ok();
+                    if let Some(user) = user {
+                        holder.push_str(&format!(" (user {user})"));
+                    }
+                    if let Some(host) = host.filter(|h| !h.is_empty()) {
+                        holder.push_str(&format!(" from {host}"));
+                    }
+                    if let Some(time) = time {
+                        holder.push_str(&format!(", in its current state for {time}s"));
+                    }
+                }
+                Some(holder)
             }
             #[cfg(feature = "sqlite")]
             MigrationLock::Sqlite { .. } => None,

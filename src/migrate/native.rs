@@ -5,13 +5,9 @@
 //! every path, a stop cancels the running statement, and failures name the file and line.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use libc::c_int;
-use sqlx::Row;
 use sqlx::migrate::{
     AppliedMigration, Migrate, MigrateError as SqlxMigrateError, Migration, Migrator,
 };
@@ -22,7 +18,9 @@ use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::lock::{Acquired, MigrationLock};
 use super::{MigrateError, Summary};
-use crate::database::{ConnectOptions, Connection, DatabaseUrl, Kind};
+use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
+use crate::logging;
+use crate::supervise::Supervision;
 
 const TABLE: &str = "_sqlx_migrations";
 
@@ -50,15 +48,25 @@ impl Folder {
         })
     }
 
-    fn migrator(&self) -> Migrator {
-        let mut migrator =
-            Migrator::with_migrations(self.migrations.iter().map(|(m, _)| m.clone()).collect());
+    /// sqlx's migrator over the folder's migrations up to `version`: it applies what of them
+    /// is pending, after the same checks a whole-folder run makes.
+    fn migrator_through(&self, version: i64) -> Migrator {
+        let mut migrator = Migrator::with_migrations(
+            self.migrations
+                .iter()
+                .map(|(m, _)| m.clone())
+                .filter(|m| m.version <= version)
+                .collect(),
+        );
         // roadie's own lock is held around the run (see lock.rs).
         migrator.set_locking(false);
+        // Applied migrations newer than `version` are in the folder: `pending` checked every
+        // applied one against the whole folder before the run.
+        migrator.set_ignore_missing(true);
         migrator
     }
 
-    fn file_of(&self, version: i64) -> String {
+    pub(super) fn file_of(&self, version: i64) -> String {
         self.migrations
             .iter()
             .find(|(m, _)| m.version == version && !m.migration_type.is_down_migration())
@@ -68,7 +76,7 @@ impl Folder {
             )
     }
 
-    fn ups(&self) -> impl Iterator<Item = &Migration> {
+    pub(super) fn ups(&self) -> impl Iterator<Item = &Migration> {
         self.migrations
             .iter()
             .map(|(m, _)| m)
@@ -97,13 +105,26 @@ impl Folder {
         Ok(pending)
     }
 
+    /// A failed run, explained, with what it committed before the failing migration.
+    fn explain_run(&self, error: SqlxMigrateError, pending: &[i64]) -> MigrateError {
+        let failed = match &error {
+            SqlxMigrateError::ExecuteMigration(_, version) => Some(*version),
+            _ => None,
+        };
+        let mut error = self.explain(error);
+        if let (Some(failed), MigrateError::Failed { message, .. }) = (failed, &mut error) {
+            message.push_str(&committed_before(pending, failed));
+        }
+        error
+    }
+
     /// Turns sqlx's error into one that names the file, the line and what to do.
     fn explain(&self, error: SqlxMigrateError) -> MigrateError {
         match error {
             SqlxMigrateError::ExecuteMigration(e, version) => {
                 let file = self.file_of(version);
                 let line = line_of(&e, &file).map(|l| format!(", line {l}")).unwrap_or_default();
-                if is_connection_loss(&e) {
+                if sqlstate::is_connection_loss(&e) {
                     return MigrateError::Unavailable(format!(
                         "the connection was lost while running migration {version} ({file}): {e}"
                     ));
@@ -140,7 +161,7 @@ impl Folder {
                 what: format!("migration {version} ({})", self.file_of(version)),
                 message: format!("it is recorded as partially applied (success = false in {TABLE}); repair the schema by hand and delete that row"),
             },
-            SqlxMigrateError::Execute(e) if is_connection_loss(&e) => {
+            SqlxMigrateError::Execute(e) if sqlstate::is_connection_loss(&e) => {
                 MigrateError::Unavailable(format!("the connection was lost while migrating: {e}"))
             }
             other => MigrateError::Failed {
@@ -151,34 +172,32 @@ impl Folder {
     }
 }
 
-/// Runs the folder's pending migrations under the lock. `stop` resolves with a stop signal.
+/// Runs the folder's pending migrations under the lock; a stop signal cancels the running
+/// statement (its transaction rolls back) and waits up to `grace` for it to end.
 pub async fn run(
     folder: &Folder,
     url: &DatabaseUrl,
     reused: Option<Connection>,
     lock_timeout: Duration,
     grace: Duration,
-    stop: impl Future<Output = io::Result<c_int>>,
+    supervision: &Supervision,
 ) -> Result<Summary, MigrateError> {
-    let options = url
-        .connect_options()
-        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    let mut conn = migration_session(&options, reused).await?;
+    let mut conn = migration_session(url, reused).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise.
     if let Ok(applied) = conn.applied().await
         && folder.pending(&applied)?.is_empty()
     {
         return Ok(Summary::UpToDate { lock_waited: None });
     }
-    tokio::pin!(stop);
-    let sqlite_file = url.sqlite_file().map(Path::to_path_buf);
     let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
-    let acquired = tokio::select! {
-        acquired = MigrationLock::acquire_unless_done(&options, None, sqlite_file, lock_timeout, done_elsewhere) => {
-            acquired.map_err(MigrateError::from)?
-        }
-        signal = &mut stop => return Err(MigrateError::stopped(signal)),
-    };
+    let acquired = supervision
+        .until_stopped(MigrationLock::acquire_unless_done(
+            url,
+            None,
+            lock_timeout,
+            done_elsewhere,
+        ))
+        .await??;
     let (mut lock, waited) = match acquired {
         Acquired::Held(lock, waited) => (lock, waited),
         Acquired::NotNeeded(waited) => {
@@ -188,7 +207,7 @@ pub async fn run(
             });
         }
     };
-    let outcome = run_locked(folder, &mut conn, &mut lock, waited, grace, &mut stop).await;
+    let outcome = run_locked(folder, &mut conn, &mut lock, waited, grace, supervision).await;
     lock.release().await;
     conn.close().await;
     outcome
@@ -200,7 +219,7 @@ async fn run_locked(
     lock: &mut MigrationLock,
     waited: Duration,
     grace: Duration,
-    stop: &mut (impl Future<Output = io::Result<c_int>> + Unpin),
+    supervision: &Supervision,
 ) -> Result<Summary, MigrateError> {
     // Again, under the lock: the replica that waited usually finds the work done.
     conn.ensure_table().await?;
@@ -212,26 +231,26 @@ async fn run_locked(
     }
     let backend = conn.backend_id().await?;
     let started = Instant::now();
-    let migrator = folder.migrator();
-    let run = conn.run(&migrator);
-    tokio::pin!(run);
-    tokio::select! {
-        result = &mut run => result.map_err(|e| {
-            let failed = match &e {
-                SqlxMigrateError::ExecuteMigration(_, version) => Some(*version),
-                _ => None,
-            };
-            let mut error = folder.explain(e);
-            if let (Some(failed), MigrateError::Failed { message, .. }) = (failed, &mut error) {
-                message.push_str(&committed_before(&pending, failed));
+    // One migration at a time (sqlx's Migrator over the folder up to it), so that what the
+    // server says during it (a NOTICE) names the migration it came from.
+    for &version in &pending {
+        logging::on_behalf_of(Some(format!(
+            "migration {version} ({})",
+            folder.file_of(version)
+        )));
+        let migrator = folder.migrator_through(version);
+        let run = conn.run(&migrator);
+        tokio::pin!(run);
+        let outcome = supervision.until_stopped(&mut run).await;
+        logging::on_behalf_of(None);
+        match outcome {
+            Ok(result) => result.map_err(|e| folder.explain_run(e, &pending))?,
+            Err(stop) => {
+                // Cancel the running statement (its transaction rolls back), let it end.
+                lock.cancel(backend).await;
+                let _ = tokio::time::timeout(grace, &mut run).await;
+                return Err(stop.into());
             }
-            error
-        })?,
-        signal = stop => {
-            // Cancel the running statement (its transaction rolls back), let it end.
-            lock.cancel(backend).await;
-            let _ = tokio::time::timeout(grace, &mut run).await;
-            return Err(MigrateError::stopped(signal));
         }
     }
     Ok(Summary::Applied {
@@ -246,18 +265,22 @@ async fn run_locked(
 /// mid-statement, the server would otherwise notice only when it next writes to the socket,
 /// and a long statement would keep its transaction (and the next replica waiting) until then
 /// (PostgreSQL 14+; an older server refuses the setting, which costs only that).
-async fn migration_session(
-    options: &ConnectOptions,
+pub(super) async fn migration_session(
+    url: &DatabaseUrl,
     reused: Option<Connection>,
 ) -> Result<Connection, MigrateError> {
     let mut conn = match Connection::if_alive(reused).await {
         Some(conn) => conn,
-        None => Connection::open(options)
-            .await
-            .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?,
+        None => {
+            let options = url
+                .connect_options()
+                .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
+            Connection::open(&options)
+                .await
+                .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
+        }
     };
-    #[cfg(feature = "postgres")]
-    if let Connection::Postgres(_) = conn
+    if url.kind() == Kind::Postgres
         && let Err(e) = conn
             .execute(
                 "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
@@ -273,27 +296,13 @@ async fn migration_session(
 /// What migrating needs of the connection, for whichever driver.
 impl Connection {
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
-        let result = match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => c.list_applied_migrations(TABLE).await,
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => c.list_applied_migrations(TABLE).await,
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => c.list_applied_migrations(TABLE).await,
-        };
-        result.map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
+        on_each_driver!(self, c => c.list_applied_migrations(TABLE).await)
+            .map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
     }
 
     async fn ensure_table(&mut self) -> Result<(), MigrateError> {
-        let result = match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => c.ensure_migrations_table(TABLE).await,
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => c.ensure_migrations_table(TABLE).await,
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => c.ensure_migrations_table(TABLE).await,
-        };
-        result.map_err(|e| MigrateError::Unavailable(format!("creating {TABLE}: {e}")))
+        on_each_driver!(self, c => c.ensure_migrations_table(TABLE).await)
+            .map_err(|e| MigrateError::Unavailable(format!("creating {TABLE}: {e}")))
     }
 
     /// The server's id for this connection, to cancel its statement from another one.
@@ -316,127 +325,8 @@ impl Connection {
     }
 
     async fn run(&mut self, migrator: &Migrator) -> Result<(), SqlxMigrateError> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => migrator.run_direct(None, c, false).await,
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => migrator.run_direct(None, c, false).await,
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => migrator.run_direct(None, c, false).await,
-        }
+        on_each_driver!(self, c => migrator.run_direct(None, c, false).await)
     }
-
-    /// Every row of the history table, for `roadie migrate status`.
-    async fn history(&mut self) -> Result<Vec<Recorded>, sqlx::Error> {
-        let sql = match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(_) => {
-                "SELECT version, description, installed_on::text, success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
-            }
-            #[cfg(feature = "mysql")]
-            Connection::MySql(_) => {
-                "SELECT version, description, CAST(installed_on AS CHAR), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
-            }
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(_) => {
-                "SELECT version, description, CAST(installed_on AS TEXT), success, checksum, execution_time FROM _sqlx_migrations ORDER BY version"
-            }
-        };
-        macro_rules! rows {
-            ($c:expr) => {
-                sqlx::query(sql)
-                    .fetch_all($c)
-                    .await?
-                    .into_iter()
-                    .map(|r| Recorded {
-                        version: r.get(0),
-                        description: r.get(1),
-                        installed_on: r.get(2),
-                        success: r.get(3),
-                        checksum: r.get(4),
-                        execution_ns: r.get(5),
-                    })
-                    .collect()
-            };
-        }
-        Ok(match self {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => rows!(c),
-            #[cfg(feature = "mysql")]
-            Connection::MySql(c) => rows!(c),
-            #[cfg(feature = "sqlite")]
-            Connection::Sqlite(c) => rows!(c),
-        })
-    }
-}
-
-/// One row of `_sqlx_migrations`.
-struct Recorded {
-    version: i64,
-    description: String,
-    installed_on: String,
-    success: bool,
-    checksum: Vec<u8>,
-    execution_ns: i64,
-}
-
-/// What `roadie migrate status` shows for one migration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    pub version: i64,
-    pub description: String,
-    /// applied, pending, checksum mismatch, missing (applied, file gone), partially applied
-    pub state: &'static str,
-    pub installed_on: Option<String>,
-    pub execution_ms: Option<f64>,
-    pub file: Option<String>,
-}
-
-/// Every migration of the folder and of the history table, merged.
-pub async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, MigrateError> {
-    let options = url
-        .connect_options()
-        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-    let mut conn = migration_session(&options, None).await?;
-    // No table yet: everything is pending.
-    let recorded = conn.history().await.unwrap_or_default();
-    conn.close().await;
-    let mut rows: Vec<Status> = folder
-        .ups()
-        .map(|m| {
-            let r = recorded.iter().find(|r| r.version == m.version);
-            Status {
-                version: m.version,
-                description: m.description.to_string(),
-                state: match r {
-                    None => "pending",
-                    Some(r) if !r.success => "partially applied",
-                    Some(r) if r.checksum != *m.checksum => "checksum mismatch",
-                    Some(_) => "applied",
-                },
-                installed_on: r.map(|r| r.installed_on.clone()),
-                execution_ms: r
-                    .filter(|r| r.execution_ns >= 0)
-                    .map(|r| r.execution_ns as f64 / 1e6),
-                file: Some(folder.file_of(m.version)),
-            }
-        })
-        .collect();
-    for r in recorded
-        .iter()
-        .filter(|r| !folder.ups().any(|m| m.version == r.version))
-    {
-        rows.push(Status {
-            version: r.version,
-            description: r.description.clone(),
-            state: "missing",
-            installed_on: Some(r.installed_on.clone()),
-            execution_ms: (r.execution_ns >= 0).then(|| r.execution_ns as f64 / 1e6),
-            file: None,
-        });
-    }
-    rows.sort_by_key(|s| s.version);
-    Ok(rows)
 }
 
 /// What a failed run leaves behind: each migration commits on its own, so the ones before the
@@ -450,16 +340,6 @@ fn committed_before(pending: &[i64], failed: i64) -> String {
             "; the {} migrations applied earlier in this run ({first} to {last}) stay applied",
             earlier.len()
         ),
-    }
-}
-
-fn is_connection_loss(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"),
-        _ => false,
     }
 }
 

@@ -1,8 +1,10 @@
-//! What roadie keeps in memory while it supervises. Once the app has settled, roadie hands the
-//! supervision to a fresh image of itself (`execve`: same pid, same children, signals still
-//! blocked and pending), so nothing the boot touched stays resident: argument parsing, the
-//! database stages, their runtime. Should that fail, the boot's pages are released in place:
-//! only clean file-backed pages and unused stack, which come back on demand.
+//! The handoff: once the app has settled, the boot hands the supervision to a fresh image of
+//! roadie (`execve`: same pid, same children, signals still blocked and pending), so nothing the
+//! boot touched stays resident: argument parsing, the database stages, their runtime. The
+//! protocol (argv[1] = `MARK`, then the fields) lives only here: `settle` writes it, `main`
+//! reads it with `Handoff::from_args` and `resume`s. Should the execve fail, the boot's pages
+//! are released in place: only clean file-backed pages and unused stack, which come back on
+//! demand.
 
 use std::ffi::{CString, OsString};
 use std::fs;
@@ -11,8 +13,10 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::logging::Settings;
-use crate::signals::ForwardPolicy;
+use crate::error::BootError;
+use crate::logging::{self, Phase, Settings};
+use crate::signals::{ForwardPolicy, SignalSource};
+use crate::supervise::Supervision;
 
 /// argv[1] of a handed-over supervisor: no user types it (a command of that name is reachable
 /// with `roadie run -- ...`).
@@ -103,6 +107,33 @@ impl Handoff {
             success_codes,
             log: Settings::parse(format, level).ok()?,
         })
+    }
+}
+
+impl Handoff {
+    /// The run stage, continued in this fresh image: supervises the app to its end and
+    /// returns roadie's exit code.
+    pub fn resume(self, signals: SignalSource) -> Result<u8, BootError> {
+        logging::init(self.log);
+        logging::enter(Phase::Run);
+        // execve of /proc/self/exe names the process after that link ("exe" in top and
+        // pgrep): keep roadie's own name.
+        if let Err(e) = nix::sys::prctl::set_name(c"roadie") {
+            debug!("keeping the process name: {e}");
+        }
+        let mut supervision = Supervision::new(signals, self.forward, self.stop_grace, None);
+        let ended = supervision
+            .resume(
+                self.pid,
+                &self.name,
+                &self.success_codes,
+                &release_boot_memory,
+            )
+            .map_err(|source| BootError::Internal {
+                about: "waiting for signals",
+                source,
+            })?;
+        Ok(ended.reported_code(&self.success_codes))
     }
 }
 

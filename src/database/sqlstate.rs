@@ -1,0 +1,44 @@
+//! What a PostgreSQL SQLSTATE means to roadie, written once: the wait stage retries what is
+//! transient, the migrate stage calls the same codes a lost connection
+//! (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+
+/// The server cannot serve this connection now, but may soon: cannot_connect_now (starting up,
+/// shutting down, in recovery), admin_shutdown and crash_shutdown (a restart), and the whole
+/// connection_exception class (08).
+pub fn is_server_unavailable(code: &str) -> bool {
+    matches!(code, "57P03" | "57P01" | "57P02") || code.starts_with("08")
+}
+
+/// Too many connections (53300): transient at login, where another attempt may find a slot.
+pub fn is_too_many_connections(code: &str) -> bool {
+    code == "53300"
+}
+
+/// Whether `e` means the connection itself is gone (rather than a statement failing on it).
+pub fn is_connection_loss(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| is_server_unavailable(&c)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("57P03", true)]
+    #[case("57P01", true)]
+    #[case("08006", true)]
+    #[case("53300", false)]
+    #[case("28P01", false)]
+    #[case("42P01", false)]
+    fn unavailable_servers_are_told_from_failed_statements(
+        #[case] code: &str,
+        #[case] unavailable: bool,
+    ) {
+        assert_eq!(is_server_unavailable(code), unavailable);
+    }
+}
