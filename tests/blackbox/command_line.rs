@@ -113,3 +113,12 @@ fn log_level_error_keeps_roadie_quiet() {
     finished.code(0);
     assert_eq!(finished.stderr, "", "{finished}");
 }
+
+#[test]
+fn an_app_named_help_is_an_app_not_clap_s_help() {
+    // No program named help is on PATH: roadie looks for it (127), it does not print usage.
+    roadie(Mode::Subreaper, ["help"])
+        .run()
+        .code(127)
+        .stderr_has("command not found: \"help\"");
+}

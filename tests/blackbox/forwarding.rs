@@ -219,3 +219,57 @@ fn once_the_app_settles_a_fresh_image_supervises_it_with_the_same_settings(
     r.signal(libc::SIGTERM);
     r.finish().code(0).stderr_has("second stop signal");
 }
+
+#[test]
+fn the_handed_over_supervisor_keeps_the_name_roadie() {
+    let mut r = roadie(
+        Mode::Subreaper,
+        ["--", "sh", "-c", "echo ready; exec sleep 30"],
+    )
+    .start();
+    r.line_containing("ready");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/proc/{}/{what}", r.pid())).unwrap_or_default()
+    };
+    while !read("cmdline").contains("__roadie-supervise") {
+        if std::time::Instant::now() > until {
+            r.fail("roadie never handed over to a fresh image");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // comm is what top and pgrep show; an execve of /proc/self/exe makes it "exe" until the
+    // fresh image renames itself, a moment after the execve.
+    while read("comm").trim() != "roadie" {
+        if std::time::Instant::now() > until {
+            r.fail(&format!(
+                "the supervisor is named {:?}",
+                read("comm").trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    r.signal(libc::SIGTERM);
+    r.finish().code(143);
+}
+
+#[test]
+fn a_success_exit_code_says_it_is_reported_as_0() {
+    let mut r = roadie(
+        Mode::Subreaper,
+        [
+            "--success-exit-code",
+            "143",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 30",
+        ],
+    )
+    .start();
+    r.line_containing("ready");
+    r.signal(libc::SIGTERM);
+    r.finish().code(0).stderr_has(
+        "sh was killed by SIGTERM (exit code 143), reported as 0 (--success-exit-code)",
+    );
+}

@@ -159,3 +159,48 @@ fn the_app_starts_with_every_phase_timed_and_json_lines_name_their_phase() {
         );
     }
 }
+
+#[test]
+fn the_json_start_line_carries_each_phase_as_a_field() {
+    let dir = scratch();
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    script(&hooks, "10-ok", "true", 0o755);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let url = format!("sqlite:{}/app.db", dir.path().display());
+    let json = roadie(
+        Mode::Subreaper,
+        [
+            "--log-format",
+            "json",
+            "--database-url",
+            &url,
+            "--hooks",
+            &hooks.to_string_lossy(),
+            "true",
+        ],
+    )
+    .current_dir(repo)
+    .run();
+    json.code(0);
+    let start: serde_json::Value = json
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("starting true")
+        })
+        .unwrap_or_else(|| panic!("no start line\n{json}"));
+    for field in ["wait_s", "migrate_s", "hooks_s", "total_s"] {
+        assert!(
+            start[field].is_f64(),
+            "{field} missing or not a number: {start}"
+        );
+    }
+    // The repo's migrations/ folder: four native migrations on a new SQLite file.
+    assert_eq!(start["applied"], 4, "{start}");
+    assert_eq!(start["waited_for"], "database", "{start}");
+}

@@ -595,3 +595,56 @@ fn the_repos_migrations_folder_is_found_without_flags() {
         .stderr_has("4 migrations applied in");
     assert_eq!(pg.psql("SELECT count(*) FROM orders"), "3");
 }
+
+#[test]
+fn the_lock_timeout_is_reported_as_configured() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let migrations = five(dir.path());
+    let holder = hold_lock(&pg);
+    let finished: Finished = migrate(&pg, &migrations, &["--lock-timeout", "1500ms"]).run();
+    drop(holder);
+    finished
+        .code(75)
+        .stderr_has("not acquired within --lock-timeout 1s 500ms");
+}
+
+#[test]
+fn a_server_warning_during_a_migration_names_the_migration() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let migrations = folder(
+        dir.path(),
+        &[
+            (1, "plain", "CREATE TABLE plain (id int);"),
+            (
+                2,
+                "own_transaction",
+                "BEGIN;\nCREATE TABLE inner_tx (id int);\nCOMMIT;",
+            ),
+        ],
+    );
+    let finished = migrate(&pg, &migrations, &[]).run();
+    finished.code(0);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("there is already a transaction in progress"))
+        .unwrap_or_else(|| panic!("no notice line\n{finished}"));
+    assert!(
+        line.contains("migration 2 (") && line.contains("2_own_transaction.sql"),
+        "the notice does not name its migration: {line}"
+    );
+}
+
+#[test]
+fn one_info_line_names_the_host_and_database_but_no_password() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let migrations = five(dir.path());
+    let finished = migrate(&pg, &migrations, &[]).run();
+    finished
+        .code(0)
+        .stderr_has("waiting for the database \"app\" on 127.0.0.1:")
+        .stderr_lacks(crate::support::postgres::ROADIE_PASSWORD);
+}
