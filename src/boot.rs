@@ -3,6 +3,7 @@
 //! in. The async stages share one single-threaded runtime, built only when there is a database
 //! or a target, and shut down before the app starts: the supervisor keeps no runtime.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -15,8 +16,9 @@ use crate::error::BootError;
 use crate::handoff::{self, Handoff};
 use crate::hooks;
 use crate::logging::{self, Phase};
+use crate::migrate::lock::MigrationLock;
 use crate::migrate::native::{self, Folder};
-use crate::migrate::{self, Plan, Summary};
+use crate::migrate::{self, MigrateError, Plan, Summary};
 use crate::signals::SignalSource;
 use crate::supervise::{Child, RunError, Supervision};
 use crate::wait::{self, Target, Waited};
@@ -62,32 +64,60 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
         }
         Job::Run | Job::Migrate => {}
     }
-    timings.migrated = migrate_stage(runtime.as_ref(), &mut supervision, &config, connection)?;
+    let (migrated, held) = migrate_stage(runtime.as_ref(), &mut supervision, &config, connection)?;
+    timings.migrated = migrated;
+    if let (Some(held), Some(dir)) = (held, &config.locked_hooks) {
+        // Hooks that must run once cluster-wide (seed data), under the migration lock.
+        let ran = hooks_stage(dir, &mut supervision);
+        held.release();
+        timings.hooks = Some(ran?);
+    }
     if let Some(runtime) = runtime {
         // A DNS lookup stuck in the blocking pool must not hold the boot up.
         runtime.shutdown_background();
     }
+    if let Some(dir) = &config.hooks {
+        let (ran, took) = hooks_stage(dir, &mut supervision)?;
+        let (before, before_took) = timings.hooks.unwrap_or_default();
+        timings.hooks = Some((before + ran, before_took + took));
+    }
     if config.app.is_none() {
         return Ok(0);
     }
-    if let Some(dir) = &config.hooks {
-        logging::enter(Phase::Hooks);
-        let began = Instant::now();
-        let ran = hooks::run_all(dir, &mut supervision).map_err(BootError::Hook)?;
-        timings.hooks = Some((ran, began.elapsed()));
-    }
     run_app(&config, &mut supervision, &timings, started)
+}
+
+/// What the migrate stage did, and how long it took.
+type Migrated = (Summary, Duration);
+
+/// The migration lock, held on the boot's runtime for the hooks that need it.
+struct Held<'r> {
+    lock: MigrationLock,
+    runtime: &'r Runtime,
+}
+
+impl Held<'_> {
+    fn release(self) {
+        self.runtime.block_on(self.lock.release());
+    }
+}
+
+fn hooks_stage(dir: &Path, supervision: &mut Supervision) -> Result<(usize, Duration), BootError> {
+    logging::enter(Phase::Hooks);
+    let began = Instant::now();
+    let ran = hooks::run_all(dir, supervision).map_err(BootError::Hook)?;
+    Ok((ran, began.elapsed()))
 }
 
 fn configure(invocation: Invocation) -> Result<(Config, Job), BootError> {
     Ok(match invocation {
         Invocation::Run { options, command } => {
-            (Config::resolve(options, Some(command))?, Job::Run)
+            (Config::resolve(options, Some(command), true)?, Job::Run)
         }
-        Invocation::Wait { options } => (Config::resolve(options, None)?, Job::Wait),
-        Invocation::Migrate { options } => (Config::resolve(options, None)?, Job::Migrate),
+        Invocation::Wait { options } => (Config::resolve(options, None, false)?, Job::Wait),
+        Invocation::Migrate { options } => (Config::resolve(options, None, true)?, Job::Migrate),
         Invocation::MigrateStatus { options, json } => {
-            (Config::resolve(options, None)?, Job::Status { json })
+            (Config::resolve(options, None, true)?, Job::Status { json })
         }
     })
 }
@@ -145,25 +175,37 @@ fn close(runtime: Option<&Runtime>, connection: Option<Connection>) {
 }
 
 /// Runs the planned migrations under the lock and logs the summary line. Native migrations
-/// and the lock go on the wait stage's connection, when it handed one on.
-fn migrate_stage(
-    runtime: Option<&Runtime>,
+/// and the lock go on the wait stage's connection, when it handed one on. With
+/// `--locked-hooks`, the lock is handed back held (taken even when nothing migrates).
+fn migrate_stage<'r>(
+    runtime: Option<&'r Runtime>,
     supervision: &mut Supervision,
     config: &Config,
     connection: Option<Connection>,
-) -> Result<Option<(Summary, Duration)>, BootError> {
+) -> Result<(Option<Migrated>, Option<Held<'r>>), BootError> {
     let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     logging::enter(Phase::Migrate);
+    let keep_lock = config.locked_hooks.is_some();
+    let held = |lock| Held { lock, runtime };
     let began = Instant::now();
-    let summary = match &config.migrate {
+    let (summary, lock) = match &config.migrate {
         Plan::Skip(why) => {
             if let Some(why) = why {
                 info!("{why}");
             }
-            close(Some(runtime), connection);
-            return Ok(None);
+            if !keep_lock {
+                close(Some(runtime), connection);
+                return Ok((None, None));
+            }
+            let acquire = MigrationLock::acquire(url, connection, config.lock_timeout);
+            let (lock, _) = runtime
+                .block_on(supervision.until_stopped(acquire))
+                .map_err(MigrateError::from)
+                .and_then(|acquired| acquired.map_err(MigrateError::from))
+                .map_err(BootError::Migrate)?;
+            return Ok((None, Some(held(lock))));
         }
         Plan::Native(dir) => {
             let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
@@ -173,6 +215,7 @@ fn migrate_stage(
                 connection,
                 config.lock_timeout,
                 config.stop_grace,
+                keep_lock,
                 supervision,
             ))
         }
@@ -183,17 +226,18 @@ fn migrate_stage(
             program,
             connection,
             config.lock_timeout,
+            keep_lock,
         ),
     }
     .map_err(BootError::Migrate)?;
     info!("{summary}");
-    Ok(Some((summary, began.elapsed())))
+    Ok((Some((summary, began.elapsed())), lock.map(held)))
 }
 
 /// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
 fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<u8, BootError> {
     let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
-        return Err(BootError::Migrate(migrate::MigrateError::Unavailable(
+        return Err(BootError::Migrate(MigrateError::Unavailable(
             "no database configured: nothing to show".into(),
         )));
     };
@@ -253,7 +297,7 @@ fn run_app(
 #[derive(Debug, Default)]
 struct Timings {
     waited: Option<Waited>,
-    migrated: Option<(Summary, Duration)>,
+    migrated: Option<Migrated>,
     hooks: Option<(usize, Duration)>,
 }
 

@@ -118,8 +118,74 @@ pub struct Spawned {
     pid: libc::pid_t,
 }
 
+/// Why a program could not be started, told as a shell tells it (and with its exit code).
+#[derive(Debug)]
+pub enum ExecError {
+    /// The program itself is not there (127).
+    NotFound { path: PathBuf },
+    /// Its `#!` interpreter is not there, or the line ends in a CR (126).
+    BadInterpreter { path: PathBuf, interpreter: String },
+    /// Any other refusal: permissions, a format the kernel cannot run, `--user` (126).
+    Refused { path: PathBuf, source: io::Error },
+}
+
+impl ExecError {
+    /// Reads execve's error: ENOENT for a file that exists means its interpreter is missing.
+    fn of(path: &Path, source: io::Error) -> Self {
+        let path = path.to_path_buf();
+        if source.kind() != io::ErrorKind::NotFound {
+            return ExecError::Refused { path, source };
+        }
+        match interpreter_of(&path) {
+            Some(interpreter) => ExecError::BadInterpreter { path, interpreter },
+            None if path.exists() => ExecError::Refused { path, source },
+            None => ExecError::NotFound { path },
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExecError::NotFound { .. } => 127,
+            ExecError::BadInterpreter { .. } | ExecError::Refused { .. } => 126,
+        }
+    }
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::NotFound { path } => write!(f, "{}: not found", path.display()),
+            ExecError::BadInterpreter { path, interpreter } => {
+                let shown = interpreter.replace('\r', "^M");
+                write!(f, "{}: bad interpreter {shown:?}", path.display())?;
+                if interpreter.ends_with('\r') {
+                    f.write_str(" (the file has Windows line endings: convert it with dos2unix)")
+                } else {
+                    f.write_str(": no such file")
+                }
+            }
+            ExecError::Refused { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// The interpreter a `#!` line names (up to the first blank, CR kept), when the file has one.
+fn interpreter_of(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    let interpreter = text.trim_start_matches([' ', '\t']);
+    let end = interpreter.find([' ', '\t']).unwrap_or(interpreter.len());
+    Some(interpreter[..end].to_string()).filter(|i| !i.is_empty())
+}
+
 /// Starts `program` in its own process group with a clean signal state.
-pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<Spawned> {
+pub fn spawn(program: &Program, launch: Launch<'_>) -> Result<Spawned, ExecError> {
     let mut command = Command::new(&program.path);
     command.arg0(&program.argv[0]).args(&program.argv[1..]);
     if let Some(run_as) = launch.run_as {
@@ -150,7 +216,9 @@ pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<Spawned> {
             Ok(())
         });
     }
-    let child = command.spawn()?;
+    let child = command
+        .spawn()
+        .map_err(|e| ExecError::of(&program.path, e))?;
     // Dropping std's handle neither waits nor kills: the reaper owns the pid from here.
     Ok(Spawned {
         pid: child.id() as libc::pid_t,
@@ -201,6 +269,31 @@ mod tests {
             argv: argv.iter().map(Into::into).collect(),
         };
         assert_eq!(program.is_debug_shell(), shell, "{argv:?}");
+    }
+
+    #[rstest]
+    #[case(b"#!/bin/sh\r\necho hi\r\n", "/bin/sh\r")]
+    #[case(b"#!/usr/bin/python9\nprint(1)\n", "/usr/bin/python9")]
+    #[case(b"#! /usr/bin/env  python3 -u\n", "/usr/bin/env")]
+    fn reads_the_interpreter_line(#[case] text: &[u8], #[case] interpreter: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hook");
+        std::fs::write(&file, text).unwrap();
+        assert_eq!(interpreter_of(&file).as_deref(), Some(interpreter));
+    }
+
+    #[test]
+    fn a_crlf_shebang_is_shown_as_a_shell_shows_it() {
+        let error = ExecError::BadInterpreter {
+            path: "/hooks/10-seed".into(),
+            interpreter: "/bin/sh\r".into(),
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("/hooks/10-seed: bad interpreter \"/bin/sh^M\"")
+        );
+        assert_eq!(error.exit_code(), 126);
     }
 
     #[test]

@@ -118,6 +118,23 @@ pub enum Invocation {
 }
 
 impl Args {
+    /// Reads roadie's own command line: clap's error (help and version included), or the
+    /// invocation, or a usage error: a missing COMMAND, or a flag typed for a subcommand that
+    /// does not use it (`roadie wait --hooks DIR`). A variable set for the whole container is
+    /// not typed for a subcommand: that one is simply not used.
+    pub fn parse_invocation() -> Result<Result<Invocation, String>, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().try_get_matches()?;
+        let invocation = Args::from_arg_matches(&matches)?.invocation();
+        Ok(invocation.and_then(|invocation| {
+            unused_flag(&matches).map_or(Ok(invocation), |(flag, subcommand)| {
+                Err(format!(
+                    "--{flag} is not used by `roadie {subcommand}` (see roadie {subcommand} --help)"
+                ))
+            })
+        }))
+    }
+
     /// The invocation, or the usage error of a missing COMMAND.
     pub fn invocation(self) -> Result<Invocation, String> {
         match self.action {
@@ -135,6 +152,59 @@ impl Args {
             }),
         }
     }
+}
+
+/// The options each subcommand accepts (they share one set) but has no use for.
+const UNUSED: &[(&str, &[&str])] = &[
+    (
+        "wait",
+        &[
+            "migrations",
+            "migrate_command",
+            "skip_migrations",
+            "lock_timeout",
+            "hooks",
+            "locked_hooks",
+            "stop_grace",
+            "rewrite_signal",
+            "signal_group",
+            "success_exit_code",
+            "user",
+        ],
+    ),
+    // No app: nothing's exit code to report as 0.
+    ("migrate", &["success_exit_code"]),
+    (
+        "migrate status",
+        &[
+            "skip_migrations",
+            "lock_timeout",
+            "hooks",
+            "locked_hooks",
+            "stop_grace",
+            "rewrite_signal",
+            "signal_group",
+            "success_exit_code",
+            "user",
+        ],
+    ),
+];
+
+/// The first option typed on the command line for a subcommand that does not use it, with
+/// the subcommand's name.
+fn unused_flag(matches: &clap::ArgMatches) -> Option<(String, &'static str)> {
+    let (name, sub) = match matches.subcommand()? {
+        ("migrate", migrate) => match migrate.subcommand() {
+            Some(("status", status)) => ("migrate status", status),
+            _ => ("migrate", migrate),
+        },
+        (name, sub) => (name, sub),
+    };
+    let (subcommand, unused) = UNUSED.iter().find(|(n, _)| *n == name)?;
+    unused
+        .iter()
+        .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| (id.replace('_', "-"), *subcommand))
 }
 
 impl Invocation {
@@ -160,6 +230,16 @@ pub struct Options {
     /// (a failing one stops the boot: exit 65).
     #[arg(long, env = "ROADIE_HOOKS", hide_env_values = true, value_name = "DIR")]
     pub hooks: Option<PathBuf>,
+
+    /// Like --hooks, but run once cluster-wide: under the migration lock, right after the
+    /// migrations (seed data such as the first user). Needs a database to lock.
+    #[arg(
+        long,
+        env = "ROADIE_LOCKED_HOOKS",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub locked_hooks: Option<PathBuf>,
 
     #[command(flatten)]
     pub supervise: SuperviseArgs,
@@ -331,6 +411,27 @@ mod tests {
         };
         assert!(options.supervise.signal_group);
         assert_eq!(command, ["sh", "-c", "exit 3", "--user"]);
+    }
+
+    #[rstest::rstest]
+    #[case(&["roadie", "wait", "--hooks", "/h"], Some(("hooks", "wait")))]
+    #[case(&["roadie", "wait", "--user", "app"], Some(("user", "wait")))]
+    #[case(&["roadie", "migrate", "status", "--locked-hooks", "/h"], Some(("locked-hooks", "migrate status")))]
+    #[case(&["roadie", "migrate", "--success-exit-code", "143"], Some(("success-exit-code", "migrate")))]
+    #[case(&["roadie", "migrate", "--hooks", "/h"], None)]
+    #[case(&["roadie", "wait", "--wait-timeout", "5s"], None)]
+    #[case(&["roadie", "--hooks", "/h", "true"], None)]
+    fn a_flag_a_subcommand_does_not_use_is_named(
+        #[case] argv: &[&str],
+        #[case] unused: Option<(&str, &str)>,
+    ) {
+        let matches = Args::command().try_get_matches_from(argv).unwrap();
+        let found = unused_flag(&matches);
+        assert_eq!(
+            found.as_ref().map(|(f, s)| (f.as_str(), *s)),
+            unused,
+            "{argv:?}"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Config {
     pub migrate: Plan,
     /// `--hooks DIR`: executables run before the app.
     pub hooks: Option<PathBuf>,
+    /// `--locked-hooks DIR`: executables run under the migration lock, after the migrations.
+    pub locked_hooks: Option<PathBuf>,
     pub lock_timeout: Duration,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
@@ -72,14 +74,20 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Resolves the options (and COMMAND, for a run) into what the boot will do.
-    pub fn resolve(options: Options, command: Option<Vec<OsString>>) -> Result<Self, ConfigError> {
-        Self::resolve_with_env(options, command, &|name| std::env::var(name).ok())
+    /// Resolves the options (and COMMAND, for a run) into what the boot will do; `migrates`:
+    /// whether the invocation has a migrate stage (`roadie wait` has none).
+    pub fn resolve(
+        options: Options,
+        command: Option<Vec<OsString>>,
+        migrates: bool,
+    ) -> Result<Self, ConfigError> {
+        Self::resolve_with_env(options, command, migrates, &|name| std::env::var(name).ok())
     }
 
     fn resolve_with_env(
         options: Options,
         command: Option<Vec<OsString>>,
+        migrates: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let d = options.database;
@@ -96,15 +104,28 @@ impl Config {
             .map(|t| Target::parse(t))
             .collect::<Result<_, _>>()
             .map_err(ConfigError::Invalid)?;
-        if let Some(dir) = &options.hooks
-            && !dir.is_dir()
-        {
-            return Err(ConfigError::Invalid(format!(
-                "--hooks {}: not a directory",
-                dir.display()
-            )));
+        for (flag, dir) in [
+            ("--hooks", &options.hooks),
+            ("--locked-hooks", &options.locked_hooks),
+        ] {
+            if let Some(dir) = dir
+                && !dir.is_dir()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{flag} {}: not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        if options.locked_hooks.is_some() && database.is_none() {
+            return Err(ConfigError::Invalid(
+                "--locked-hooks need a database to lock; none is configured (--database-url, \
+                 ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or POSTGRES_SERVER)"
+                    .into(),
+            ));
         }
         let hooks = options.hooks;
+        let locked_hooks = options.locked_hooks;
         let m = options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let s = options.supervise;
@@ -136,7 +157,12 @@ impl Config {
         let app = command
             .map(|argv| resolve_command(argv, &path_var))
             .transpose()?;
-        let migrate = migration_plan(&m, database.is_some(), app.as_ref(), &path_var)?;
+        // A debug shell skips every stage, so what it would have migrated does not matter.
+        let migrate = if !migrates || app.as_ref().is_some_and(Program::is_debug_shell) {
+            Plan::Skip(None)
+        } else {
+            migration_plan(&m, database.is_some(), app.as_ref(), &path_var)?
+        };
         Ok(Config {
             app,
             database,
@@ -144,6 +170,7 @@ impl Config {
             wait_for,
             migrate,
             hooks,
+            locked_hooks,
             lock_timeout,
             stop_grace,
             forward: ForwardPolicy {

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::children::ChildExit;
+use crate::children::{ChildExit, ExecError};
 use crate::config::ConfigError;
 use crate::hooks::HookError;
 use crate::migrate::MigrateError;
@@ -18,10 +18,11 @@ pub enum BootError {
     Wait(WaitError),
     Migrate(MigrateError),
     Hook(HookError),
-    /// The app could not be started although config found it (it changed in between).
+    /// The app could not be started although config found it: its interpreter is missing,
+    /// or it changed in between.
     Spawn {
         command: String,
-        source: io::Error,
+        source: ExecError,
     },
     /// Something that cannot fail did: a bug in roadie or a broken system.
     Internal {
@@ -42,6 +43,7 @@ impl BootError {
             BootError::Wait(WaitError::Internal { .. }) => 70,
             BootError::Migrate(e) => match e {
                 MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
+                MigrateError::Exec { error, .. } => error.exit_code(),
                 MigrateError::LockTimedOut { .. } => 75,
                 MigrateError::Unavailable(_) => 69,
                 MigrateError::Stopped(signal) => stopped_by(*signal),
@@ -49,11 +51,9 @@ impl BootError {
             },
             BootError::Hook(HookError::Failed { .. }) => 65,
             BootError::Hook(HookError::Stopped(signal)) => stopped_by(*signal),
+            BootError::Hook(HookError::Exec(e)) => e.exit_code(),
             BootError::Hook(HookError::Io { .. }) => 70,
-            BootError::Spawn { source, .. } => match source.kind() {
-                io::ErrorKind::NotFound => 127,
-                _ => 126,
-            },
+            BootError::Spawn { source, .. } => source.exit_code(),
             BootError::Internal { .. } => 70,
         }
     }
@@ -88,7 +88,8 @@ impl std::error::Error for BootError {
             BootError::Wait(e) => e.source(),
             BootError::Migrate(e) => e.source(),
             BootError::Hook(e) => e.source(),
-            BootError::Spawn { source, .. } | BootError::Internal { source, .. } => Some(source),
+            BootError::Spawn { source, .. } => Some(source),
+            BootError::Internal { source, .. } => Some(source),
         }
     }
 }
@@ -122,8 +123,10 @@ mod tests {
     #[case(BootError::Config(ConfigError::Invalid("--stop-grace".into())), 78)]
     #[case(BootError::Config(ConfigError::NotExecutable { command: "x".into(), path: "/x".into() }), 126)]
     #[case(BootError::Config(ConfigError::NotFound { command: "x".into(), searched: "/bin".into() }), 127)]
-    #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::NotFound.into() }, 127)]
-    #[case(BootError::Spawn { command: "x".into(), source: io::ErrorKind::PermissionDenied.into() }, 126)]
+    #[case(BootError::Spawn { command: "x".into(), source: ExecError::NotFound { path: "/x".into() } }, 127)]
+    #[case(BootError::Spawn { command: "x".into(), source: ExecError::Refused { path: "/x".into(), source: io::ErrorKind::PermissionDenied.into() } }, 126)]
+    #[case(BootError::Hook(HookError::Exec(ExecError::BadInterpreter { path: "/h".into(), interpreter: "/bin/sh\r".into() })), 126)]
+    #[case(BootError::Migrate(MigrateError::Exec { command: "alembic".into(), error: ExecError::BadInterpreter { path: "/a".into(), interpreter: "/nope".into() } }), 126)]
     #[case(BootError::Internal { about: "reading signals", source: io::ErrorKind::Other.into() }, 70)]
     #[case(BootError::Wait(WaitError::Unavailable { target: "database".into(), cause: "c".into(), hint: "h".into() }), 69)]
     #[case(BootError::Wait(WaitError::TimedOut { timeout: std::time::Duration::from_secs(1), pending: vec![] }), 69)]
@@ -150,8 +153,10 @@ mod tests {
         );
         let spawn = BootError::Spawn {
             command: "app".into(),
-            source: io::Error::other("gone"),
+            source: ExecError::NotFound {
+                path: "/bin/app".into(),
+            },
         };
-        assert_eq!(report(&spawn), "starting \"app\": gone");
+        assert_eq!(report(&spawn), "starting \"app\": /bin/app: not found");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use crate::children::{ChildExit, Program};
+use crate::children::{ChildExit, ExecError, Program};
 use crate::supervise::{Child, RunError, Supervision};
 
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub enum HookError {
     Failed { hook: PathBuf, exit: ChildExit },
     /// A stop signal arrived during a hook (exit 128+S).
     Stopped(libc::c_int),
+    /// A hook could not be started: its interpreter is missing, ... (exit 126 or 127).
+    Exec(ExecError),
     /// The folder could not be read or a hook not started (exit 70).
     Io {
         about: String,
@@ -36,6 +38,7 @@ impl std::fmt::Display for HookError {
                 crate::signals::name(*s)
             ),
             HookError::Io { about, .. } => f.write_str(about),
+            HookError::Exec(e) => write!(f, "hook {e}; the app is not started"),
         }
     }
 }
@@ -49,35 +52,67 @@ impl std::error::Error for HookError {
     }
 }
 
-/// The files of `dir` in name order, each with whether it may be executed.
-pub fn list(dir: &Path) -> Result<Vec<(PathBuf, bool)>, HookError> {
+/// One entry of a hooks directory, as the stage treats it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Run it.
+    Executable(PathBuf),
+    /// Skipped with a warning: `chmod +x` it to run it.
+    NotExecutable(PathBuf),
+    /// Skipped with a warning naming where it points.
+    BrokenLink { link: PathBuf, target: PathBuf },
+}
+
+/// The entries of `dir` in name order. Dotfiles (`.gitkeep`) and directories are not hooks
+/// and are passed over in silence.
+pub fn list(dir: &Path) -> Result<Vec<Entry>, HookError> {
     let entries = fs::read_dir(dir).map_err(|source| HookError::Io {
         about: format!("reading --hooks {}", dir.display()),
         source,
     })?;
-    let mut hooks: Vec<(PathBuf, bool)> = entries
+    let mut names: Vec<_> = entries
         .flatten()
-        .filter_map(|e| {
-            let meta = fs::metadata(e.path()).ok()?;
-            meta.is_file()
-                .then(|| (e.path(), meta.permissions().mode() & 0o111 != 0))
-        })
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
         .collect();
-    hooks.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
-    Ok(hooks)
+    names.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(names
+        .into_iter()
+        .filter_map(|path| match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+                Some(Entry::Executable(path))
+            }
+            Ok(meta) if meta.is_file() => Some(Entry::NotExecutable(path)),
+            Ok(_) => None,
+            Err(_) => fs::read_link(&path)
+                .ok()
+                .map(|target| Entry::BrokenLink { link: path, target }),
+        })
+        .collect())
 }
 
 /// Runs the hooks of `dir` one after the other; returns how many ran.
 pub fn run_all(dir: &Path, supervision: &mut Supervision) -> Result<usize, HookError> {
     let mut ran = 0;
-    for (path, executable) in list(dir)? {
-        if !executable {
-            warn!(
-                "hooks: skipping {}: not executable (chmod +x it to run it)",
-                path.display()
-            );
-            continue;
-        }
+    for entry in list(dir)? {
+        let path = match entry {
+            Entry::Executable(path) => path,
+            Entry::NotExecutable(path) => {
+                warn!(
+                    "hooks: skipping {}: not executable (chmod +x it to run it)",
+                    path.display()
+                );
+                continue;
+            }
+            Entry::BrokenLink { link, target } => {
+                warn!(
+                    "hooks: skipping {}: a symlink to {}, which does not exist",
+                    link.display(),
+                    target.display()
+                );
+                continue;
+            }
+        };
         let program = Program {
             argv: vec![path.clone().into_os_string()],
             path: path.clone(),
@@ -85,10 +120,7 @@ pub fn run_all(dir: &Path, supervision: &mut Supervision) -> Result<usize, HookE
         let ended = supervision
             .run(&program, Child::Hook)
             .map_err(|e| match e {
-                RunError::Spawn(source) => HookError::Io {
-                    about: format!("starting hook {}", path.display()),
-                    source,
-                },
+                RunError::Spawn(e) => HookError::Exec(e),
                 RunError::Signals(source) => HookError::Io {
                     about: "waiting for signals".into(),
                     source,
@@ -116,23 +148,30 @@ mod tests {
     #[test]
     fn hooks_are_listed_in_name_order_with_their_mode() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, mode) in [("20-b", 0o755), ("10-a", 0o755), ("15-plain", 0o644)] {
+        for (name, mode) in [
+            ("20-b", 0o755),
+            ("10-a", 0o755),
+            ("15-plain", 0o644),
+            (".gitkeep", 0o644),
+            (".10-hidden", 0o755),
+        ] {
             let path = dir.path().join(name);
             fs::write(&path, "#!/bin/sh\n").unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         }
         fs::create_dir(dir.path().join("05-dir")).unwrap();
-        let listed: Vec<(String, bool)> = list(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(p, x)| (p.file_name().unwrap().to_string_lossy().into_owned(), x))
-            .collect();
+        std::os::unix::fs::symlink("/nonexistent/seed", dir.path().join("30-broken")).unwrap();
+        let listed: Vec<Entry> = list(dir.path()).unwrap();
         assert_eq!(
             listed,
             [
-                ("10-a".into(), true),
-                ("15-plain".into(), false),
-                ("20-b".into(), true)
+                Entry::Executable(dir.path().join("10-a")),
+                Entry::NotExecutable(dir.path().join("15-plain")),
+                Entry::Executable(dir.path().join("20-b")),
+                Entry::BrokenLink {
+                    link: dir.path().join("30-broken"),
+                    target: "/nonexistent/seed".into()
+                },
             ]
         );
     }

@@ -40,7 +40,6 @@ mod wait;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::config::ConfigError;
@@ -73,7 +72,7 @@ fn main() -> ExitCode {
         };
     }
     drop(args);
-    let invocation = match cli::Args::try_parse().map(cli::Args::invocation) {
+    let invocation = match cli::Args::parse_invocation() {
         Ok(Ok(invocation)) => invocation,
         Ok(Err(usage)) => return fail(BootError::Usage(usage)),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use libc::c_int;
 
-use crate::children::{ChildExit, Program};
+use crate::children::{ChildExit, ExecError, Program};
 use crate::signals;
 use crate::supervise::Stop;
 use lock::LockError;
@@ -59,14 +59,7 @@ pub enum Decision {
 /// else a `migrations/` folder of sqlx files means native; else nothing.
 pub fn decide(asked: &Asked<'_>) -> Decision {
     if !asked.database {
-        return match (asked.migrations, asked.command) {
-            (None, None) => Decision::Plan(Plan::Skip(None)),
-            _ => Decision::Invalid(
-                "--migrations and --migrate-command need a database to lock (--database-url, \
-                 ROADIE_DATABASE_URL, DATABASE_URL or POSTGRES_HOST)"
-                    .into(),
-            ),
-        };
+        return without_a_database(asked);
     }
     if asked.migrations.is_some() && asked.command.is_some() {
         return Decision::Invalid("--migrations and --migrate-command exclude each other".into());
@@ -79,7 +72,9 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
     {
         return Decision::Plan(Plan::Skip(Some(format!(
             "{} is the migrator itself: waiting, but not migrating first",
-            program_name(&app[0]).to_string_lossy()
+            effective_program(app)
+                .unwrap_or_else(|| program_name(&app[0]))
+                .to_string_lossy()
         ))));
     }
     if let Some(dir) = asked.migrations {
@@ -99,6 +94,36 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
     )))
 }
 
+/// No database: nothing can migrate. Asking for migrations is an error, and so is having them
+/// here (alembic.ini, a migrations/ folder), unless `--skip-migrations` says so: a forgotten
+/// variable must not start the app on an unmigrated schema (`POSTGRES_SERVER` set where
+/// `POSTGRES_HOST` was expected).
+fn without_a_database(asked: &Asked<'_>) -> Decision {
+    const LOOKED_FOR: &str = "--database-url, ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or \
+                              POSTGRES_SERVER (each also as *_FILE)";
+    if asked.migrations.is_some() || asked.command.is_some() {
+        return Decision::Invalid(format!(
+            "--migrations and --migrate-command need a database to lock; none is configured \
+             (looked for {LOOKED_FOR})"
+        ));
+    }
+    let migrator = asked.app.is_some_and(|app| is_the_migrator(app, None));
+    let found = if asked.alembic_ini {
+        Some("alembic.ini")
+    } else if asked.migrations_dir {
+        Some("a migrations/ folder of sqlx files")
+    } else {
+        None
+    };
+    match found {
+        Some(found) if !asked.skip && !migrator => Decision::Invalid(format!(
+            "found {found} in the working directory, but no database is configured (looked for \
+             {LOOKED_FOR}): configure one, or pass --skip-migrations to start without migrating"
+        )),
+        _ => Decision::Plan(Plan::Skip(None)),
+    }
+}
+
 /// Programs that run someone else's code: sharing one with the migrator says nothing
 /// (`python manage.py migrate` vs `python app.py`).
 const LAUNCHERS: &[&str] = &[
@@ -111,12 +136,80 @@ fn program_name(argv0: &OsStr) -> &OsStr {
     Path::new(argv0).file_name().unwrap_or(argv0)
 }
 
+/// The program a command really runs, past the launchers people start migrators with:
+/// `python3 -m alembic` (any `python`, `python3`, `python3.12`), `uv run [--flags] alembic`,
+/// `poetry run alembic`, `pipenv run alembic`. `None` when a launcher runs something else
+/// (`python app.py`) or nothing.
+fn effective_program(argv: &[OsString]) -> Option<&OsStr> {
+    let name = program_name(argv.first()?).to_str()?;
+    let rest = &argv[1..];
+    if is_python(name) {
+        return match rest {
+            [flag, module, ..] if flag == "-m" => Some(module.as_os_str()),
+            _ => None,
+        };
+    }
+    if matches!(name, "uv" | "poetry" | "pipenv") {
+        let (run, after) = rest.split_first()?;
+        if run != "run" {
+            return None;
+        }
+        return effective_program(skip_run_options(after));
+    }
+    Some(program_name(&argv[0]))
+}
+
+/// `uv run`'s options before the program (`--no-sync`, `--with alembic`, `--python=3.12`).
+fn skip_run_options(argv: &[OsString]) -> &[OsString] {
+    // uv run's options that take a separate value.
+    const WITH_VALUE: &[&str] = &[
+        "--with",
+        "--with-editable",
+        "--with-requirements",
+        "--python",
+        "-p",
+        "--group",
+        "--extra",
+        "--env-file",
+        "--directory",
+        "--project",
+        "--package",
+        "--index",
+        "--default-index",
+        "--index-url",
+        "--extra-index-url",
+        "--find-links",
+        "-f",
+        "--config-file",
+        "--cache-dir",
+    ];
+    let mut i = 0;
+    while let Some(arg) = argv.get(i).and_then(|a| a.to_str()) {
+        if arg == "--" {
+            return &argv[i + 1..];
+        }
+        if !arg.starts_with('-') {
+            break;
+        }
+        i += if WITH_VALUE.contains(&arg) { 2 } else { 1 };
+    }
+    argv.get(i..).unwrap_or_default()
+}
+
+fn is_python(name: &str) -> bool {
+    let Some(version) = name.strip_prefix("python") else {
+        return false;
+    };
+    version.is_empty() || version.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
 /// Whether the app is the migrator itself, so `alembic downgrade -1` as COMMAND is not preceded
-/// by an upgrade: alembic; the migrate command exactly; or the migrate command's program when
-/// that program is the migrator (`dbmate status` for `dbmate up`), not a launcher.
+/// by an upgrade: alembic however it is started; the migrate command exactly; or the program
+/// the migrate command really runs, when the app runs it too (`dbmate status` for `dbmate up`,
+/// `uv run alembic current` for `alembic upgrade head`), not a bare launcher.
 fn is_the_migrator(app: &[OsString], command: Option<&Program>) -> bool {
-    let name = program_name(&app[0]);
-    if name == "alembic" {
+    let effective = effective_program(app);
+    if effective == Some(OsStr::new("alembic")) {
         return true;
     }
     let Some(command) = command else {
@@ -125,10 +218,11 @@ fn is_the_migrator(app: &[OsString], command: Option<&Program>) -> bool {
     if command.argv == app {
         return true;
     }
-    let launcher = name
-        .to_str()
-        .is_some_and(|n| LAUNCHERS.contains(&n) || n.starts_with("python"));
-    !launcher && name == program_name(&command.argv[0])
+    let Some(name) = effective.and_then(OsStr::to_str) else {
+        return false;
+    };
+    let launcher = LAUNCHERS.contains(&name) || is_python(name);
+    !launcher && effective_program(&command.argv) == Some(OsStr::new(name))
 }
 
 /// Whether `dir` holds at least one sqlx-format migration (`<version>_<description>.sql`).
@@ -212,6 +306,8 @@ pub enum MigrateError {
     Failed { what: String, message: String },
     /// The migration command exited non-zero (exit 65).
     CommandFailed { command: String, exit: ChildExit },
+    /// The migration command could not be started (exit 126 or 127).
+    Exec { command: String, error: ExecError },
     /// The lock was not acquired before --lock-timeout (exit 75).
     LockTimedOut {
         timeout: Duration,
@@ -272,6 +368,10 @@ impl fmt::Display for MigrateError {
                 humantime::format_duration(*timeout),
                 holder.as_deref().unwrap_or("another process")
             ),
+            MigrateError::Exec { command, error } => write!(
+                f,
+                "the migration command {command:?} cannot start: {error}; the app is not started"
+            ),
             MigrateError::Unavailable(message) => {
                 write!(f, "the database is unavailable: {message}")
             }
@@ -313,6 +413,7 @@ mod tests {
     #[case::migrations_dir(Asked { database: true, migrations_dir: true, ..Default::default() }, Decision::Plan(Plan::Native("migrations".into())))]
     #[case::nothing(Asked { database: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into()))))]
     #[case::explicit_folder(Asked { database: true, migrations: Some(Path::new("db")), alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Native("db".into())))]
+    #[case::no_database_but_skip(Asked { skip: true, alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
     fn the_plan_follows_product_md(#[case] asked: Asked<'_>, #[case] expected: Decision) {
         assert_eq!(decide(&asked), expected);
     }
@@ -331,6 +432,19 @@ mod tests {
     #[case(&["bundle", "exec", "puma"], &["bundle", "exec", "rake", "db:migrate"], false)]
     #[case(&["sh", "-c", "uvicorn app:app"], &["sh", "-c", "./migrate.sh"], false)]
     #[case(&["uvicorn", "app:app"], &["dbmate", "up"], false)]
+    #[case(&["python", "-m", "alembic", "downgrade", "-1"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["python3", "-m", "alembic", "current"], &["dbmate", "up"], true)]
+    #[case(&["/usr/bin/python3.12", "-m", "alembic", "downgrade", "-1"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["uv", "run", "alembic", "downgrade", "-1"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["uv", "run", "--no-sync", "--with", "psycopg", "alembic", "current"], &["dbmate", "up"], true)]
+    #[case(&["poetry", "run", "alembic", "downgrade", "-1"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["pipenv", "run", "alembic", "history"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["uv", "run", "dbmate", "status"], &["dbmate", "up"], true)]
+    #[case(&["uv", "run", "uvicorn", "app:app"], &["uv", "run", "alembic", "upgrade", "head"], false)]
+    #[case(&["uvicorn", "alembic_app:app"], &["alembic", "upgrade", "head"], false)]
+    #[case(&["python", "-m", "uvicorn", "alembic:app"], &["alembic", "upgrade", "head"], false)]
+    #[case(&["python", "alembic.py"], &["alembic", "upgrade", "head"], false)]
+    #[case(&["python3.x", "-m", "alembic"], &["dbmate", "up"], false)]
     fn the_migrator_as_command_waits_but_does_not_migrate(
         #[case] app: &[&str],
         #[case] migrate_command: &[&str],
@@ -352,6 +466,23 @@ mod tests {
             skipped, is_migrator,
             "{app:?} with --migrate-command {migrate_command:?}"
         );
+    }
+
+    #[rstest]
+    #[case::alembic_ini(Asked { alembic_ini: true, ..Default::default() }, "found alembic.ini")]
+    #[case::migrations_dir(Asked { migrations_dir: true, ..Default::default() }, "found a migrations/ folder")]
+    fn migrations_found_without_a_database_are_refused_naming_them(
+        #[case] asked: Asked<'_>,
+        #[case] says: &str,
+    ) {
+        let Decision::Invalid(message) = decide(&asked) else {
+            panic!("accepted: {asked:?}");
+        };
+        assert!(
+            message.contains(says) && message.contains("POSTGRES_SERVER"),
+            "{message}"
+        );
+        assert!(message.contains("--skip-migrations"), "{message}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info, warn};
 
-use crate::children::{self, ChildExit, Launch, Program, Reaper, signal_descendants};
+use crate::children::{self, ChildExit, ExecError, Launch, Program, Reaper, signal_descendants};
 use crate::signals::{self, ForwardPolicy, Role, SignalSource};
 use crate::user::RunAs;
 
@@ -55,7 +55,7 @@ pub enum Stop {
 #[derive(Debug)]
 pub enum RunError {
     /// execve (or what precedes it) failed: the program, its interpreter, `--user`.
-    Spawn(io::Error),
+    Spawn(ExecError),
     /// The signal source failed while supervising.
     Signals(io::Error),
 }

@@ -173,23 +173,30 @@ impl Folder {
 }
 
 /// Runs the folder's pending migrations under the lock; a stop signal cancels the running
-/// statement (its transaction rolls back) and waits up to `grace` for it to end.
+/// statement (its transaction rolls back) and waits up to `grace` for it to end. With
+/// `keep_lock` (hooks must run under it next) the lock is taken even when nothing is pending,
+/// and handed back held.
 pub async fn run(
     folder: &Folder,
     url: &DatabaseUrl,
     reused: Option<Connection>,
     lock_timeout: Duration,
     grace: Duration,
+    keep_lock: bool,
     supervision: &Supervision,
-) -> Result<Summary, MigrateError> {
+) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
     let mut conn = migration_session(url, reused).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise.
-    if let Ok(applied) = conn.applied().await
+    if !keep_lock
+        && let Ok(applied) = conn.applied().await
         && folder.pending(&applied)?.is_empty()
     {
-        return Ok(Summary::UpToDate { lock_waited: None });
+        return Ok((Summary::UpToDate { lock_waited: None }, None));
     }
-    let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
+    let done_elsewhere = async || {
+        !keep_lock
+            && matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
+    };
     let acquired = supervision
         .until_stopped(MigrationLock::acquire_unless_done(
             url,
@@ -202,15 +209,21 @@ pub async fn run(
         Acquired::Held(lock, waited) => (lock, waited),
         Acquired::NotNeeded(waited) => {
             conn.close().await;
-            return Ok(Summary::UpToDate {
+            let summary = Summary::UpToDate {
                 lock_waited: Some(waited),
-            });
+            };
+            return Ok((summary, None));
         }
     };
     let outcome = run_locked(folder, &mut conn, &mut lock, waited, grace, supervision).await;
-    lock.release().await;
     conn.close().await;
-    outcome
+    match outcome {
+        Ok(summary) if keep_lock => Ok((summary, Some(lock))),
+        outcome => {
+            lock.release().await;
+            outcome.map(|summary| (summary, None))
+        }
+    }
 }
 
 async fn run_locked(

@@ -28,9 +28,10 @@ pub struct OnTerminal {
 }
 
 impl OnTerminal {
-    /// `roadie ARGS...` in `mode`, in the test's working directory and environment.
+    /// `roadie ARGS...` in `mode`, in `/` (as `roadie()` runs it: the repo's own migrations/
+    /// folder must not count as the app's) and the test's environment.
     pub fn start(mode: Mode, args: &[&str]) -> Self {
-        Self::start_with(mode, args, None, &[])
+        Self::start_with(mode, args, Some(Path::new("/")), &[])
     }
 
     /// `roadie ARGS...` in `mode`, in `cwd` (else the test's), with `env` added to the test's.
