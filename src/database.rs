@@ -117,12 +117,12 @@ impl DatabaseUrl {
             "mysql"
         };
         let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
-            // libpq takes `postgres://user@/db?host=/run/postgresql`; the url crate wants a
-            // host there. Any stands in: the `host` parameter (a socket) overrides it.
-            Err(url::ParseError::EmptyHost) => Url::parse(&format!(
-                "{scheme}:{}",
-                rest.replacen("@/", "@localhost/", 1)
-            )),
+            // libpq takes `postgres://user@/db?host=/run/postgresql` and `postgres://:5433/db`;
+            // the url crate wants a host there. Any stands in: the `host` parameter (a socket)
+            // overrides it.
+            Err(url::ParseError::EmptyHost) => {
+                Url::parse(&format!("{scheme}:{}", with_placeholder_host(rest)))
+            }
             parsed => parsed,
         }
         .map_err(|e| format!("{source}: malformed URL: {e}"))?;
@@ -254,6 +254,15 @@ fn sqlite_target(rest: &str) -> (Option<PathBuf>, String) {
         .filter(|p| !p.is_empty() && p != ":memory:")
         .map(PathBuf::from);
     (file, query.to_string())
+}
+
+/// `//[userinfo@][:port]...` with `localhost` where the host is empty.
+fn with_placeholder_host(rest: &str) -> String {
+    let authority_end = rest[2..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| i + 2);
+    let host_start = rest[..authority_end].rfind('@').map_or(2, |i| i + 1);
+    format!("{}localhost{}", &rest[..host_start], &rest[host_start..])
 }
 
 /// asyncpg spells sslmode `ssl=require` (or `ssl=true`); sqlx knows only `sslmode`.
