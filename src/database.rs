@@ -343,9 +343,10 @@ pub fn resolve(
     url.set_host(Some(&host))
         .map_err(|e| format!("POSTGRES_HOST {host:?}: {e}"))?;
     let _ = url.set_port(Some(port));
-    let _ = url.set_username(&user);
+    // url encodes what a URL cannot hold, but leaves `%`: encode it, or sqlx decodes `%41`.
+    let _ = url.set_username(&user.replace('%', "%25"));
     if let Some((password, _)) = secret("POSTGRES_PASSWORD", &env)? {
-        let _ = url.set_password(Some(&password));
+        let _ = url.set_password(Some(&password.replace('%', "%25")));
     }
     url.path_segments_mut()
         .expect("UNWRAP: postgres URLs have a path")
