@@ -24,6 +24,8 @@ mod error;
 mod hooks;
 mod logging;
 mod migrate;
+#[cfg(test)]
+mod parsers_under_attack;
 mod resident;
 mod signals;
 mod supervise;
