@@ -139,13 +139,7 @@ impl Config {
         let success_codes = s
             .success_exit_code
             .iter()
-            .map(|c| {
-                c.trim().parse::<u8>().map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "--success-exit-code {c:?}: expected a number from 0 to 255"
-                    ))
-                })
-            })
+            .map(|c| success_code(c))
             .collect::<Result<_, _>>()?;
         let run_as = s
             .user
@@ -236,6 +230,15 @@ pub fn duration(option: &str, text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         ConfigError::Invalid(format!(
             "{option} {text:?}: {e} (expected a duration like 500ms, 30s or 10m)"
+        ))
+    })
+}
+
+/// Reads one `--success-exit-code` value: an exit code from 0 to 255.
+pub(crate) fn success_code(text: &str) -> Result<u8, ConfigError> {
+    text.trim().parse::<u8>().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "--success-exit-code {text:?}: expected a number from 0 to 255"
         ))
     })
 }

@@ -126,12 +126,12 @@ impl DatabaseUrl {
             "mysql"
         };
         let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
-            // libpq takes `postgres://user@/db?host=/run/postgresql`; the url crate wants a
-            // host there. Any stands in: the `host` parameter (a socket) overrides it.
-            Err(url::ParseError::EmptyHost) => Url::parse(&format!(
-                "{scheme}:{}",
-                rest.replacen("@/", "@localhost/", 1)
-            )),
+            // libpq takes `postgres://user@/db?host=/run/postgresql` and `postgres://:5433/db`;
+            // the url crate wants a host there. Any stands in: the `host` parameter (a socket)
+            // overrides it.
+            Err(url::ParseError::EmptyHost) => {
+                Url::parse(&format!("{scheme}:{}", with_placeholder_host(rest)))
+            }
             parsed => parsed,
         }
         .map_err(|e| format!("{source}: malformed URL: {e}"))?;
@@ -305,6 +305,15 @@ fn sqlite_target(rest: &str) -> (Option<PathBuf>, String) {
     (file, query.to_string())
 }
 
+/// `//[userinfo@][:port]...` with `localhost` where the host is empty.
+fn with_placeholder_host(rest: &str) -> String {
+    let authority_end = rest[2..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| i + 2);
+    let host_start = rest[..authority_end].rfind('@').map_or(2, |i| i + 1);
+    format!("{}localhost{}", &rest[..host_start], &rest[host_start..])
+}
+
 /// asyncpg spells sslmode `ssl=require` (or `ssl=true`); sqlx knows only `sslmode`.
 fn translate_asyncpg_ssl(url: &mut Url) {
     rewrite_query(url, "ssl", |value| {
@@ -391,9 +400,10 @@ pub fn resolve(
     url.set_host(Some(&host))
         .map_err(|e| format!("POSTGRES_HOST {host:?}: {e}"))?;
     let _ = url.set_port(Some(port));
-    let _ = url.set_username(&user);
+    // url encodes what a URL cannot hold, but leaves `%`: encode it, or sqlx decodes `%41`.
+    let _ = url.set_username(&user.replace('%', "%25"));
     if let Some(password) = variable("POSTGRES_PASSWORD")? {
-        let _ = url.set_password(Some(&password));
+        let _ = url.set_password(Some(&password.replace('%', "%25")));
     }
     url.path_segments_mut()
         .expect("UNWRAP: postgres URLs have a path")

@@ -34,7 +34,7 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    fn to_argv(&self) -> Vec<CString> {
+    pub(crate) fn to_argv(&self) -> Vec<CString> {
         let rewrites: Vec<String> = self
             .forward
             .rewrites

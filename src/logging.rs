@@ -90,7 +90,7 @@ fn behalf() -> Option<String> {
     ON_BEHALF_OF.lock().ok().and_then(|c| c.clone())
 }
 
-/// The settings in force, for a supervisor handed over to a fresh image (resident.rs).
+/// The settings in force, for a supervisor handed over to a fresh image (handoff.rs).
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 pub fn settings() -> Option<Settings> {

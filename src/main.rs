@@ -33,6 +33,8 @@ mod handoff;
 mod hooks;
 mod logging;
 mod migrate;
+#[cfg(test)]
+mod parsers_under_attack;
 mod signals;
 mod supervise;
 mod user;

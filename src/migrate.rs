@@ -230,13 +230,17 @@ pub fn has_sqlx_migrations(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
-    entries.flatten().any(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        name.ends_with(".sql")
-            && name
-                .split_once('_')
-                .is_some_and(|(v, _)| !v.is_empty() && v.parse::<i64>().is_ok())
-    })
+    entries
+        .flatten()
+        .any(|e| is_sqlx_migration_name(&e.file_name().to_string_lossy()))
+}
+
+/// sqlx's file name rule: `<VERSION>_<DESCRIPTION>.sql`, VERSION an i64.
+pub(crate) fn is_sqlx_migration_name(name: &str) -> bool {
+    name.ends_with(".sql")
+        && name
+            .split_once('_')
+            .is_some_and(|(v, _)| !v.is_empty() && v.parse::<i64>().is_ok())
 }
 
 /// How a migrate stage ended well.

@@ -99,9 +99,11 @@ fn rt_offset(bare: &str, rtmin: c_int, rtmax: c_int) -> Option<c_int> {
     let (base, offset) = if let Some(rest) = bare.strip_prefix("RTMIN+") {
         (rtmin, rest.parse::<c_int>().ok()?)
     } else {
-        (rtmax, -bare.strip_prefix("RTMAX-")?.parse::<c_int>().ok()?)
+        let offset = bare.strip_prefix("RTMAX-")?.parse::<c_int>().ok()?;
+        (rtmax, offset.checked_neg()?)
     };
-    let n = base + offset;
+    // Checked: `RTMIN+2147483614` must be refused, not overflow.
+    let n = base.checked_add(offset)?;
     (rtmin..=rtmax).contains(&n).then_some(n)
 }
 

@@ -8,7 +8,7 @@ use url::Url;
 use crate::database::readiness::{self, Verdict};
 use crate::database::{self, Connection, DatabaseUrl};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Target {
     /// The database (named "database" in logs), or another one from `--wait-for`.
     Database {
@@ -26,6 +26,27 @@ pub enum Target {
         url: Url,
         name: String,
     },
+}
+
+impl std::fmt::Debug for Target {
+    /// As derived, but an http(s) URL is shown masked, by its name: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Database { url, name, hand_on } => f
+                .debug_struct("Database")
+                .field("url", url)
+                .field("name", name)
+                .field("hand_on", hand_on)
+                .finish(),
+            Target::Tcp { host, port, name } => f
+                .debug_struct("Tcp")
+                .field("host", host)
+                .field("port", port)
+                .field("name", name)
+                .finish(),
+            Target::Http { name, .. } => f.debug_struct("Http").field("name", name).finish(),
+        }
+    }
 }
 
 impl Target {
@@ -46,10 +67,18 @@ impl Target {
             .unwrap_or_default()
             .to_ascii_lowercase();
         match scheme.as_str() {
+            // Errors name the target masked, or not at all: it may hold a password.
             "tcp" => {
-                let url = Url::parse(text).map_err(|e| format!("--wait-for {text:?}: {e}"))?;
+                let url =
+                    Url::parse(text).map_err(|e| format!("--wait-for: malformed URL: {e}"))?;
                 let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
-                    return Err(format!("--wait-for {text:?}: expected tcp://host:port"));
+                    // Without `//` the url crate finds no userinfo to mask: name none of it.
+                    let shown = if url.has_host() {
+                        format!(" {}", database::masked(&url))
+                    } else {
+                        String::new()
+                    };
+                    return Err(format!("--wait-for{shown}: expected tcp://host:port"));
                 };
                 let host = host
                     .trim_start_matches('[')
@@ -62,7 +91,8 @@ impl Target {
                 })
             }
             "http" | "https" => {
-                let url = Url::parse(text).map_err(|e| format!("--wait-for {text:?}: {e}"))?;
+                let url =
+                    Url::parse(text).map_err(|e| format!("--wait-for: malformed URL: {e}"))?;
                 Ok(Target::Http {
                     name: database::masked(&url).to_string(),
                     url,
