@@ -12,7 +12,8 @@ Phases of a boot, each timed in the line that starts the app:
   1. config   flags and env, the command found on PATH (a typo fails in milliseconds)
   2. wait     the database ready (login + SELECT 1), and every --wait-for target
   3. migrate  under a cluster-wide lock: a sqlx-format folder natively, or any command
-  4. hooks    each executable in --hooks DIR, in name order
+  4. hooks    each executable in --locked-hooks DIR under the migration lock, then in
+              --hooks DIR, in name order
   5. run      the app as a child: signals forwarded, zombies reaped, its exit code passed on
 
 Exit codes:
@@ -26,7 +27,8 @@ Exit codes:
   75          the migration lock was not acquired before --lock-timeout
   78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
               exit code or user, missing migrations folder or directory of a SQLite file
-  126 / 127   COMMAND found but not executable / not found
+  126 / 127   COMMAND (or a hook, or the migration command) not executable or its #!
+              interpreter missing / not found
 
 Signals: everything a process can catch is forwarded to the app (after --rewrite-signal),
 except CHLD and the synchronous faults SEGV BUS FPE ILL TRAP SYS. TERM or INT also start

@@ -474,3 +474,37 @@ fn bash_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_i
         t.fail("the hook ran");
     }
 }
+
+/// Ten replicas of the example at once with the seed hook under the lock; asserts every one
+/// started and exactly one admin exists.
+fn ten_replicas_seed_one_admin(pg: &Postgres) {
+    let dir = example_dir();
+    let hooks = dir.join("prestart").to_string_lossy().into_owned();
+    let args: Vec<String> = ["--locked-hooks", &hooks, "sh", "-c", "echo app-started"]
+        .map(String::from)
+        .to_vec();
+    let replicas: Vec<Running> = (0..10)
+        .map(|_| example(Mode::Subreaper, &dir, &pg.app_url(), &args).start())
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(90))
+            .code(0)
+            .stdout_has("app-started")
+            .stderr_has("1 hook done");
+    }
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM customers WHERE email = 'admin@example.com'"),
+        "1"
+    );
+}
+
+#[test]
+fn ten_replicas_with_the_seed_hook_under_the_lock_create_one_admin_on_an_empty_database_and_at_head()
+ {
+    let pg = Postgres::started();
+    ten_replicas_seed_one_admin(&pg);
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    // At head now; the admin gone again: the seed must still run exactly once.
+    pg.psql("DELETE FROM customers WHERE email = 'admin@example.com'");
+    ten_replicas_seed_one_admin(&pg);
+}
