@@ -236,6 +236,7 @@ fn in_alembic_project(pg: &Postgres, argv: &[&str]) -> Roadie {
 #[case(&["python3", "-m", "alembic", "downgrade", "-1"])]
 #[case(&["python", "-m", "alembic", "downgrade", "-1"])]
 #[case(&["alembic", "downgrade", "-1"])]
+#[case(&["uv", "run", "--no-project", "alembic", "downgrade", "-1"])]
 fn the_migrator_started_through_an_interpreter_moves_down_exactly_one(#[case] argv: &[&str]) {
     let pg = Postgres::started();
     // One below head: the migrator as the app upgrades to 0004 and nothing more.
