@@ -92,7 +92,7 @@ fn ten_postgres_replicas_seed_the_first_user_once_with_and_without_migrations_pe
 }
 
 #[test]
-fn ten_mariadb_replicas_seed_the_first_user_once() {
+fn ten_mariadb_replicas_seed_the_first_user_once_with_and_without_migrations_pending() {
     let db = MariaDb::started();
     let dir = scratch();
     let migrations = users_folder(dir.path());
@@ -109,10 +109,13 @@ fn ten_mariadb_replicas_seed_the_first_user_once() {
     );
     replicas(&url, &migrations, &hooks, 10, &[]);
     assert_eq!(db.sql("SELECT COUNT(*) FROM app.users"), "1");
+    db.sql("DELETE FROM app.users");
+    replicas(&url, &migrations, &hooks, 10, &[]);
+    assert_eq!(db.sql("SELECT COUNT(*) FROM app.users"), "1");
 }
 
 #[test]
-fn ten_sqlite_replicas_seed_the_first_user_once() {
+fn ten_sqlite_replicas_seed_the_first_user_once_with_and_without_migrations_pending() {
     let dir = scratch();
     let migrations = users_folder(dir.path());
     let file = dir.path().join("app.db");
@@ -130,16 +133,23 @@ fn ten_sqlite_replicas_seed_the_first_user_once() {
     );
     let url = format!("sqlite:{}", file.display());
     let seed_file = file.to_string_lossy().into_owned();
+    let users = |sql: &str| {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.execute(sys.argv[2]).fetchone(); c.commit(); print(r[0] if r else '')",
+                &seed_file,
+                sql,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
     replicas(&url, &migrations, &hooks, 10, &[("SEED_FILE", &seed_file)]);
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM users').fetchone()[0])",
-            &seed_file,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert_eq!(users("SELECT count(*) FROM users"), "1");
+    users("DELETE FROM users");
+    replicas(&url, &migrations, &hooks, 10, &[("SEED_FILE", &seed_file)]);
+    assert_eq!(users("SELECT count(*) FROM users"), "1");
 }
 
 #[test]
@@ -221,15 +231,38 @@ fn venv_bin() -> PathBuf {
     bin
 }
 
-/// roadie running `argv` in the alembic test project (5 revisions, 0001 to 0005).
-fn in_alembic_project(pg: &Postgres, argv: &[&str]) -> Roadie {
-    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+/// roadie running `argv` in `project`, a copy of the alembic test project (5 revisions, 0001
+/// to 0005) that poetry and pipenv take for a project of theirs, using the venv as it is.
+fn in_alembic_project(pg: &Postgres, project: &Path, argv: &[&str]) -> Roadie {
+    let venv = venv_bin();
+    let path = format!("{}:/usr/bin:/bin", venv.display());
     let mut args = vec!["--database-url".to_string(), pg.app_url()];
     args.extend(argv.iter().map(|s| s.to_string()));
     roadie(Mode::Subreaper, args)
-        .current_dir(app("alembic"))
+        .current_dir(project)
         .env("PATH", &path)
         .env("DATABASE_URL", &pg.app_url())
+        .env("VIRTUAL_ENV", &venv.parent().unwrap().to_string_lossy())
+        .env("POETRY_VIRTUALENVS_CREATE", "false")
+        .env("PIPENV_VERBOSITY", "-1")
+}
+
+/// A copy of the alembic test project with the files poetry and pipenv look for.
+fn alembic_project(dir: &Path) -> PathBuf {
+    let project = dir.join("project");
+    let copied = std::process::Command::new("cp")
+        .args(["-r", &app("alembic"), &project.to_string_lossy()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(
+        project.join("pyproject.toml"),
+        "[tool.poetry]\nname = \"alembic-app\"\nversion = \"0.1.0\"\ndescription = \"\"\n\
+         authors = []\npackage-mode = false\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("Pipfile"), "").unwrap();
+    project
 }
 
 #[rstest]
@@ -237,14 +270,18 @@ fn in_alembic_project(pg: &Postgres, argv: &[&str]) -> Roadie {
 #[case(&["python", "-m", "alembic", "downgrade", "-1"])]
 #[case(&["alembic", "downgrade", "-1"])]
 #[case(&["uv", "run", "--no-project", "alembic", "downgrade", "-1"])]
+#[case(&["poetry", "run", "alembic", "downgrade", "-1"])]
+#[case(&["pipenv", "run", "alembic", "downgrade", "-1"])]
 fn the_migrator_started_through_an_interpreter_moves_down_exactly_one(#[case] argv: &[&str]) {
     let pg = Postgres::started();
+    let dir = scratch();
+    let project = alembic_project(dir.path());
     // One below head: the migrator as the app upgrades to 0004 and nothing more.
-    in_alembic_project(&pg, &["alembic", "upgrade", "0004"])
+    in_alembic_project(&pg, &project, &["alembic", "upgrade", "0004"])
         .run()
         .code(0);
     assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0004");
-    in_alembic_project(&pg, argv)
+    in_alembic_project(&pg, &project, argv)
         .run()
         .code(0)
         .stderr_has("alembic is the migrator itself: waiting, but not migrating first");
