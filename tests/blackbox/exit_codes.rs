@@ -93,7 +93,9 @@ fn a_success_exit_code_is_reported_as_0(#[values(Mode::Subreaper, Mode::Pid1)] m
     .start();
     r.line_containing("ready");
     r.signal(libc::SIGTERM);
-    r.finish().code(0);
+    r.finish().code(0).stderr_has(
+        "sh was killed by SIGTERM (exit code 143), reported as 0 (--success-exit-code)",
+    );
 
     roadie(mode, ["sh", "-c", "exit 3"])
         .env("ROADIE_SUCCESS_EXIT_CODES", "143,3")

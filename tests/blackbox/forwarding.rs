@@ -252,24 +252,3 @@ fn the_handed_over_supervisor_keeps_the_name_roadie() {
     r.signal(libc::SIGTERM);
     r.finish().code(143);
 }
-
-#[test]
-fn a_success_exit_code_says_it_is_reported_as_0() {
-    let mut r = roadie(
-        Mode::Subreaper,
-        [
-            "--success-exit-code",
-            "143",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 30",
-        ],
-    )
-    .start();
-    r.line_containing("ready");
-    r.signal(libc::SIGTERM);
-    r.finish().code(0).stderr_has(
-        "sh was killed by SIGTERM (exit code 143), reported as 0 (--success-exit-code)",
-    );
-}

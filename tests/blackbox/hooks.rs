@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rstest::rstest;
 
-use crate::support::{Mode, roadie, scratch, script};
+use crate::support::{Finished, Mode, roadie, scratch, script};
 
 #[rstest]
 fn hooks_run_in_name_order_before_the_app_and_non_executables_are_skipped(
@@ -91,26 +91,26 @@ fn hooks_that_are_not_a_directory_are_a_configuration_error() {
         .stderr_has("--hooks /nonexistent/hooks: not a directory");
 }
 
+/// roadie with one hook, `extra` options and the repo's migrations on a SQLite file in `dir`
+/// (one already migrated by an earlier call finds the schema up to date), running `true`.
+fn boot_with_a_hook(dir: &Path, extra: &[&str]) -> Finished {
+    let hooks = dir.join("hooks");
+    if !hooks.exists() {
+        std::fs::create_dir(&hooks).unwrap();
+        script(&hooks, "10-ok", "true", 0o755);
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let url = format!("sqlite:{}/app.db", dir.display());
+    let hooks = hooks.to_string_lossy().into_owned();
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["--database-url", &url, "--hooks", &hooks, "true"]);
+    roadie(Mode::Subreaper, args).current_dir(repo).run()
+}
+
 #[test]
 fn the_app_starts_with_every_phase_timed_and_json_lines_name_their_phase() {
     let dir = scratch();
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    script(&hooks, "10-ok", "true", 0o755);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let url = format!("sqlite:{}/app.db", dir.path().display());
-    let text = roadie(
-        Mode::Subreaper,
-        [
-            "--database-url",
-            &url,
-            "--hooks",
-            &hooks.to_string_lossy(),
-            "true",
-        ],
-    )
-    .current_dir(repo)
-    .run();
+    let text = boot_with_a_hook(dir.path(), &[]);
     text.code(0);
     let line = text
         .stderr
@@ -127,20 +127,7 @@ fn the_app_starts_with_every_phase_timed_and_json_lines_name_their_phase() {
         assert!(line.contains(part), "{part:?} missing from {line:?}");
     }
 
-    let json = roadie(
-        Mode::Subreaper,
-        [
-            "--log-format",
-            "json",
-            "--database-url",
-            &url,
-            "--hooks",
-            &hooks.to_string_lossy(),
-            "true",
-        ],
-    )
-    .current_dir(repo)
-    .run();
+    let json = boot_with_a_hook(dir.path(), &["--log-format", "json"]);
     json.code(0);
     let phases: Vec<String> = json
         .stderr
@@ -163,25 +150,7 @@ fn the_app_starts_with_every_phase_timed_and_json_lines_name_their_phase() {
 #[test]
 fn the_json_start_line_carries_each_phase_as_a_field() {
     let dir = scratch();
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    script(&hooks, "10-ok", "true", 0o755);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let url = format!("sqlite:{}/app.db", dir.path().display());
-    let json = roadie(
-        Mode::Subreaper,
-        [
-            "--log-format",
-            "json",
-            "--database-url",
-            &url,
-            "--hooks",
-            &hooks.to_string_lossy(),
-            "true",
-        ],
-    )
-    .current_dir(repo)
-    .run();
+    let json = boot_with_a_hook(dir.path(), &["--log-format", "json"]);
     json.code(0);
     let start: serde_json::Value = json
         .stderr
