@@ -156,40 +156,30 @@ impl Args {
     }
 }
 
+/// Options for running children (hooks, the migration command, the app).
+const CHILDREN: &[&str] = &[
+    "hooks",
+    "locked_hooks",
+    "stop_grace",
+    "rewrite_signal",
+    "signal_group",
+    "success_exit_code",
+    "user",
+];
+
+/// Options for taking the lock and migrating.
+const MIGRATING: &[&str] = &["skip_migrations", "lock_timeout"];
+
 /// The options each subcommand accepts (they share one set) but has no use for.
-const UNUSED: &[(&str, &[&str])] = &[
+const UNUSED: &[(&str, &[&[&str]])] = &[
     (
         "wait",
-        &[
-            "migrations",
-            "migrate_command",
-            "skip_migrations",
-            "lock_timeout",
-            "hooks",
-            "locked_hooks",
-            "stop_grace",
-            "rewrite_signal",
-            "signal_group",
-            "success_exit_code",
-            "user",
-        ],
+        &[CHILDREN, MIGRATING, &["migrations", "migrate_command"]],
     ),
     // No app: nothing's exit code to report as 0.
-    ("migrate", &["success_exit_code"]),
-    (
-        "migrate status",
-        &[
-            "skip_migrations",
-            "lock_timeout",
-            "hooks",
-            "locked_hooks",
-            "stop_grace",
-            "rewrite_signal",
-            "signal_group",
-            "success_exit_code",
-            "user",
-        ],
-    ),
+    ("migrate", &[&["success_exit_code"]]),
+    // The plan (--migrations, --migrate-command) says what to show.
+    ("migrate status", &[CHILDREN, MIGRATING]),
 ];
 
 /// The first option typed on the command line for a subcommand that does not use it, with
@@ -205,6 +195,7 @@ fn unused_flag(matches: &clap::ArgMatches) -> Option<(String, &'static str)> {
     let (subcommand, unused) = UNUSED.iter().find(|(n, _)| *n == name)?;
     unused
         .iter()
+        .flat_map(|ids| ids.iter())
         .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
         .map(|id| (id.replace('_', "-"), *subcommand))
 }
