@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use tracing::info;
 
 use crate::cli::Invocation;
-use crate::config::Config;
+use crate::config::{Config, Stages};
 use crate::database::Connection;
 use crate::error::BootError;
 use crate::handoff::{self, Handoff};
@@ -54,7 +54,7 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config)?;
     timings.waited = waited;
     match job {
-        Job::Wait => {
+        Job::Wait if !config.wait_for_schema => {
             close(runtime.as_ref(), connection);
             return Ok(0);
         }
@@ -62,7 +62,7 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
             close(runtime.as_ref(), connection);
             return status(runtime.as_ref(), &config, json);
         }
-        Job::Run | Job::Migrate => {}
+        Job::Run | Job::Migrate | Job::Wait => {}
     }
     let (migrated, held) = migrate_stage(runtime.as_ref(), &mut supervision, &config, connection)?;
     timings.migrated = migrated;
@@ -110,14 +110,32 @@ fn hooks_stage(dir: &Path, supervision: &mut Supervision) -> Result<(usize, Dura
 }
 
 fn configure(invocation: Invocation) -> Result<(Config, Job), BootError> {
+    let all = Stages {
+        migrate: true,
+        hooks: true,
+    };
     Ok(match invocation {
         Invocation::Run { options, command } => {
-            (Config::resolve(options, Some(command), true)?, Job::Run)
+            (Config::resolve(options, Some(command), all)?, Job::Run)
         }
-        Invocation::Wait { options } => (Config::resolve(options, None, false)?, Job::Wait),
-        Invocation::Migrate { options } => (Config::resolve(options, None, true)?, Job::Migrate),
+        Invocation::Wait { options } => {
+            // `roadie wait` reads the migrations only to wait for the schema.
+            let stages = Stages {
+                migrate: options.migrate.wait_for_schema,
+                hooks: false,
+            };
+            (Config::resolve(options, None, stages)?, Job::Wait)
+        }
+        Invocation::Migrate { options } => (Config::resolve(options, None, all)?, Job::Migrate),
         Invocation::MigrateStatus { options, json } => {
-            (Config::resolve(options, None, true)?, Job::Status { json })
+            let stages = Stages {
+                migrate: true,
+                hooks: false,
+            };
+            (
+                Config::resolve(options, None, stages)?,
+                Job::Status { json },
+            )
         }
     })
 }
@@ -188,50 +206,76 @@ fn migrate_stage<'r>(
     };
     logging::enter(Phase::Migrate);
     let keep_lock = config.locked_hooks.is_some();
-    let held = |lock| Held { lock, runtime };
     let began = Instant::now();
-    let (summary, lock) = match &config.migrate {
+    let (summary, lock, connection) = match &config.migrate {
         Plan::Skip(why) => {
             if let Some(why) = why {
                 info!("{why}");
             }
-            if !keep_lock {
-                close(Some(runtime), connection);
-                return Ok((None, None));
-            }
+            (None, None, connection)
+        }
+        plan if config.wait_for_schema => {
+            let wait = migrate::schema::await_current(
+                url,
+                plan,
+                connection,
+                config.wait_timeout,
+                supervision,
+            );
+            let (summary, connection) = runtime.block_on(wait).map_err(BootError::Migrate)?;
+            (Some(summary), None, Some(connection))
+        }
+        Plan::Native(dir) => {
+            let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
+            let (summary, lock) = runtime
+                .block_on(native::run(
+                    &folder,
+                    url,
+                    connection,
+                    config.lock_timeout,
+                    config.stop_grace,
+                    keep_lock,
+                    supervision,
+                ))
+                .map_err(BootError::Migrate)?;
+            (Some(summary), lock, None)
+        }
+        Plan::Command(program) => {
+            let (summary, lock) = migrate::command::run(
+                runtime,
+                supervision,
+                url,
+                program,
+                connection,
+                config.lock_timeout,
+                keep_lock,
+            )
+            .map_err(BootError::Migrate)?;
+            (Some(summary), lock, None)
+        }
+    };
+    if let Some(summary) = &summary {
+        info!("{summary}");
+    }
+    let migrated = summary.map(|summary| (summary, began.elapsed()));
+    let lock = match lock {
+        Some(lock) => Some(lock),
+        // Nothing migrated under the lock (skipped, or awaited), but hooks need it.
+        None if keep_lock => {
             let acquire = MigrationLock::acquire(url, connection, config.lock_timeout);
             let (lock, _) = runtime
                 .block_on(supervision.until_stopped(acquire))
                 .map_err(MigrateError::from)
                 .and_then(|acquired| acquired.map_err(MigrateError::from))
                 .map_err(BootError::Migrate)?;
-            return Ok((None, Some(held(lock))));
+            Some(lock)
         }
-        Plan::Native(dir) => {
-            let folder = Folder::read(dir, url.kind()).map_err(BootError::Migrate)?;
-            runtime.block_on(native::run(
-                &folder,
-                url,
-                connection,
-                config.lock_timeout,
-                config.stop_grace,
-                keep_lock,
-                supervision,
-            ))
+        None => {
+            close(Some(runtime), connection);
+            None
         }
-        Plan::Command(program) => migrate::command::run(
-            runtime,
-            supervision,
-            url,
-            program,
-            connection,
-            config.lock_timeout,
-            keep_lock,
-        ),
-    }
-    .map_err(BootError::Migrate)?;
-    info!("{summary}");
-    Ok((Some((summary, began.elapsed())), lock.map(held)))
+    };
+    Ok((migrated, lock.map(|lock| Held { lock, runtime })))
 }
 
 /// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
@@ -309,7 +353,7 @@ impl Timings {
         let secs = |d: Duration| d.as_secs_f64();
         let applied = self.migrated.and_then(|(summary, _)| match summary {
             Summary::Applied { count, .. } => Some(count as u64),
-            Summary::UpToDate { .. } => Some(0),
+            Summary::UpToDate { .. } | Summary::Awaited { .. } => Some(0),
             Summary::Command { .. } => None,
         });
         let ready = self.ready_line(total);
@@ -336,6 +380,7 @@ impl Timings {
                 Summary::Applied { count: 1, .. } => "1 migration".to_string(),
                 Summary::Applied { count, .. } => format!("{count} migrations"),
                 Summary::UpToDate { .. } => "schema up to date".into(),
+                Summary::Awaited { .. } => "schema awaited".into(),
                 Summary::Command { .. } => "migration command".into(),
             };
             let lock = summary

@@ -168,18 +168,20 @@ const CHILDREN: &[&str] = &[
 ];
 
 /// Options for taking the lock and migrating.
-const MIGRATING: &[&str] = &["skip_migrations", "lock_timeout"];
+const MIGRATING: &[&str] = &["skip_migrations", "lock_timeout", "no_alembic_shortcut"];
 
 /// The options each subcommand accepts (they share one set) but has no use for.
 const UNUSED: &[(&str, &[&[&str]])] = &[
+    // The plan (--migrations, --migrate-command, the version table) says what
+    // --wait-for-schema waits for.
+    ("wait", &[CHILDREN, MIGRATING]),
+    // No app: nothing's exit code to report as 0, and nothing to wait for the schema.
+    ("migrate", &[&["success_exit_code", "wait_for_schema"]]),
+    // The plan says what to show.
     (
-        "wait",
-        &[CHILDREN, MIGRATING, &["migrations", "migrate_command"]],
+        "migrate status",
+        &[CHILDREN, MIGRATING, &["wait_for_schema"]],
     ),
-    // No app: nothing's exit code to report as 0.
-    ("migrate", &[&["success_exit_code"]]),
-    // The plan (--migrations, --migrate-command) says what to show.
-    ("migrate status", &[CHILDREN, MIGRATING]),
 ];
 
 /// The first option typed on the command line for a subcommand that does not use it, with
@@ -193,8 +195,16 @@ fn unused_flag(matches: &clap::ArgMatches) -> Option<(String, &'static str)> {
         (name, sub) => (name, sub),
     };
     let (subcommand, unused) = UNUSED.iter().find(|(n, _)| *n == name)?;
+    // `roadie wait` reads the migrations only to wait for the schema.
+    let schema: &[&str] = if name == "wait" && !sub.get_flag("wait_for_schema") {
+        &["migrations", "migrate_command", "alembic_version_table"]
+    } else {
+        &[]
+    };
     unused
         .iter()
+        .copied()
+        .chain([schema])
         .flat_map(|ids| ids.iter())
         .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
         .map(|id| (id.replace('_', "-"), *subcommand))
@@ -271,6 +281,37 @@ pub struct MigrateArgs {
         value_parser = FalseyValueParser::new()
     )]
     pub skip_migrations: bool,
+
+    /// Instead of migrating, wait (up to --wait-timeout, exit 69) until the database has every
+    /// migration this image knows of: the native folder applied with matching checksums, or
+    /// alembic at head. For replicas and workers when a Job or a one-shot service migrates.
+    #[arg(
+        long,
+        env = "ROADIE_WAIT_FOR_SCHEMA",
+        hide_env_values = true,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub wait_for_schema: bool,
+
+    /// Where alembic records the applied revisions, when env.py renames it.
+    #[arg(
+        long,
+        env = "ROADIE_ALEMBIC_VERSION_TABLE",
+        hide_env_values = true,
+        default_value = "alembic_version",
+        value_name = "[SCHEMA.]NAME"
+    )]
+    pub alembic_version_table: String,
+
+    /// Always start alembic, even when the database is already at head (for an env.py that
+    /// does work on every run).
+    #[arg(
+        long,
+        env = "ROADIE_NO_ALEMBIC_SHORTCUT",
+        hide_env_values = true,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub no_alembic_shortcut: bool,
 
     /// How long a replica waits for another's migration before giving up (exit 75).
     #[arg(
@@ -413,6 +454,9 @@ mod tests {
     #[case(&["roadie", "migrate", "--success-exit-code", "143"], Some(("success-exit-code", "migrate")))]
     #[case(&["roadie", "migrate", "--hooks", "/h"], None)]
     #[case(&["roadie", "wait", "--wait-timeout", "5s"], None)]
+    #[case(&["roadie", "wait", "--migrations", "m"], Some(("migrations", "wait")))]
+    #[case(&["roadie", "wait", "--wait-for-schema", "--migrations", "m"], None)]
+    #[case(&["roadie", "migrate", "--wait-for-schema"], Some(("wait-for-schema", "migrate")))]
     #[case(&["roadie", "--hooks", "/h", "true"], None)]
     fn a_flag_a_subcommand_does_not_use_is_named(
         #[case] argv: &[&str],

@@ -11,6 +11,7 @@ use nix::unistd::{AccessFlags, access};
 use crate::children::Program;
 use crate::cli::{MigrateArgs, Options};
 use crate::database::{self, DatabaseUrl};
+use crate::migrate::schema::VersionTable;
 use crate::migrate::{self, Asked, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
 use crate::user::{self, RunAs};
@@ -35,11 +36,31 @@ pub struct Config {
     /// `--locked-hooks DIR`: executables run under the migration lock, after the migrations.
     pub locked_hooks: Option<PathBuf>,
     pub lock_timeout: Duration,
+    /// `--wait-for-schema`: wait for another process's migrations instead of running them.
+    pub wait_for_schema: bool,
+    /// alembic's version table, and whether roadie may skip starting alembic at head.
+    pub alembic: AlembicSettings,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
     /// `--success-exit-code`: app exit codes reported as 0.
     pub success_codes: Vec<u8>,
     pub run_as: Option<RunAs>,
+}
+
+/// The stages an invocation has besides waiting (`roadie wait` has none, `migrate status` no
+/// hooks).
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    pub migrate: bool,
+    pub hooks: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlembicSettings {
+    /// `--alembic-version-table`.
+    pub version_table: VersionTable,
+    /// Not `--no-alembic-shortcut`: at head, alembic is not started.
+    pub shortcut: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -74,22 +95,28 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Resolves the options (and COMMAND, for a run) into what the boot will do; `migrates`:
-    /// whether the invocation has a migrate stage (`roadie wait` has none).
+    /// Resolves the options (and COMMAND, for a run) into what the boot will do, for an
+    /// invocation with the `stages` given: what a stage the invocation lacks would read (from
+    /// the container's environment) is not read at all.
     pub fn resolve(
         options: Options,
         command: Option<Vec<OsString>>,
-        migrates: bool,
+        stages: Stages,
     ) -> Result<Self, ConfigError> {
-        Self::resolve_with_env(options, command, migrates, &|name| std::env::var(name).ok())
+        Self::resolve_with_env(options, command, stages, &|name| std::env::var(name).ok())
     }
 
     fn resolve_with_env(
-        options: Options,
+        mut options: Options,
         command: Option<Vec<OsString>>,
-        migrates: bool,
+        stages: Stages,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let migrates = stages.migrate;
+        if !stages.hooks {
+            options.hooks = None;
+            options.locked_hooks = None;
+        }
         let d = options.database;
         let database =
             database::resolve(d.database_url.as_deref(), env).map_err(ConfigError::Invalid)?;
@@ -128,6 +155,12 @@ impl Config {
         let locked_hooks = options.locked_hooks;
         let m = options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
+        let alembic = AlembicSettings {
+            version_table: VersionTable::parse(&m.alembic_version_table)
+                .map_err(ConfigError::Invalid)?,
+            shortcut: !m.no_alembic_shortcut,
+        };
+        let wait_for_schema = m.wait_for_schema;
         let s = options.supervise;
         let stop_grace = duration("--stop-grace", &s.stop_grace)?;
         let rewrites = s
@@ -157,6 +190,9 @@ impl Config {
         } else {
             migration_plan(&m, database.is_some(), app.as_ref(), &path_var)?
         };
+        if m.wait_for_schema && migrates {
+            schema_to_wait_for(&migrate)?;
+        }
         Ok(Config {
             app,
             database,
@@ -166,6 +202,8 @@ impl Config {
             hooks,
             locked_hooks,
             lock_timeout,
+            wait_for_schema,
+            alembic,
             stop_grace,
             forward: ForwardPolicy {
                 rewrites,
@@ -222,6 +260,21 @@ fn migration_plan(
             ["alembic", "upgrade", "head"].map(OsString::from).to_vec(),
             path_var,
         )?)),
+    }
+}
+
+/// `--wait-for-schema` needs something whose state roadie can read: a native folder, or
+/// `alembic upgrade head`. Nothing to migrate (the migrator itself as the app, a debug shell,
+/// `--skip-migrations`) means nothing to wait for: the boot says so.
+fn schema_to_wait_for(plan: &Plan) -> Result<(), ConfigError> {
+    match plan {
+        Plan::Native(_) | Plan::Skip(_) => Ok(()),
+        Plan::Command(program) if migrate::alembic_upgrade_head(&program.argv).is_some() => Ok(()),
+        Plan::Command(program) => Err(ConfigError::Invalid(format!(
+            "--wait-for-schema: roadie cannot read what {:?} applies; it waits for native \
+             migrations (--migrations) or for alembic upgrade head",
+            program.command_line()
+        ))),
     }
 }
 

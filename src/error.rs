@@ -45,7 +45,7 @@ impl BootError {
                 MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
                 MigrateError::Exec { error, .. } => error.exit_code(),
                 MigrateError::LockTimedOut { .. } => 75,
-                MigrateError::Unavailable(_) => 69,
+                MigrateError::Unavailable(_) | MigrateError::SchemaNotCurrent { .. } => 69,
                 MigrateError::Stopped(signal) => stopped_by(*signal),
                 MigrateError::Internal { .. } => 70,
             },

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod lock;
 pub mod native;
+pub mod schema;
 pub mod status;
 
 use std::ffi::{OsStr, OsString};
@@ -141,11 +142,16 @@ fn program_name(argv0: &OsStr) -> &OsStr {
 /// `poetry run alembic`, `pipenv run alembic`. `None` when a launcher runs something else
 /// (`python app.py`) or nothing.
 fn effective_program(argv: &[OsString]) -> Option<&OsStr> {
+    effective_argv(argv).map(|argv| program_name(&argv[0]))
+}
+
+/// `argv` from the program it really runs on (see `effective_program`), never empty.
+fn effective_argv(argv: &[OsString]) -> Option<&[OsString]> {
     let name = program_name(argv.first()?).to_str()?;
     let rest = &argv[1..];
     if is_python(name) {
         return match rest {
-            [flag, module, ..] if flag == "-m" => Some(module.as_os_str()),
+            [flag, _, ..] if flag == "-m" => Some(&rest[1..]),
             _ => None,
         };
     }
@@ -154,9 +160,49 @@ fn effective_program(argv: &[OsString]) -> Option<&OsStr> {
         if run != "run" {
             return None;
         }
-        return effective_program(skip_run_options(after));
+        return effective_argv(skip_run_options(after));
     }
-    Some(program_name(&argv[0]))
+    Some(argv)
+}
+
+/// `alembic upgrade head` as people write it, however it is started, with the options that
+/// say where its configuration is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlembicUpgradeHead {
+    /// `-c FILE` / `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `-n NAME` / `--name NAME`: the ini section.
+    pub name: Option<String>,
+    /// `-x KEY=VALUE`: read by env.py alone, which roadie cannot read.
+    pub x: Vec<String>,
+}
+
+/// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head`,
+/// started directly or through a launcher; `None` for any other command (it stays opaque).
+pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
+    let argv = effective_argv(argv)?;
+    if program_name(&argv[0]) != "alembic" {
+        return None;
+    }
+    let mut words = argv[1..].iter().map(|a| a.to_str());
+    let mut found = AlembicUpgradeHead::default();
+    loop {
+        let word = words.next()??;
+        match word.split_once('=') {
+            Some(("--config", v)) => found.config = Some(v.into()),
+            Some(("--name", v)) => found.name = Some(v.into()),
+            _ => match word {
+                "-c" | "--config" => found.config = Some(words.next()??.into()),
+                "-n" | "--name" => found.name = Some(words.next()??.into()),
+                "-x" => found.x.push(words.next()??.into()),
+                "--raiseerr" | "-q" | "--quiet" => {}
+                "upgrade" => break,
+                _ => return None,
+            },
+        }
+    }
+    let target = words.next()??;
+    (target == "head" && words.next().is_none()).then_some(found)
 }
 
 /// `uv run`'s options before the program (`--no-sync`, `--with alembic`, `--python=3.12`).
@@ -258,6 +304,10 @@ pub enum Summary {
         took: Duration,
         lock_waited: Duration,
     },
+    /// `--wait-for-schema`: another process migrated; this one waited this long for it.
+    Awaited {
+        waited: Duration,
+    },
 }
 
 impl Summary {
@@ -265,6 +315,7 @@ impl Summary {
     pub fn lock_waited(&self) -> Option<Duration> {
         match *self {
             Summary::UpToDate { lock_waited } => lock_waited,
+            Summary::Awaited { .. } => None,
             Summary::Applied { lock_waited, .. } | Summary::Command { lock_waited, .. } => {
                 Some(lock_waited)
             }
@@ -294,6 +345,11 @@ impl fmt::Display for Summary {
                 took.as_secs_f64(),
                 lock_waited.as_secs_f64()
             ),
+            Summary::Awaited { waited } => write!(
+                f,
+                "schema up to date, after {:.2}s waiting for it (--wait-for-schema)",
+                waited.as_secs_f64()
+            ),
             Summary::Command { took, lock_waited } => write!(
                 f,
                 "migration command done in {:.2}s, after {:.2}s waiting for the lock",
@@ -319,6 +375,11 @@ pub enum MigrateError {
     },
     /// The database went away (exit 69).
     Unavailable(String),
+    /// `--wait-for-schema`: still missing these after `--wait-timeout` (exit 69).
+    SchemaNotCurrent {
+        timeout: Duration,
+        missing: Vec<String>,
+    },
     /// A stop signal arrived: the app is not started (exit 128+S).
     Stopped(c_int),
     Internal {
@@ -375,6 +436,13 @@ impl fmt::Display for MigrateError {
             MigrateError::Exec { command, error } => write!(
                 f,
                 "the migration command {command:?} cannot start: {error}; the app is not started"
+            ),
+            MigrateError::SchemaNotCurrent { timeout, missing } => write!(
+                f,
+                "the schema is not current after --wait-timeout {} (--wait-for-schema): missing {}; \
+                 the app is not started",
+                humantime::format_duration(*timeout),
+                missing.join(", ")
             ),
             MigrateError::Unavailable(message) => {
                 write!(f, "the database is unavailable: {message}")
@@ -487,6 +555,26 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("--skip-migrations"), "{message}");
+    }
+
+    #[rstest]
+    #[case(&["alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
+    #[case(&["python", "-m", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
+    #[case(&["uv", "run", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
+    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { config: Some("db/alembic.ini".into()), name: Some("tenant".into()), x: vec![] }))]
+    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { config: Some("a.ini".into()), name: None, x: vec!["data=true".into()] }))]
+    #[case(&["alembic", "upgrade", "heads"], None)]
+    #[case(&["alembic", "upgrade", "head", "--sql"], None)]
+    #[case(&["alembic", "upgrade", "+1"], None)]
+    #[case(&["alembic", "-c"], None)]
+    #[case(&["alembic", "downgrade", "-1"], None)]
+    #[case(&["sh", "-c", "alembic upgrade head"], None)]
+    #[case(&["python", "manage.py", "upgrade", "head"], None)]
+    fn reads_alembic_upgrade_head_in_its_usual_forms(
+        #[case] words: &[&str],
+        #[case] expected: Option<AlembicUpgradeHead>,
+    ) {
+        assert_eq!(alembic_upgrade_head(&argv(words)), expected, "{words:?}");
     }
 
     #[test]

@@ -118,6 +118,26 @@ impl Folder {
         error
     }
 
+    /// What of the folder the database lacks, from its history (version, checksum): each
+    /// pending migration with its file. A changed file or an applied migration missing from
+    /// the folder is an error: waiting cannot fix it.
+    pub(super) fn missing(&self, applied: &[(i64, Vec<u8>)]) -> Result<Vec<String>, MigrateError> {
+        for (version, checksum) in applied {
+            match self.ups().find(|m| m.version == *version) {
+                None => return Err(self.explain(SqlxMigrateError::VersionMissing(*version))),
+                Some(m) if *m.checksum != checksum[..] => {
+                    return Err(self.explain(SqlxMigrateError::VersionMismatch(*version)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(self
+            .ups()
+            .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+            .map(|m| format!("migration {} ({})", m.version, self.file_of(m.version)))
+            .collect())
+    }
+
     /// Turns sqlx's error into one that names the file, the line and what to do.
     fn explain(&self, error: SqlxMigrateError) -> MigrateError {
         match error {

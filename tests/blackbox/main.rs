@@ -20,4 +20,5 @@ mod stopping;
 mod terminal;
 mod user;
 mod waiting;
+mod waiting_for_schema;
 mod waiting_mariadb;
