@@ -54,7 +54,7 @@ fn a_replica_waits_while_another_process_migrates_then_starts_the_app_at_once() 
     let pg = Postgres::started();
     let dir = scratch();
     let migrations = folder(dir.path(), 2.0);
-    let mut app = waiter(&pg, &migrations, &["sh", "-c", "echo app-started"]).start();
+    let app = waiter(&pg, &migrations, &["sh", "-c", "echo app-started"]).start();
     app.stderr_containing("database ready in");
     let migrating = migrator(&pg, &migrations).start();
     let migrated = migrating.finish_within(Duration::from_secs(30));
