@@ -26,7 +26,6 @@ pub enum Verdict {
     Permanent { cause: String, hint: String },
 }
 
-
 /// One attempt: connect and `SELECT 1`; the open connection is the caller's. The query goes
 /// as a simple query: one round trip, where a prepared statement takes two.
 pub async fn probe(options: &ConnectOptions) -> Result<Connection, sqlx::Error> {

@@ -71,14 +71,22 @@ fn a_crash_recovery_start_refusing_logins_for_3s_sees_at_most_20_logins_a_second
     let finished = r.finish();
     finished.code(0).stderr_has("database ready in");
     let logins = pg.connections_since(from);
-    let refused = pg.log()[from..].matches("Hot standby mode is disabled").count();
+    let refused = pg.log()[from..]
+        .matches("Hot standby mode is disabled")
+        .count();
     let evidence = format!(
         "{} logins at (ms after the first) {:?}\n{finished}\n{}",
         logins.len(),
-        logins.iter().map(|t| (t - logins[0]).round()).collect::<Vec<_>>(),
+        logins
+            .iter()
+            .map(|t| (t - logins[0]).round())
+            .collect::<Vec<_>>(),
         &pg.log()[from..]
     );
-    assert!(refused >= 2, "logins met 57P03 during the recovery\n{evidence}");
+    assert!(
+        refused >= 2,
+        "logins met 57P03 during the recovery\n{evidence}"
+    );
     // The fast window: at most 30 logins (every 10 ms for 300 ms). After it, at most 20 in
     // any second (logins 50 ms apart); 25 leaves room for a backend that logs late.
     let first = logins[0];
@@ -86,7 +94,12 @@ fn a_crash_recovery_start_refusing_logins_for_3s_sees_at_most_20_logins_a_second
         logins
             .iter()
             .filter(|t| **t >= from)
-            .map(|t| logins.iter().filter(|u| **u >= *t && **u < *t + 1000.0).count())
+            .map(|t| {
+                logins
+                    .iter()
+                    .filter(|u| **u >= *t && **u < *t + 1000.0)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     };
@@ -97,7 +110,10 @@ fn a_crash_recovery_start_refusing_logins_for_3s_sees_at_most_20_logins_a_second
     );
     let any = most_in_a_second(first);
     assert!(any <= 30 + 25, "{any} logins in one second\n{evidence}");
-    let ready = pg.ready_at_ms().expect("the server logged when it was ready") * 1000.0;
+    let ready = pg
+        .ready_at_ms()
+        .expect("the server logged when it was ready")
+        * 1000.0;
     let lag = finished.app_started_at_ms() - ready;
     assert!(
         (0.0..=1000.0).contains(&lag),
@@ -116,9 +132,12 @@ fn a_host_name_that_does_not_resolve_yet_is_looked_up_at_most_20_times_a_second(
         escape(ROADIE_PASSWORD),
         pg.port
     );
-    let r = roadie(Mode::Subreaper, ["wait", "--log-level", "debug", "--database-url", &url])
-        .before_exec(dns.private_resolv_conf(dir.path()))
-        .start();
+    let r = roadie(
+        Mode::Subreaper,
+        ["wait", "--log-level", "debug", "--database-url", &url],
+    )
+    .before_exec(dns.private_resolv_conf(dir.path()))
+    .start();
     r.stderr_containing("not ready:");
     thread::sleep(Duration::from_secs(2));
     let unresolved = dns.lookups();
@@ -136,7 +155,10 @@ fn a_host_name_that_does_not_resolve_yet_is_looked_up_at_most_20_times_a_second(
         unresolved.len() as f64 <= 2.0 + 25.0 * span.as_secs_f64(),
         "{evidence}"
     );
-    assert!(span >= Duration::from_secs(1), "roadie kept looking the name up\n{evidence}");
+    assert!(
+        span >= Duration::from_secs(1),
+        "roadie kept looking the name up\n{evidence}"
+    );
 }
 
 #[test]

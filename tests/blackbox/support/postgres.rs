@@ -136,7 +136,11 @@ impl Postgres {
             "-w",
             "stop",
         ]);
-        assert!(out.status.success(), "pg_ctl stop -m immediate: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m immediate: {}",
+            text(&out)
+        );
         self.running = false;
     }
 
@@ -164,7 +168,12 @@ impl Postgres {
             "30",
             "promote",
         ]);
-        assert!(out.status.success(), "pg_ctl promote: {}\n{}", text(&out), self.log());
+        assert!(
+            out.status.success(),
+            "pg_ctl promote: {}\n{}",
+            text(&out),
+            self.log()
+        );
     }
 
     /// The times (Unix ms, log_line_prefix %n) of the TCP connections the server logged
