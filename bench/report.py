@@ -169,26 +169,38 @@ def readiness_rows(t: Table, by: dict[str, list[dict]], v: dict[str, str]) -> No
     if "roadie" not in by:
         t.add("readiness rows", "not measured", "bench/readiness did not run or failed", "")
         return
-    lat = {w: [float(r["latency_ms"]) for r in rows] for w, rows in by.items()}
-    early = {w: sum(1 for r in rows if r.get("started_before_ready") == "1" or float(r["latency_ms"]) < 0)
-             for w, rows in by.items()}
-    n = len(lat["roadie"])
-    peers = [(w, label) for w, label in (
-        ("classic", "`until pg_isready; do sleep 1; done`"),
-        ("tight", "`until pg_isready; do sleep 0.1; done`"),
-        ("wait-for-it", f"`wait-for-it -t 0 HOST:PORT` ({v['wait-for-it']}, TCP only)"),
-    ) if w in lat]
-    for stat, what in ((statistics.median, f"server ready → app started, median (ms, {n} cold starts)"),
-                       (lambda xs: percentile(xs, 95), "… p95 (ms)")):
-        a = stat(lat["roadie"])
+    kinds = [k for k in ("clean", "crash") if any(r.get("kind", "clean") == k for r in by["roadie"])]
+    names = {"clean": "clean start", "crash": "start after a crash (WAL replay, port open)"}
+    for kind in kinds:
+        rows = {w: [r for r in rs if r.get("kind", "clean") == kind] for w, rs in by.items()}
+        lat = {w: [float(r["latency_ms"]) for r in rs] for w, rs in rows.items() if rs}
+        early = {w: sum(1 for r in rs if r.get("started_before_ready") == "1" or float(r["latency_ms"]) < 0)
+                 for w, rs in rows.items()}
+        logins = {w: [int(r["server_logins"]) for r in rs if r.get("server_logins")] for w, rs in rows.items()}
+        n = len(lat["roadie"])
+        peers = [(w, label) for w, label in (
+            ("classic", "`until pg_isready; do sleep 1; done`"),
+            ("tight", "`until pg_isready; do sleep 0.1; done`"),
+            ("wait-for-it", f"`wait-for-it -t 0 HOST:PORT` ({v['wait-for-it']}, TCP only)"),
+            ("dbmate", f"`dbmate wait` ({v.get('dbmate', 'dbmate')})"),
+        ) if w in lat]
+        for stat, what in ((statistics.median, f"{names[kind]}: server ready → app started, median (ms, {n} starts)"),
+                           (lambda xs: percentile(xs, 95), f"{names[kind]}: … p95 (ms)")):
+            a = stat(lat["roadie"])
+            for w, label in peers:
+                b = stat(lat[w])
+                t.add(what, fmt(a, 1), label, fmt(b, 1), positive_ratio(a, b, ""))
         for w, label in peers:
-            b = stat(lat[w])
-            t.add(what, fmt(a, 1), label, fmt(b, 1), positive_ratio(a, b, ""))
-    for w, label in peers:
-        xs = lat[w]
-        t.add("app started before the server accepted logins (too early: its first login gets 57P03)",
-              f"{early['roadie']} of {n}", label,
-              f"{early[w]} of {len(xs)}" + (f" (earliest {min(xs):.0f} ms)" if early[w] else ""))
+            xs = lat[w]
+            t.add(f"{names[kind]}: app started before the server accepted logins (too early)",
+                  f"{early['roadie']} of {n}", label,
+                  f"{early[w]} of {len(xs)}" + (f" (earliest {min(xs):.0f} ms)" if early[w] else ""))
+        if logins.get("roadie"):
+            for w, label in peers:
+                if logins.get(w):
+                    t.add(f"{names[kind]}: logins the server saw per start (median / max; log_connections)",
+                          f"{statistics.median(logins['roadie']):.0f} / {max(logins['roadie'])}", label,
+                          f"{statistics.median(logins[w]):.0f} / {max(logins[w])}")
 
 
 def migrate_rows(t: Table, s: Samples, v: dict[str, str]) -> None:
@@ -312,7 +324,7 @@ def figure(path: str, readiness: dict[str, list[dict]], sup: Samples, mig: Sampl
     # (a) readiness latency; symlog, since wait-for-it can be negative (started too early).
     ax = axes[0]
     order = [("roadie", "roadie"), ("tight", "pg_isready\nsleep 0.1"), ("classic", "pg_isready\nsleep 1"),
-             ("wait-for-it", "wait-for-it\n(TCP)")]
+             ("wait-for-it", "wait-for-it\n(TCP)"), ("dbmate", "dbmate\nwait")]
     groups = []
     for w, label in order:
         xs = [float(r["latency_ms"]) for r in readiness.get(w, [])]
@@ -331,7 +343,7 @@ def figure(path: str, readiness: dict[str, list[dict]], sup: Samples, mig: Sampl
         ax.set_ylabel("server ready → app started, ms (symlog; < 0 = too early)")
     else:
         not_measured(ax)
-    ax.set_title(f"(a) readiness latency, {len(groups[0][1]) if groups else 0} cold starts each", fontsize=10)
+    ax.set_title(f"(a) readiness latency, {len(groups[0][1]) if groups else 0} cold starts each (clean and after a crash)", fontsize=10)
 
     # (b) migrate section 1: boot with nothing to migrate, over bare `true`.
     ax = axes[1]

@@ -18,10 +18,20 @@ use crate::signals;
 use crate::supervise::{Stop, Supervision};
 pub use target::Target;
 
-/// Attempts on one target start at least this far apart (at most 20 a second), plus up to
-/// `JITTER` so replicas do not probe in step. Readiness is seen within about half of it.
+/// The pace of one target's attempts (the README's "Waiting" section says why):
+/// - logins, the attempts its server sees, start at least `INTERVAL` apart, plus up to
+///   `JITTER` so replicas do not log in in step: at most 20 a second;
+/// - but after the server's first "starting up" (57P03) it is nearly ready: logins every
+///   `STARTING_RETRY` for `STARTING_WINDOW`, then the normal pace again (a long crash recovery
+///   answers 57P03 for minutes and must not be hammered);
+/// - while nothing answers (the port refuses, the name does not resolve), a bare connect
+///   every `PORT_CHECK_EVERY`: the kernel answers it, the server never sees it; a name is
+///   looked up at most every `target::RESOLVE_EVERY`.
 const INTERVAL: Duration = Duration::from_millis(50);
 const JITTER: Duration = Duration::from_millis(5);
+const STARTING_RETRY: Duration = Duration::from_millis(10);
+const STARTING_WINDOW: Duration = Duration::from_millis(300);
+const PORT_CHECK_EVERY: Duration = Duration::from_millis(5);
 /// One attempt may take this long (a host that drops SYNs never refuses).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// While waiting, one progress line per target this often.
@@ -193,65 +203,287 @@ enum Outcome {
     },
 }
 
-/// Probes one target until it is ready, refuses for good, or the deadline passes.
+/// When the next login may start. Pure: the clock comes in as arguments.
+#[derive(Debug)]
+struct Pace {
+    next_login: Instant,
+    /// The end of the fast window opened by the first "starting up" since the port opened.
+    window_ends: Option<Instant>,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Pace {
+            next_login: now,
+            window_ends: None,
+        }
+    }
+
+    /// A login started at `at` and got `verdict`; `jitter` is in 0..1.
+    fn logged_in(&mut self, at: Instant, verdict: &Verdict, jitter: f64) {
+        let starting = matches!(verdict, Verdict::StartingUp(_));
+        if starting && self.window_ends.is_none() {
+            self.window_ends = Some(at + STARTING_WINDOW);
+        }
+        let fast = starting && self.window_ends.is_some_and(|end| at < end);
+        self.next_login = at
+            + if fast {
+                STARTING_RETRY
+            } else {
+                INTERVAL + JITTER.mul_f64(jitter)
+            };
+    }
+
+    /// The port opened again after refusing: the server restarted, so its "starting up"
+    /// may open a new window (each one needs a whole restart in between).
+    fn port_opened(&mut self) {
+        self.window_ends = None;
+    }
+}
+
+/// What one target's wait has done so far, for its log lines.
+struct Progress {
+    name: String,
+    started: Instant,
+    timeout: Duration,
+    next_report: Instant,
+    /// Logins, HTTP requests or connects: the attempts that might have reached the target.
+    attempts: u32,
+    /// Bare connects to a port that refused (never seen by the server).
+    port_checks: u32,
+    last: String,
+}
+
+impl Progress {
+    /// One line every `REPORT_EVERY`; between them, a debug line per failed attempt (per
+    /// change of error, for port checks, which come every few milliseconds).
+    fn not_ready(&mut self, last: String, port_check: bool) {
+        let now = Instant::now();
+        let name = &self.name;
+        if now >= self.next_report {
+            info!(
+                target = %name,
+                attempts = self.attempts,
+                port_checks = self.port_checks,
+                elapsed = self.started.elapsed().as_secs_f64(),
+                "waiting for {name}: {last} ({:.1}s of {})",
+                self.started.elapsed().as_secs_f64(),
+                humantime::format_duration(self.timeout)
+            );
+            self.next_report = now + REPORT_EVERY;
+        } else if !port_check || last != self.last {
+            debug!(target = %name, attempts = self.attempts, "not ready: {last}");
+        }
+        self.last = last;
+    }
+
+    fn ready(&self) {
+        let name = &self.name;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let checks = match self.port_checks {
+            0 => String::new(),
+            1 => " and 1 port check".into(),
+            n => format!(" and {n} port checks"),
+        };
+        info!(
+            target = %name,
+            attempts = self.attempts,
+            port_checks = self.port_checks,
+            elapsed,
+            "{name} ready in {elapsed:.2}s after {} attempt{}{checks}",
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// Probes one target until it is ready, refuses for good, or the deadline passes. The first
+/// attempt is a login (a server already up costs one connection, not two); once one finds
+/// nothing listening, port checks take over until the port opens.
 async fn wait_one(
     target: Target,
     deadline: Instant,
     timeout: Duration,
     http: Option<reqwest::Client>,
 ) -> Result<Option<Connection>, Outcome> {
-    let name = target.name().to_string();
     let started = Instant::now();
-    let mut next_report = started + REPORT_EVERY;
-    let mut attempts = 0u32;
+    let mut progress = Progress {
+        name: target.name().to_string(),
+        started,
+        timeout,
+        next_report: started + REPORT_EVERY,
+        attempts: 0,
+        port_checks: 0,
+        last: String::new(),
+    };
+    let mut pace = Pace::new(started);
+    let mut port_check = target.port_check();
+    let mut port_closed = false;
     loop {
+        if port_closed && let Some(check) = port_check.as_mut() {
+            wait_for_the_port(check, deadline, &mut progress).await?;
+            pace.port_opened();
+            if target.ready_when_port_opens() {
+                progress.attempts += 1;
+                progress.ready();
+                return Ok(None);
+            }
+        }
+        tokio::time::sleep_until(pace.next_login.min(deadline).into()).await;
         let attempt_started = Instant::now();
-        attempts += 1;
+        if attempt_started >= deadline && progress.attempts > 0 {
+            return Err(Outcome::TimedOut {
+                name: progress.name,
+                last: progress.last,
+            });
+        }
+        progress.attempts += 1;
         let left = deadline.saturating_duration_since(attempt_started);
-        let last = match tokio::time::timeout(
+        let verdict = match tokio::time::timeout(
             ATTEMPT_TIMEOUT.min(left),
             target.probe(http.as_ref()),
         )
         .await
         {
             Ok(Ok(connection)) => {
-                info!(
-                    target = %name,
-                    attempts,
-                    elapsed = started.elapsed().as_secs_f64(),
-                    "{name} ready in {:.2}s after {attempts} attempt{}",
-                    started.elapsed().as_secs_f64(),
-                    if attempts == 1 { "" } else { "s" }
-                );
+                progress.ready();
                 return Ok(connection);
             }
             Ok(Err(Verdict::Permanent { cause, hint })) => {
-                return Err(Outcome::Refused { name, cause, hint });
+                return Err(Outcome::Refused {
+                    name: progress.name,
+                    cause,
+                    hint,
+                });
             }
-            Ok(Err(Verdict::Transient(message))) => message,
+            Ok(Err(verdict)) => verdict,
+            Err(_) => Verdict::Transient(format!(
+                "no answer within {}",
+                humantime::format_duration(ATTEMPT_TIMEOUT.min(left))
+            )),
+        };
+        pace.logged_in(attempt_started, &verdict, fastrand::f64());
+        port_closed = matches!(verdict, Verdict::Unreachable(_));
+        let (Verdict::Unreachable(last) | Verdict::StartingUp(last) | Verdict::Transient(last)) =
+            verdict
+        else {
+            unreachable!("a permanent verdict returned above")
+        };
+        if Instant::now() >= deadline {
+            return Err(Outcome::TimedOut {
+                name: progress.name,
+                last,
+            });
+        }
+        progress.not_ready(last, false);
+    }
+}
+
+/// Bare connects every `PORT_CHECK_EVERY` until one succeeds.
+async fn wait_for_the_port(
+    check: &mut target::PortCheck,
+    deadline: Instant,
+    progress: &mut Progress,
+) -> Result<(), Outcome> {
+    loop {
+        let check_started = Instant::now();
+        if check_started >= deadline && progress.port_checks > 0 {
+            return Err(Outcome::TimedOut {
+                name: progress.name.clone(),
+                last: progress.last.clone(),
+            });
+        }
+        let left = deadline.saturating_duration_since(check_started);
+        let last = match tokio::time::timeout(ATTEMPT_TIMEOUT.min(left), check.check()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(message)) => message,
             Err(_) => format!(
                 "no answer within {}",
                 humantime::format_duration(ATTEMPT_TIMEOUT.min(left))
             ),
         };
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Outcome::TimedOut { name, last });
+        progress.port_checks += 1;
+        if Instant::now() >= deadline {
+            return Err(Outcome::TimedOut {
+                name: progress.name.clone(),
+                last,
+            });
         }
-        if now >= next_report {
-            info!(
-                target = %name,
-                attempts,
-                elapsed = started.elapsed().as_secs_f64(),
-                "waiting for {name}: {last} ({:.1}s of {})",
-                started.elapsed().as_secs_f64(),
-                humantime::format_duration(timeout)
-            );
-            next_report = now + REPORT_EVERY;
-        } else {
-            debug!(target = %name, attempts, "not ready: {last}");
+        progress.not_ready(last, true);
+        tokio::time::sleep_until((check_started + PORT_CHECK_EVERY).min(deadline).into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// The logins of a wait whose every login gets `verdict`, for `length`, with the fastest
+    /// jitter (0); the port opens again at each of `reopen` (offsets from the start).
+    fn logins(verdict: Verdict, length: Duration, reopen: &[Duration]) -> Vec<Duration> {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        let mut reopen = reopen.iter().peekable();
+        let mut at = Vec::new();
+        while pace.next_login < t0 + length {
+            let now = pace.next_login;
+            if reopen.next_if(|r| t0 + **r <= now).is_some() {
+                pace.port_opened();
+            }
+            at.push(now - t0);
+            pace.logged_in(now, &verdict, 0.0);
         }
-        let pause = INTERVAL + JITTER.mul_f64(fastrand::f64());
-        tokio::time::sleep_until((attempt_started + pause).min(deadline).into()).await;
+        at
+    }
+
+    /// The most logins in any one-second window [t, t + 1 s) that starts at or after `from`.
+    fn most_in_a_second(at: &[Duration], from: Duration) -> usize {
+        at.iter()
+            .filter(|t| **t >= from)
+            .map(|t| {
+                at.iter()
+                    .filter(|u| **u >= *t && **u < *t + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn after_starting_up_logins_come_every_10ms_for_300ms_then_at_most_20_a_second() {
+        let at = logins(
+            Verdict::StartingUp("57P03".into()),
+            Duration::from_secs(5),
+            &[],
+        );
+        let fast: Vec<_> = at.iter().take_while(|t| **t < STARTING_WINDOW).collect();
+        assert_eq!(fast.len(), 30, "{at:?}");
+        assert!(fast.windows(2).all(|w| *w[1] - *w[0] == STARTING_RETRY));
+        assert_eq!(most_in_a_second(&at, STARTING_WINDOW), 20, "{at:?}");
+        // Every second of the wait, the window's included: at most 30 + 14.
+        assert!(most_in_a_second(&at, Duration::ZERO) <= 44, "{at:?}");
+    }
+
+    #[rstest]
+    #[case::busy(Verdict::Transient("53300".into()))]
+    #[case::refused(Verdict::Unreachable("refused".into()))]
+    fn other_failures_never_log_in_more_than_20_times_a_second(#[case] verdict: Verdict) {
+        let at = logins(verdict, Duration::from_secs(3), &[]);
+        assert_eq!(most_in_a_second(&at, Duration::ZERO), 20, "{at:?}");
+    }
+
+    #[test]
+    fn only_a_restart_opens_another_fast_window() {
+        let starting = Verdict::StartingUp("57P03".into());
+        let once = logins(starting.clone(), Duration::from_secs(2), &[]);
+        let twice = logins(starting, Duration::from_secs(2), &[Duration::from_secs(1)]);
+        let fast = |at: &[Duration]| {
+            at.windows(2)
+                .filter(|w| w[1] - w[0] == STARTING_RETRY)
+                .count()
+        };
+        assert_eq!(fast(&once), 30);
+        assert_eq!(fast(&twice), 60);
     }
 }

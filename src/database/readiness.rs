@@ -10,10 +10,17 @@ use sqlx::mysql::MySqlDatabaseError;
 
 use super::{ConnectOptions, Connection, DatabaseUrl, Kind, sqlstate};
 
-/// Why an attempt failed, and whether another may succeed.
+/// Why an attempt failed, and whether another may succeed. The wait stage paces its next
+/// attempt by it: see `wait.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Worth another attempt: the server is starting, restarting, busy or not reachable yet.
+    /// Nothing answered: the port refuses, the socket file or the host name does not exist
+    /// (yet). The attempt never reached a server, so it cost the server nothing.
+    Unreachable(String),
+    /// The server answered "starting up" (Postgres 57P03): it is nearly ready, or in a crash
+    /// recovery that may last minutes.
+    StartingUp(String),
+    /// Worth another attempt: the server is restarting, busy, or hung up.
     Transient(String),
     /// Will not get better by waiting.
     Permanent { cause: String, hint: String },
@@ -63,14 +70,22 @@ pub fn classify(error: &sqlx::Error, url: &DatabaseUrl) -> Verdict {
     }
 }
 
-fn classify_io(e: &io::Error) -> Verdict {
+pub fn classify_io(e: &io::Error) -> Verdict {
+    use io::ErrorKind::*;
     match e.kind() {
-        io::ErrorKind::PermissionDenied => Verdict::Permanent {
+        PermissionDenied => Verdict::Permanent {
             cause: format!("permission denied: {e}"),
             hint: "check the socket's or file's permissions".into(),
         },
-        // Refused, reset, aborted, timed out, unreachable, and "failed to lookup address"
-        // (compose starts services in any order, so a name may not resolve yet).
+        // The kernel answered for the server (RST, no socket file, no route), or the name does
+        // not resolve yet: compose starts services in any order. std's lookup error has no
+        // kind of its own, only this message (std's `LookupHost`, from getaddrinfo).
+        ConnectionRefused | NotFound | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+        | NetworkDown => Verdict::Unreachable(e.to_string()),
+        _ if e.to_string().starts_with("failed to lookup address") => {
+            Verdict::Unreachable(e.to_string())
+        }
+        // Reset, aborted, timed out: a server was there.
         _ => Verdict::Transient(e.to_string()),
     }
 }
@@ -80,6 +95,9 @@ fn classify_sqlstate(code: &str, message: &str, url: &DatabaseUrl) -> Verdict {
     let (user, database) = (url.user(), url.database_name());
     let permanent = |cause: String, hint: String| Verdict::Permanent { cause, hint };
     match code {
+        // Starting up, in (crash) recovery, or not yet consistent; the postmaster also
+        // answers it while shutting down, which the next attempt then sees as a refused port.
+        c if sqlstate::is_starting_up(c) => Verdict::StartingUp(format!("{message} ({code})")),
         c if sqlstate::is_server_unavailable(c) || sqlstate::is_too_many_connections(c) => {
             Verdict::Transient(format!("{message} ({code})"))
         }
@@ -163,7 +181,7 @@ mod tests {
     fn postgres_errors_are_transient_or_permanent(#[case] code: &str, #[case] transient: bool) {
         let verdict = classify_sqlstate(code, "message", &url());
         assert_eq!(
-            matches!(verdict, Verdict::Transient(_)),
+            !matches!(verdict, Verdict::Permanent { .. }),
             transient,
             "{verdict:?}"
         );
@@ -181,7 +199,7 @@ mod tests {
     fn mysql_errors_are_transient_or_permanent(#[case] number: u16, #[case] transient: bool) {
         let verdict = classify_mysql(number, "message", &url());
         assert_eq!(
-            matches!(verdict, Verdict::Transient(_)),
+            !matches!(verdict, Verdict::Permanent { .. }),
             transient,
             "{verdict:?}"
         );
@@ -200,8 +218,45 @@ mod tests {
     ) {
         let verdict = classify(&sqlx::Error::Io(kind.into()), &url());
         assert_eq!(
-            matches!(verdict, Verdict::Transient(_)),
+            !matches!(verdict, Verdict::Permanent { .. }),
             transient,
+            "{verdict:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::refused(io::ErrorKind::ConnectionRefused.into(), "unreachable")]
+    #[case::no_socket_file(io::ErrorKind::NotFound.into(), "unreachable")]
+    #[case::no_route(io::ErrorKind::HostUnreachable.into(), "unreachable")]
+    #[case::name_not_resolving(
+        io::Error::other("failed to lookup address information: Name or service not known"),
+        "unreachable"
+    )]
+    #[case::reset(io::ErrorKind::ConnectionReset.into(), "transient")]
+    #[case::timed_out(io::ErrorKind::TimedOut.into(), "transient")]
+    fn io_errors_tell_an_unreachable_server_from_one_that_hung_up(
+        #[case] error: io::Error,
+        #[case] expected: &str,
+    ) {
+        let verdict = classify(&sqlx::Error::Io(error), &url());
+        let kind = match verdict {
+            Verdict::Unreachable(_) => "unreachable",
+            Verdict::Transient(_) => "transient",
+            _ => "other",
+        };
+        assert_eq!(kind, expected, "{verdict:?}");
+    }
+
+    #[rstest]
+    #[case("57P03", true)]
+    #[case("53300", false)]
+    #[case("57P01", false)]
+    #[case("08006", false)]
+    fn only_57p03_says_starting_up(#[case] code: &str, #[case] starting: bool) {
+        let verdict = classify_sqlstate(code, "message", &url());
+        assert_eq!(
+            matches!(verdict, Verdict::StartingUp(_)),
+            starting,
             "{verdict:?}"
         );
     }

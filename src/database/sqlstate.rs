@@ -9,6 +9,12 @@ pub fn is_server_unavailable(code: &str) -> bool {
     matches!(code, "57P03" | "57P01" | "57P02") || code.starts_with("08")
 }
 
+/// cannot_connect_now (57P03): the server is starting up or recovering, so nearly ready (the
+/// wait stage retries it quickly for a moment).
+pub fn is_starting_up(code: &str) -> bool {
+    code == "57P03"
+}
+
 /// Too many connections (53300): transient at login, where another attempt may find a slot.
 pub fn is_too_many_connections(code: &str) -> bool {
     code == "53300"

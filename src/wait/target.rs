@@ -1,12 +1,19 @@
 //! What roadie can wait for: the database, and `--wait-for` targets (`tcp://host:port`,
-//! `http(s)://...` answering 2xx, another database URL), each probed once per attempt.
+//! `http(s)://...` answering 2xx, another database URL), each probed once per attempt; and
+//! the bare connect (`PortCheck`) that tells, at no cost to the server, when its port opens.
 
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
 use crate::database::readiness::{self, Verdict};
-use crate::database::{self, Connection, DatabaseUrl};
+use crate::database::{self, ConnectOptions, Connection, DatabaseUrl};
+
+/// A host name is looked up at most this often (20 times a second): compose's DNS answers
+/// every lookup, and a name stays unresolvable until its container exists.
+pub const RESOLVE_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub enum Target {
@@ -121,6 +128,21 @@ impl Target {
         }
     }
 
+    /// The bare connect that tells when this target's port opens: for servers (databases
+    /// but SQLite, and tcp:// targets), not for http(s):// ones.
+    pub fn port_check(&self) -> Option<PortCheck> {
+        match self {
+            Target::Database { url, .. } => PortCheck::of_database(&url.connect_options().ok()?),
+            Target::Tcp { host, port, .. } => Some(PortCheck::tcp(host, *port)),
+            Target::Http { .. } => None,
+        }
+    }
+
+    /// Whether an open port is all this target needs (tcp://).
+    pub fn ready_when_port_opens(&self) -> bool {
+        matches!(self, Target::Tcp { .. })
+    }
+
     /// One attempt. Ready, the boot's own database answers with its open connection.
     pub async fn probe(
         &self,
@@ -145,7 +167,10 @@ impl Target {
                 tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
                     .map(|_| None)
-                    .map_err(|e| Verdict::Transient(e.to_string()))
+                    .map_err(|e| match readiness::classify_io(&e) {
+                        Verdict::Permanent { cause, .. } => Verdict::Transient(cause),
+                        verdict => verdict,
+                    })
             }
             Target::Http { url, .. } => {
                 let client = http.expect("UNWRAP: a client is built when an http target exists");
@@ -154,6 +179,126 @@ impl Target {
                     Ok(response) => Err(Verdict::Transient(format!("HTTP {}", response.status()))),
                     Err(e) => Err(Verdict::Transient(without_url(&e))),
                 }
+            }
+        }
+    }
+}
+
+/// Where a target listens, checked with a bare connect: while the port refuses, the kernel
+/// answers (RST, or no such socket file) and the server never sees it. One that succeeds is
+/// closed at once, before a byte is sent (Postgres forks a backend for it that exits quietly).
+pub struct PortCheck {
+    place: Place,
+    /// The addresses of the last lookup (or the literal address), tried in order.
+    addresses: Vec<SocketAddr>,
+    /// When the name was last looked up; `None` for a literal address or before the first.
+    looked_up: Option<Instant>,
+}
+
+enum Place {
+    Tcp { host: String, port: u16 },
+    Socket(PathBuf),
+}
+
+impl PortCheck {
+    fn tcp(host: &str, port: u16) -> Self {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addresses = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => Vec::new(),
+        };
+        PortCheck {
+            place: Place::Tcp {
+                host: host.to_string(),
+                port,
+            },
+            addresses,
+            looked_up: None,
+        }
+    }
+
+    fn socket(path: PathBuf) -> Self {
+        PortCheck {
+            place: Place::Socket(path),
+            addresses: Vec::new(),
+            looked_up: None,
+        }
+    }
+
+    /// Where a database listens, as sqlx would connect to it; `None` for SQLite.
+    fn of_database(options: &ConnectOptions) -> Option<Self> {
+        match options {
+            // sqlx: a socket directory (`host=/run/postgresql` or `socket=`) holds
+            // `.s.PGSQL.PORT`.
+            #[cfg(feature = "postgres")]
+            ConnectOptions::Postgres(o) => {
+                let directory = o.get_socket().cloned().or_else(|| {
+                    o.get_host()
+                        .starts_with('/')
+                        .then(|| PathBuf::from(o.get_host()))
+                });
+                Some(match directory {
+                    Some(dir) => Self::socket(dir.join(format!(".s.PGSQL.{}", o.get_port()))),
+                    None => Self::tcp(o.get_host(), o.get_port()),
+                })
+            }
+            #[cfg(feature = "mysql")]
+            ConnectOptions::MySql(o) => Some(match o.get_socket() {
+                Some(path) => Self::socket(path.clone()),
+                None => Self::tcp(o.get_host(), o.get_port()),
+            }),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// One bare connect to each address in turn: `Ok` as soon as one accepts. A name is
+    /// looked up again when the last lookup is `RESOLVE_EVERY` old; until then the addresses
+    /// it gave are reused, and a name that gave none waits for its next lookup.
+    pub async fn check(&mut self) -> Result<(), String> {
+        let (host, port) = match &self.place {
+            Place::Socket(path) => {
+                return tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{}: {e}", path.display()));
+            }
+            Place::Tcp { host, port } => (host.clone(), *port),
+        };
+        let literal = self.looked_up.is_none() && !self.addresses.is_empty();
+        if !literal {
+            self.look_up(&host, port).await?;
+        }
+        let mut last = None;
+        for address in &self.addresses {
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || format!("{host} resolves to no address"),
+            |e| e.to_string(),
+        ))
+    }
+
+    async fn look_up(&mut self, host: &str, port: u16) -> Result<(), String> {
+        if let Some(at) = self.looked_up {
+            let due = at + RESOLVE_EVERY;
+            if !self.addresses.is_empty() && Instant::now() < due {
+                return Ok(());
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
+        self.looked_up = Some(Instant::now());
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => {
+                self.addresses = found.collect();
+                Ok(())
+            }
+            Err(e) => {
+                self.addresses.clear();
+                Err(format!("{host}: {e}"))
             }
         }
     }

@@ -28,8 +28,10 @@ fn access_denied_errors(db: &MariaDb) -> u32 {
         .expect("a count")
 }
 
+/// A claim with a wide margin (it proves there is no sleep-a-second loop); the precise figures
+/// are `bench/readiness`'s.
 #[rstest]
-fn waits_for_a_mariadb_started_2s_later_and_starts_the_app_within_100ms_of_it_accepting_logins(
+fn waits_for_a_mariadb_started_2s_later_and_starts_the_app_within_1s_of_it_accepting_logins(
     #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
 ) {
     let mut db = MariaDb::new();
@@ -57,7 +59,7 @@ fn waits_for_a_mariadb_started_2s_later_and_starts_the_app_within_100ms_of_it_ac
     );
     let lag = started - accepting;
     assert!(
-        lag <= 100.0,
+        lag <= 1000.0,
         "the app started {lag:.0} ms after the server accepted logins\n{finished}"
     );
 }

@@ -24,6 +24,8 @@ pub struct Postgres {
     pub port: u16,
     /// Holds `data/`, the socket and `log`.
     pub dir: PathBuf,
+    /// More server options for `start`, e.g. `-c log_connections=on`.
+    pub options: Vec<String>,
     running: bool,
 }
 
@@ -54,6 +56,7 @@ impl Postgres {
         Postgres {
             port: free_port(),
             dir,
+            options: Vec::new(),
             running: false,
         }
     }
@@ -74,9 +77,10 @@ impl Postgres {
     pub fn start_with(&mut self, tcp: bool) {
         let listen = if tcp { "127.0.0.1,::1" } else { "" };
         let options = format!(
-            "-p {} -k {} -c listen_addresses='{listen}' -c fsync=off -c log_line_prefix='%n [%p] '",
+            "-p {} -k {} -c listen_addresses='{listen}' -c fsync=off -c log_line_prefix='%n [%p] ' {}",
             self.port,
-            self.socket_dir()
+            self.socket_dir(),
+            self.options.join(" ")
         );
         let out = as_postgres(&[
             &format!("{BIN}/pg_ctl"),
@@ -118,6 +122,72 @@ impl Postgres {
             ]);
             self.running = false;
         }
+    }
+
+    /// A crash: `pg_ctl stop -m immediate` kills every server process without a checkpoint,
+    /// so the next start replays the WAL (crash recovery).
+    pub fn crash(&mut self) {
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m immediate: {}",
+            text(&out)
+        );
+        self.running = false;
+    }
+
+    /// Starts a crashed cluster that stays in recovery until `promote`: it replays the WAL,
+    /// then waits for more as a standby (`standby.signal`) that takes no logins
+    /// (`hot_standby = off`), answering every login 57P03, as a long crash recovery does.
+    /// Returns once the server listens on TCP.
+    pub fn start_recovering(&mut self) {
+        let signal = self.dir.join("data/standby.signal");
+        fs::write(&signal, "").expect("standby.signal");
+        chown_postgres(&signal);
+        self.options.push("-c hot_standby=off".into());
+        self.start_with(true);
+        self.options.pop();
+    }
+
+    /// Ends the recovery `start_recovering` began: the server accepts logins once this returns.
+    pub fn promote(&self) {
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-w",
+            "-t",
+            "30",
+            "promote",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl promote: {}\n{}",
+            text(&out),
+            self.log()
+        );
+    }
+
+    /// The times (Unix ms, log_line_prefix %n) of the TCP connections the server logged
+    /// (`log_connections = on`) from byte `from` of its log on: every login attempt, failed
+    /// or not, and every bare connect (not pg_ctl's own, over the socket).
+    pub fn connections_since(&self, from: usize) -> Vec<f64> {
+        let log = self.log();
+        log.get(from..)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("connection received: host=") && !l.contains("[local]"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .map(|seconds: f64| seconds * 1000.0)
+            .collect()
     }
 
     /// Runs SQL as the superuser over the socket; panics on an error.
