@@ -172,6 +172,7 @@ fn migrate_stage(
                 url,
                 connection,
                 config.lock_timeout,
+                config.ddl,
                 config.stop_grace,
                 supervision,
             ))
@@ -183,6 +184,7 @@ fn migrate_stage(
             program,
             connection,
             config.lock_timeout,
+            config.ddl,
         ),
     }
     .map_err(BootError::Migrate)?;

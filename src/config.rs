@@ -11,7 +11,7 @@ use nix::unistd::{AccessFlags, access};
 use crate::children::Program;
 use crate::cli::{MigrateArgs, Options};
 use crate::database::{self, DatabaseUrl};
-use crate::migrate::{self, Asked, Decision, Plan};
+use crate::migrate::{self, Asked, DdlLimits, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
 use crate::user::{self, RunAs};
 use crate::wait::Target;
@@ -33,6 +33,8 @@ pub struct Config {
     /// `--hooks DIR`: executables run before the app.
     pub hooks: Option<PathBuf>,
     pub lock_timeout: Duration,
+    /// `--ddl-lock-timeout` and `--ddl-retries`.
+    pub ddl: DdlLimits,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
     /// `--success-exit-code`: app exit codes reported as 0.
@@ -107,6 +109,7 @@ impl Config {
         let hooks = options.hooks;
         let m = options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
+        let ddl = ddl_limits(&m)?;
         let s = options.supervise;
         let stop_grace = duration("--stop-grace", &s.stop_grace)?;
         let rewrites = s
@@ -145,6 +148,7 @@ impl Config {
             migrate,
             hooks,
             lock_timeout,
+            ddl,
             stop_grace,
             forward: ForwardPolicy {
                 rewrites,
@@ -154,6 +158,32 @@ impl Config {
             run_as,
         })
     }
+}
+
+/// `--ddl-lock-timeout` (off unless set; at least 1ms, as PostgreSQL's 0 would mean "off")
+/// and `--ddl-retries`.
+fn ddl_limits(m: &MigrateArgs) -> Result<DdlLimits, ConfigError> {
+    let lock_timeout = m
+        .ddl_lock_timeout
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| duration("--ddl-lock-timeout", t))
+        .transpose()?;
+    if lock_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
+        return Err(ConfigError::Invalid(
+            "--ddl-lock-timeout: at least 1ms (leave it unset for no timeout)".into(),
+        ));
+    }
+    let retries = m.ddl_retries.trim().parse::<u32>().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "--ddl-retries {:?}: expected a number of retries, e.g. 10",
+            m.ddl_retries
+        ))
+    })?;
+    Ok(DdlLimits {
+        lock_timeout,
+        retries,
+    })
 }
 
 /// Decides which migrations run (migrate.rs has the rules), resolving the commands involved.
