@@ -512,7 +512,7 @@ impl Watch {
         #[cfg(feature = "postgres")]
         if let Connection::Postgres(c) = &mut self.conn {
             let read = sqlx::query_as::<_, (String, Vec<String>)>(
-                "SELECT md5(coalesce(string_agg(c.oid::text || ':' || c.relkind || ':' || c.relnatts \
+                "SELECT md5(coalesce(string_agg(c.oid::text || ':' || c.relkind::text || ':' || c.relnatts::text \
                             || ':' || coalesce(i.indisvalid::text, '-'), ',' ORDER BY c.oid), '') \
                             || ':' || (SELECT count(*) FROM pg_constraint)), \
                         coalesce(array_agg(c.oid::regclass::text ORDER BY c.oid) \
@@ -585,7 +585,10 @@ pub(super) fn describe_blocker(
     let mut text = format!("pid {pid}");
     if !details.is_empty() {
         text.push_str(&format!(" ({}", details.join(", ")));
-        if let Some(words) = query.as_deref().and_then(first_words) {
+        // Another role's session shows this instead of its query, unless roadie's role may
+        // read all statistics (pg_read_all_stats).
+        let visible = query.filter(|q| !q.starts_with("<insufficient privilege>"));
+        if let Some(words) = visible.as_deref().and_then(first_words) {
             text.push_str(&format!(": {words:?}"));
         }
         text.push(')');

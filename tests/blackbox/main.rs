@@ -12,6 +12,7 @@ mod forwarding;
 mod hooks;
 mod migrating;
 mod migrating_alembic;
+mod migrating_ddl;
 mod migrating_other_databases;
 mod reaping;
 mod shipping;

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod mariadb;
 pub mod postgres;
+pub mod sessions;
 pub mod terminal;
 
 use std::collections::HashMap;
