@@ -422,6 +422,13 @@ fn backoff(attempt: u32, jitter: f64) -> Duration {
 /// seen before the timeout ends the wait).
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
+/// How soon the server gives up on a session of roadie's whose host vanished: keepalives on
+/// an idle socket (5 s, then 3 probes 2 s apart), and `tcp_user_timeout` (PostgreSQL 12+) for
+/// a socket with a reply in flight, which keepalives never probe (the kernel would retransmit
+/// it for 15 minutes). The last setting an old server refuses costs only itself and the next.
+const SERVER_BOUNDS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+     SET tcp_keepalives_count = 3; SET tcp_user_timeout = 11000";
+
 /// The watch session beside the migration's (PostgreSQL and MySQL; SQLite has no network).
 struct Watch {
     conn: Connection,
@@ -453,9 +460,16 @@ impl Watch {
         if let ConnectOptions::Postgres(o) = options {
             options = ConnectOptions::Postgres(o.application_name("roadie (migration watch)"));
         }
-        let conn = bounded("connecting the watch session", Connection::open(&options))
+        let mut conn = bounded("connecting the watch session", Connection::open(&options))
             .await?
             .map_err(|e| MigrateError::Unavailable(format!("connecting the watch session: {e}")))?;
+        // Should roadie's host vanish, the server ends this session too within the bound.
+        if url.kind() == Kind::Postgres
+            && let Err(e) = bounded("setting up the watch session", conn.execute(SERVER_BOUNDS))
+                .await?
+        {
+            debug!("the watch session keeps the server's defaults: {e}");
+        }
         let every = match ddl_lock_timeout {
             Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
             None => WATCH_EVERY,
@@ -614,6 +628,12 @@ fn first_words(query: &str) -> Option<String> {
     Some(shown)
 }
 
+/// [`SERVER_BOUNDS`], and the server checks every second whether the client of a running
+/// statement is still there (PostgreSQL 14+).
+const MIGRATION_SESSION_BOUNDS: &str = "SET tcp_keepalives_idle = 5; \
+     SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
+     SET tcp_user_timeout = 11000; SET client_connection_check_interval = '1s'";
+
 /// The migration session: the wait stage's connection when it still answers, else a new one.
 /// On Postgres it has the server check the client every second: if roadie dies
 /// mid-statement, the server would otherwise notice only when it next writes to the socket,
@@ -660,10 +680,7 @@ pub(super) async fn migration_session(
     if url.kind() == Kind::Postgres
         && let Err(e) = bounded(
             "setting up the migration session",
-            conn.execute(
-                "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
-                 SET tcp_keepalives_count = 3; SET client_connection_check_interval = '1s'",
-            ),
+            conn.execute(MIGRATION_SESSION_BOUNDS),
         )
         .await?
     {

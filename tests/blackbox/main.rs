@@ -14,6 +14,7 @@ mod migrating;
 mod migrating_alembic;
 mod migrating_ddl;
 mod migrating_other_databases;
+mod migrating_partitions;
 mod reaping;
 mod shipping;
 mod stopping;

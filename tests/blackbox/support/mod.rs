@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod mariadb;
+pub mod netns;
 pub mod postgres;
 pub mod sessions;
 pub mod terminal;
