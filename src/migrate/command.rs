@@ -5,19 +5,20 @@
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
+use sqlx::Connection as _;
 use tokio::runtime::Runtime;
 use tracing::debug;
 
 use super::lock::MigrationLock;
-use super::native::describe_blocker;
-use super::{DdlLimits, MigrateError, Summary, bounded};
+use super::native::{SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
+use super::{DdlLimits, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
-use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
+use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
 use crate::supervise::{Child, RunError, Supervision};
 
 /// Takes the lock (on `reused` when it still answers), runs `program` to its end, releases.
-/// With `ddl.lock_timeout` on PostgreSQL, the command's libpq sessions get it through
-/// `PGOPTIONS`, and a watch notes whether they wait for a table lock (see [`LockWatch`]).
+/// Meanwhile a watch (see [`CommandWatch`]) asks the database on a session of its own whether
+/// it still answers and, with `ddl.lock_timeout`, whether the command waits for a table lock.
 pub fn run(
     runtime: &Runtime,
     supervision: &mut Supervision,
@@ -33,14 +34,23 @@ pub fn run(
         lock_timeout,
     )))??;
     let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.kind() == Kind::Postgres);
+    let (watch, server_version) = CommandWatch::start(url, ddl_lock_timeout);
     let env = match ddl_lock_timeout {
-        Some(timeout) => command_env(timeout, &|name| std::env::var_os(name)),
+        Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
         None => Vec::new(),
     };
-    let watch = ddl_lock_timeout.map(|timeout| LockWatch::start(url, timeout));
     let started = Instant::now();
     let ended = supervision.run(program, Child::Migrator { env: &env });
-    let waited_for_lock = watch.and_then(LockWatch::stop);
+    let seen = watch.map(CommandWatch::stop).unwrap_or_default();
+    if let Some(lost) = seen.lost {
+        // Its goodbye would wait for the network too: the server frees the lock when its
+        // keepalives give up on the session.
+        drop(lock);
+        return Err(MigrateError::Unavailable(format!(
+            "while {:?} ran: {lost}; the command was stopped and the app is not started",
+            program.command_line()
+        )));
+    }
     runtime.block_on(async {
         let _ = bounded("releasing the migration lock", lock.release()).await;
     });
@@ -65,7 +75,7 @@ pub fn run(
         exit => Err(MigrateError::CommandFailed {
             command: program.command_line(),
             exit,
-            note: waited_for_lock.map(|blocker| {
+            note: seen.blocker.map(|blocker| {
                 format!(
                     "it waited for a table lock held by {blocker}, and --ddl-lock-timeout {} \
                      was set: most likely it gave up on that lock timeout (see its output); \
@@ -82,18 +92,24 @@ pub fn run(
 const COMMAND_APPLICATION: &str = "roadie (migration command)";
 
 /// What the command's environment gains with `--ddl-lock-timeout`: `PGOPTIONS` with
-/// `lock_timeout` and the server-side keepalives roadie's own sessions have, after any
-/// `PGOPTIONS` the container sets (the later `-c` wins); `PGAPPNAME` unless set. libpq reads
-/// both, so psycopg, psycopg2 and every libpq client honour them; asyncpg does not.
+/// `lock_timeout` and the server-side bounds roadie's own sessions have (keepalives; from
+/// PostgreSQL 14, whose `server_version_num` is 140000, the client check of a running
+/// statement), after any `PGOPTIONS` the container sets (the later `-c` wins); `PGAPPNAME`
+/// unless set. libpq reads both, so psycopg, psycopg2 and every libpq client honour them;
+/// asyncpg does not. An older server would refuse a connection naming a setting it lacks.
 fn command_env(
     timeout: Duration,
+    server_version: Option<i32>,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Vec<(OsString, OsString)> {
-    let ours = format!(
+    let mut ours = format!(
         "-c lock_timeout={}ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 \
          -c tcp_keepalives_count=3",
         timeout.as_millis().max(1)
     );
+    if server_version.is_some_and(|v| v >= 140_000) {
+        ours.push_str(" -c client_connection_check_interval=1s");
+    }
     let mut options = env("PGOPTIONS").filter(|o| !o.is_empty()).unwrap_or_default();
     if !options.is_empty() {
         options.push(" ");
@@ -106,77 +122,164 @@ fn command_env(
     vars
 }
 
-/// Whether the migration command's sessions wait for a table lock, and on whom. roadie passes
-/// the command's output through untouched (a pipe in between would change a terminal into a
-/// pipe, its buffering and its interleaving), so it cannot read "lock timeout" there; instead
-/// it asks the server, on a thread and a session of its own, which sessions named
-/// [`COMMAND_APPLICATION`] wait for a lock, and who blocks them.
-struct LockWatch {
+/// Watches the database while the command runs, on a thread and a session of its own.
+///
+/// If the database stops answering (a partition), the command would hang on its own socket for
+/// as long as its driver lets it (libpq: the kernel's two hours): the watch then stops it the
+/// way `docker stop` would, by a SIGTERM to roadie that the supervisor forwards (then SIGKILL
+/// after --stop-grace), and the stage ends with 69.
+///
+/// roadie passes the command's output through untouched (a pipe in between would turn a
+/// terminal into a pipe and change its buffering and interleaving), so it cannot read "lock
+/// timeout" there; with `--ddl-lock-timeout` the watch asks the server instead whether a
+/// session named [`COMMAND_APPLICATION`] waits for a lock, and who blocks it.
+struct CommandWatch {
     stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Option<String>>,
+    thread: std::thread::JoinHandle<Seen>,
 }
 
-impl LockWatch {
-    fn start(url: &DatabaseUrl, timeout: Duration) -> Self {
+/// What the watch saw.
+#[derive(Default)]
+struct Seen {
+    /// The last session seen blocking the command's.
+    blocker: Option<String>,
+    /// Why the database counts as gone, if it stopped answering.
+    lost: Option<String>,
+}
+
+impl CommandWatch {
+    /// The watch's session, and the server's version (PostgreSQL), when they can be had.
+    async fn connect(url: &DatabaseUrl) -> (Option<Connection>, Option<i32>) {
+        let Ok(options) = url.connect_options() else {
+            return (None, None);
+        };
+        let mut conn = match bounded("", Connection::open(&options)).await {
+            Ok(Ok(conn)) => conn,
+            _ => {
+                debug!("no watch beside the migration command: cannot connect");
+                return (None, None);
+            }
+        };
+        if url.kind() == Kind::Postgres
+            && let Ok(Err(e)) = bounded("", conn.execute(SERVER_BOUNDS)).await
+        {
+            debug!("the command's watch session keeps the server's defaults: {e}");
+        }
+        let version = match &mut conn {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => bounded(
+                "",
+                sqlx::query_scalar::<_, String>("SELECT current_setting('server_version_num')")
+                    .fetch_one(c),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|v| v.parse().ok()),
+            _ => None,
+        };
+        (Some(conn), version)
+    }
+
+    /// Starts watching (a server database only) once the watch's session is up; the server's
+    /// version, when it said (PostgreSQL). The session lives on the watch's thread and its
+    /// runtime: a socket is driven by the runtime it was opened on, and the boot's idles
+    /// while the command runs.
+    fn start(url: &DatabaseUrl, ddl_lock_timeout: Option<Duration>) -> (Option<Self>, Option<i32>) {
+        if url.kind() == Kind::Sqlite {
+            return (None, None);
+        }
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (connected, version) = std::sync::mpsc::channel();
         let url = url.clone();
         // Often enough to see a wait that the timeout ends.
-        let every = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let every = match ddl_lock_timeout {
+            Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
+            None => WATCH_EVERY,
+        };
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let mut seen = Seen::default();
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .ok()?;
-            runtime.block_on(async move {
-                let options = url.connect_options().ok()?;
-                let Ok(Ok(mut conn)) = bounded("", Connection::open(&options)).await else {
-                    return None;
-                };
-                let mut seen = None;
+            else {
+                return seen;
+            };
+            runtime.block_on(async {
+                let (conn, server_version) = Self::connect(&url).await;
+                let _ = connected.send((conn.is_some(), server_version));
+                let Some(mut conn) = conn else { return };
                 loop {
                     tokio::select! {
                         _ = &mut stopped => break,
                         _ = tokio::time::sleep(every) => {}
                     }
-                    match bounded("", blocker_of_command(&mut conn)).await {
-                        Ok(Ok(Some(blocker))) => seen = Some(blocker),
-                        Ok(Ok(None)) => {}
-                        Ok(Err(e)) => debug!("watching the migration command's locks: {e}"),
-                        Err(_) => break,
-                    }
+                    let looked = bounded("watching the migration command", look(&mut conn, ddl_lock_timeout.is_some())).await;
+                    let lost = match looked {
+                        Ok(Ok(Some(blocker))) => {
+                            seen.blocker = Some(blocker);
+                            continue;
+                        }
+                        Ok(Ok(None)) => continue,
+                        Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
+                            format!("the watch session was lost: {e}")
+                        }
+                        Ok(Err(e)) => {
+                            debug!("watching the migration command: {e}");
+                            continue;
+                        }
+                        Err(MigrateError::Unavailable(silence)) => silence,
+                        Err(other) => other.to_string(),
+                    };
+                    tracing::error!("{lost}: stopping the migration command");
+                    seen.lost = Some(lost);
+                    // A stop request through the supervisor's own path (TERM forwarded, KILL
+                    // after --stop-grace). sigqueue, not kill: signals/source.rs drops a
+                    // kill(2) roadie sent itself (SI_USER) as self-raised; SI_QUEUE is asked for.
+                    // SAFETY: sigqueue(3) to roadie itself, with an empty value.
+                    unsafe { libc::sigqueue(libc::getpid(), libc::SIGTERM, std::mem::zeroed()) };
+                    // Dropped without a goodbye: it would wait for the network too.
+                    return;
                 }
                 let _ = bounded("", conn.close()).await;
-                seen
-            })
+            });
+            seen
         });
-        LockWatch { stop, thread }
+        match version.recv_timeout(QUERY_TIMEOUT + Duration::from_secs(1)) {
+            Ok((true, server_version)) => (Some(CommandWatch { stop, thread }), server_version),
+            _ => (None, None),
+        }
     }
 
-    /// Stops watching; the last blocker seen, if the command ever waited for a lock.
-    fn stop(self) -> Option<String> {
+    fn stop(self) -> Seen {
         let _ = self.stop.send(());
-        self.thread.join().ok().flatten()
+        self.thread.join().unwrap_or_default()
     }
 }
 
-async fn blocker_of_command(conn: &mut Connection) -> Result<Option<String>, sqlx::Error> {
-    on_each_driver!(conn, c => {
-        let row: Option<(i32, Option<String>, Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT b.pid, b.application_name, b.state, \
-                        to_char(b.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(b.query, 200) \
-                 FROM pg_stat_activity w \
-                 JOIN pg_stat_activity b ON b.pid = ANY(pg_blocking_pids(w.pid)) \
-                 WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' \
-                 ORDER BY b.query_start NULLS LAST LIMIT 1",
-            )
-            .bind(COMMAND_APPLICATION)
-            .fetch_optional(c)
-            .await?;
-        Ok(row.map(|(pid, app, state, since, query)| {
-            describe_blocker(pid, app, state, since, query)
-        }))
-    })
+/// One look: who blocks the command's sessions (PostgreSQL, with `blockers`), else a ping.
+async fn look(conn: &mut Connection, blockers: bool) -> Result<Option<String>, sqlx::Error> {
+    match conn {
+        #[cfg(feature = "postgres")]
+        Connection::Postgres(c) if blockers => {
+            let row: Option<(i32, Option<String>, Option<String>, Option<String>, Option<String>)> =
+                sqlx::query_as(
+                    "SELECT b.pid, b.application_name, b.state, \
+                            to_char(b.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(b.query, 200) \
+                     FROM pg_stat_activity w \
+                     JOIN pg_stat_activity b ON b.pid = ANY(pg_blocking_pids(w.pid)) \
+                     WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' \
+                     ORDER BY b.query_start NULLS LAST LIMIT 1",
+                )
+                .bind(COMMAND_APPLICATION)
+                .fetch_optional(c)
+                .await?;
+            Ok(row.map(|(pid, app, state, since, query)| {
+                describe_blocker(pid, app, state, since, query)
+            }))
+        }
+        conn => on_each_driver!(conn, c => c.ping().await).map(|()| None),
+    }
 }
 
 #[cfg(test)]
@@ -199,12 +302,30 @@ mod tests {
             "PGAPPNAME" => pgappname.map(OsString::from),
             _ => None,
         };
-        let vars = command_env(Duration::from_secs(2), &env);
+        let vars = command_env(Duration::from_secs(2), Some(130_000), &env);
         assert_eq!(vars[0], ("PGOPTIONS".into(), expected.into()));
         assert_eq!(
             vars.iter().any(|(k, _)| k == "PGAPPNAME"),
             named,
             "{vars:?}"
+        );
+    }
+
+    #[rstest]
+    #[case(None, false)]
+    #[case(Some(130_018), false)]
+    #[case(Some(140_000), true)]
+    #[case(Some(150_010), true)]
+    fn the_client_check_is_asked_only_of_servers_that_know_it(
+        #[case] version: Option<i32>,
+        #[case] asked: bool,
+    ) {
+        let vars = command_env(Duration::from_secs(2), version, &|_| None);
+        let options = vars[0].1.to_string_lossy().into_owned();
+        assert_eq!(
+            options.contains("-c client_connection_check_interval=1s"),
+            asked,
+            "{options}"
         );
     }
 }

@@ -420,13 +420,13 @@ fn backoff(attempt: u32, jitter: f64) -> Duration {
 /// database still answers (a partition shows as silence, not as an error) and, with
 /// `--ddl-lock-timeout`, who blocks the migration (asked more often then: the blocker must be
 /// seen before the timeout ends the wait).
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+pub(super) const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// How soon the server gives up on a session of roadie's whose host vanished: keepalives on
 /// an idle socket (5 s, then 3 probes 2 s apart), and `tcp_user_timeout` (PostgreSQL 12+) for
 /// a socket with a reply in flight, which keepalives never probe (the kernel would retransmit
 /// it for 15 minutes). The last setting an old server refuses costs only itself and the next.
-const SERVER_BOUNDS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+pub(super) const SERVER_BOUNDS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
      SET tcp_keepalives_count = 3; SET tcp_user_timeout = 11000";
 
 /// The watch session beside the migration's (PostgreSQL and MySQL; SQLite has no network).

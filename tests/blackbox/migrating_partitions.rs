@@ -113,6 +113,7 @@ fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock
             "echo next-started",
         ],
     )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
     .start();
     let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
     let server_freed = cut.elapsed();
@@ -165,4 +166,74 @@ fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
         "the lock is free"
     );
     assert!(!pg.table_exists("done"), "the migration was rolled back");
+}
+
+#[test]
+fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let psql = |host: &str| {
+        format!(
+            "{}/psql -X -v ON_ERROR_STOP=1 -c \"CREATE TABLE done (id int); \
+             SELECT pg_sleep((SELECT seconds FROM pause))\" \
+             postgres://roadie@{host}:{}/app",
+            crate::support::postgres::BIN,
+            pg.port
+        )
+    };
+    let started = Instant::now();
+    let partitioned = inside(
+        &ns,
+        &pg,
+        &[
+            "--migrate-command",
+            &psql(&ns.host_address),
+            "--ddl-lock-timeout",
+            "2s",
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
+    .start();
+    migrating(&pg, &partitioned);
+    ns.partition();
+    let cut = Instant::now();
+    pg.psql("UPDATE pause SET seconds = 0");
+    let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
+    let server_freed = cut.elapsed();
+    assert!(freed, "the server still had the namespace's sessions after {BOUND:?}: {}", left_from(&pg, &ns));
+    let ended = partitioned.finish_within(BOUND + Duration::from_secs(10));
+    let roadie_exited = ended.elapsed.saturating_sub(cut - started);
+    eprintln!(
+        "command: partition -> lock free on the server: {:.1}s; -> partitioned roadie exited: {:.1}s",
+        server_freed.as_secs_f64(),
+        roadie_exited.as_secs_f64()
+    );
+    ended
+        .code(69)
+        .stderr_has("did not answer within 10s")
+        .stderr_has("the command was stopped and the app is not started");
+    assert!(!ended.stdout.contains("app-started"), "{ended}");
+    assert!(roadie_exited < BOUND, "exited {roadie_exited:?} after the cut\n{ended}");
+    roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrate-command",
+            &psql("127.0.0.1"),
+            "sh",
+            "-c",
+            "echo next-started",
+        ],
+    )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
+    .start()
+    .finish_within(BOUND)
+    .code(0)
+    .stdout_has("next-started");
+    assert!(pg.table_exists("done"));
 }
