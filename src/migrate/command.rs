@@ -148,17 +148,22 @@ struct Seen {
 }
 
 impl CommandWatch {
-    /// The watch's session, and the server's version (PostgreSQL), when they can be had.
-    async fn connect(url: &DatabaseUrl) -> (Option<Connection>, Option<i32>) {
+    /// The watch's session and the server's version (PostgreSQL, when it says); `Err` with
+    /// the line to log when the database did not answer within the bound, `Ok(None)` when the
+    /// session could not be had for another reason (no watch then).
+    async fn connect(url: &DatabaseUrl) -> Result<Option<(Connection, Option<i32>)>, String> {
         let Ok(options) = url.connect_options() else {
-            return (None, None);
+            return Ok(None);
         };
-        let mut conn = match bounded("", Connection::open(&options)).await {
+        let mut conn = match bounded("connecting the watch session", Connection::open(&options))
+            .await
+        {
             Ok(Ok(conn)) => conn,
-            _ => {
-                debug!("no watch beside the migration command: cannot connect");
-                return (None, None);
+            Ok(Err(e)) => {
+                debug!("no watch beside the migration command: {e}");
+                return Ok(None);
             }
+            Err(silence) => return Err(said(silence)),
         };
         if url.kind() == Kind::Postgres
             && let Ok(Err(e)) = bounded("", conn.execute(SERVER_BOUNDS)).await
@@ -178,25 +183,25 @@ impl CommandWatch {
             .and_then(|v| v.parse().ok()),
             _ => None,
         };
-        (Some(conn), version)
+        Ok(Some((conn, version)))
     }
 
-    /// Starts watching (a server database only) once the watch's session is up; the server's
-    /// version, when it said (PostgreSQL). The session lives on the watch's thread and its
-    /// runtime: a socket is driven by the runtime it was opened on, and the boot's idles
-    /// while the command runs.
-    fn start(url: &DatabaseUrl, ddl_lock_timeout: Option<Duration>) -> (Option<Self>, Option<i32>) {
+    /// Starts watching a server database. With `--ddl-lock-timeout` the watch connects before
+    /// the command starts (lock waits come early, and the server's version decides
+    /// `PGOPTIONS`) and the version is returned; without, it connects only once the command
+    /// has run for [`WATCH_EVERY`], so a command with nothing to do costs no second login.
+    /// The session lives on the watch's thread and its runtime: a socket is driven by the
+    /// runtime it was opened on, and the boot's idles while the command runs.
+    fn start(
+        url: &DatabaseUrl,
+        ddl_lock_timeout: Option<Duration>,
+    ) -> (Option<Self>, Option<i32>) {
         if url.kind() == Kind::Sqlite {
             return (None, None);
         }
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (connected, version) = std::sync::mpsc::channel();
         let url = url.clone();
-        // Often enough to see a wait that the timeout ends.
-        let every = match ddl_lock_timeout {
-            Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
-            None => WATCH_EVERY,
-        };
         let thread = std::thread::spawn(move || {
             let mut seen = Seen::default();
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -206,31 +211,21 @@ impl CommandWatch {
                 return seen;
             };
             runtime.block_on(async {
-                let (conn, server_version) = Self::connect(&url).await;
-                let _ = connected.send((conn.is_some(), server_version));
-                let Some(mut conn) = conn else { return };
-                loop {
+                if ddl_lock_timeout.is_none() {
                     tokio::select! {
-                        _ = &mut stopped => break,
-                        _ = tokio::time::sleep(every) => {}
+                        _ = &mut stopped => return,
+                        _ = tokio::time::sleep(WATCH_EVERY) => {}
                     }
-                    let looked = bounded("watching the migration command", look(&mut conn, ddl_lock_timeout.is_some())).await;
-                    let lost = match looked {
-                        Ok(Ok(Some(blocker))) => {
-                            seen.blocker = Some(blocker);
-                            continue;
-                        }
-                        Ok(Ok(None)) => continue,
-                        Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
-                            format!("the watch session was lost: {e}")
-                        }
-                        Ok(Err(e)) => {
-                            debug!("watching the migration command: {e}");
-                            continue;
-                        }
-                        Err(MigrateError::Unavailable(silence)) => silence,
-                        Err(other) => other.to_string(),
-                    };
+                }
+                let lost = match Self::connect(&url).await {
+                    Ok(Some((conn, server_version))) => {
+                        let _ = connected.send(server_version);
+                        watch(conn, ddl_lock_timeout, &mut stopped, &mut seen).await
+                    }
+                    Ok(None) => None,
+                    Err(silence) => Some(silence),
+                };
+                if let Some(lost) = lost {
                     tracing::error!("{lost}: stopping the migration command");
                     seen.lost = Some(lost);
                     // A stop request through the supervisor's own path (TERM forwarded, KILL
@@ -238,22 +233,70 @@ impl CommandWatch {
                     // kill(2) roadie sent itself (SI_USER) as self-raised; SI_QUEUE is asked for.
                     // SAFETY: sigqueue(3) to roadie itself, with an empty value.
                     unsafe { libc::sigqueue(libc::getpid(), libc::SIGTERM, std::mem::zeroed()) };
-                    // Dropped without a goodbye: it would wait for the network too.
-                    return;
                 }
-                let _ = bounded("", conn.close()).await;
             });
             seen
         });
-        match version.recv_timeout(QUERY_TIMEOUT + Duration::from_secs(1)) {
-            Ok((true, server_version)) => (Some(CommandWatch { stop, thread }), server_version),
-            _ => (None, None),
+        let watch = Some(CommandWatch { stop, thread });
+        if ddl_lock_timeout.is_none() {
+            return (watch, None);
         }
+        // The sender is dropped without a word when there is no session: then no version.
+        let server_version = version
+            .recv_timeout(QUERY_TIMEOUT + Duration::from_secs(1))
+            .ok()
+            .flatten();
+        (watch, server_version)
     }
 
     fn stop(self) -> Seen {
         let _ = self.stop.send(());
         self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Looks every so often until `stopped`; the line to log if the database stops answering.
+async fn watch(
+    mut conn: Connection,
+    ddl_lock_timeout: Option<Duration>,
+    stopped: &mut tokio::sync::oneshot::Receiver<()>,
+    seen: &mut Seen,
+) -> Option<String> {
+    // Often enough to see a wait that the timeout ends.
+    let every = match ddl_lock_timeout {
+        Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
+        None => WATCH_EVERY,
+    };
+    loop {
+        tokio::select! {
+            _ = &mut *stopped => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let looked = bounded(
+            "watching the migration command",
+            look(&mut conn, ddl_lock_timeout.is_some()),
+        )
+        .await;
+        match looked {
+            Ok(Ok(Some(blocker))) => seen.blocker = Some(blocker),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
+                // Dropped without a goodbye: it would wait for the network too.
+                return Some(format!("the watch session was lost: {e}"));
+            }
+            Ok(Err(e)) => debug!("watching the migration command: {e}"),
+            Err(silence) => return Some(said(silence)),
+        }
+    }
+    let _ = bounded("", conn.close()).await;
+    None
+}
+
+/// The line of a database that did not answer, without the stage's prefix.
+fn said(error: MigrateError) -> String {
+    match error {
+        MigrateError::Unavailable(line) => line,
+        other => other.to_string(),
     }
 }
 
