@@ -41,7 +41,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `work` (a query of roadie's own), or `Unavailable` when the database does not answer
 /// within [`QUERY_TIMEOUT`]; `what` names it for that line.
-pub(crate) async fn bounded<T>(what: &str, work: impl Future<Output = T>) -> Result<T, MigrateError> {
+pub(crate) async fn bounded<T>(
+    what: &str,
+    work: impl Future<Output = T>,
+) -> Result<T, MigrateError> {
     tokio::time::timeout(QUERY_TIMEOUT, work)
         .await
         .map_err(|_| MigrateError::Unavailable(unanswered(what)))

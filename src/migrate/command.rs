@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use tracing::debug;
 
 use super::lock::MigrationLock;
-use super::native::{SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
+use super::native::{BlockerRow, SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
 use super::{DdlLimits, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
@@ -110,7 +110,9 @@ fn command_env(
     if server_version.is_some_and(|v| v >= 140_000) {
         ours.push_str(" -c client_connection_check_interval=1s");
     }
-    let mut options = env("PGOPTIONS").filter(|o| !o.is_empty()).unwrap_or_default();
+    let mut options = env("PGOPTIONS")
+        .filter(|o| !o.is_empty())
+        .unwrap_or_default();
     if !options.is_empty() {
         options.push(" ");
     }
@@ -155,16 +157,15 @@ impl CommandWatch {
         let Ok(options) = url.connect_options() else {
             return Ok(None);
         };
-        let mut conn = match bounded("connecting the watch session", Connection::open(&options))
-            .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                debug!("no watch beside the migration command: {e}");
-                return Ok(None);
-            }
-            Err(silence) => return Err(said(silence)),
-        };
+        let mut conn =
+            match bounded("connecting the watch session", Connection::open(&options)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    debug!("no watch beside the migration command: {e}");
+                    return Ok(None);
+                }
+                Err(silence) => return Err(said(silence)),
+            };
         if url.kind() == Kind::Postgres
             && let Ok(Err(e)) = bounded("", conn.execute(SERVER_BOUNDS)).await
         {
@@ -192,10 +193,7 @@ impl CommandWatch {
     /// has run for [`WATCH_EVERY`], so a command with nothing to do costs no second login.
     /// The session lives on the watch's thread and its runtime: a socket is driven by the
     /// runtime it was opened on, and the boot's idles while the command runs.
-    fn start(
-        url: &DatabaseUrl,
-        ddl_lock_timeout: Option<Duration>,
-    ) -> (Option<Self>, Option<i32>) {
+    fn start(url: &DatabaseUrl, ddl_lock_timeout: Option<Duration>) -> (Option<Self>, Option<i32>) {
         if url.kind() == Kind::Sqlite {
             return (None, None);
         }
@@ -301,22 +299,22 @@ fn said(error: MigrateError) -> String {
 }
 
 /// One look: who blocks the command's sessions (PostgreSQL, with `blockers`), else a ping.
+#[allow(unreachable_patterns)]
 async fn look(conn: &mut Connection, blockers: bool) -> Result<Option<String>, sqlx::Error> {
     match conn {
         #[cfg(feature = "postgres")]
         Connection::Postgres(c) if blockers => {
-            let row: Option<(i32, Option<String>, Option<String>, Option<String>, Option<String>)> =
-                sqlx::query_as(
-                    "SELECT b.pid, b.application_name, b.state, \
+            let row: Option<BlockerRow> = sqlx::query_as(
+                "SELECT b.pid, b.application_name, b.state, \
                             to_char(b.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(b.query, 200) \
                      FROM pg_stat_activity w \
                      JOIN pg_stat_activity b ON b.pid = ANY(pg_blocking_pids(w.pid)) \
                      WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' \
                      ORDER BY b.query_start NULLS LAST LIMIT 1",
-                )
-                .bind(COMMAND_APPLICATION)
-                .fetch_optional(c)
-                .await?;
+            )
+            .bind(COMMAND_APPLICATION)
+            .fetch_optional(c)
+            .await?;
             Ok(row.map(|(pid, app, state, since, query)| {
                 describe_blocker(pid, app, state, since, query)
             }))
@@ -331,9 +329,24 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case(None, None, "-c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3", true)]
-    #[case(Some("-c search_path=app"), None, "-c search_path=app -c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3", true)]
-    #[case(Some(""), Some("billing"), "-c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3", false)]
+    #[case(
+        None,
+        None,
+        "-c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+        true
+    )]
+    #[case(
+        Some("-c search_path=app"),
+        None,
+        "-c search_path=app -c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+        true
+    )]
+    #[case(
+        Some(""),
+        Some("billing"),
+        "-c lock_timeout=2000ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+        false
+    )]
     fn the_command_gets_the_lock_timeout_after_the_containers_pgoptions(
         #[case] pgoptions: Option<&str>,
         #[case] pgappname: Option<&str>,

@@ -137,7 +137,10 @@ impl MigrationLock {
         let mut next_report = started + REPORT_EVERY;
         let mut holder = None;
         loop {
-            if bounded(lock.try_lock()).await?.map_err(LockError::Database)? {
+            if bounded(lock.try_lock())
+                .await?
+                .map_err(LockError::Database)?
+            {
                 return Ok(Acquired::Held(lock, started.elapsed()));
             }
             if done_elsewhere().await {

@@ -221,7 +221,17 @@ pub async fn run(
             });
         }
     };
-    let outcome = run_locked(folder, url, &mut conn, &mut lock, waited, ddl, grace, supervision).await;
+    let outcome = run_locked(
+        folder,
+        url,
+        &mut conn,
+        &mut lock,
+        waited,
+        ddl,
+        grace,
+        supervision,
+    )
+    .await;
     if let Err(MigrateError::Unavailable(_)) = &outcome {
         // The database stopped answering: a goodbye would wait for it too. Dropped, the
         // sockets close here; the server frees the lock and rolls back once its keepalives
@@ -445,6 +455,8 @@ struct Catalog {
 }
 
 impl Watch {
+    // A build with PostgreSQL alone has no other kind of options or connection.
+    #[allow(irrefutable_let_patterns)]
     async fn open(
         url: &DatabaseUrl,
         backend: i64,
@@ -465,8 +477,8 @@ impl Watch {
             .map_err(|e| MigrateError::Unavailable(format!("connecting the watch session: {e}")))?;
         // Should roadie's host vanish, the server ends this session too within the bound.
         if url.kind() == Kind::Postgres
-            && let Err(e) = bounded("setting up the watch session", conn.execute(SERVER_BOUNDS))
-                .await?
+            && let Err(e) =
+                bounded("setting up the watch session", conn.execute(SERVER_BOUNDS)).await?
         {
             debug!("the watch session keeps the server's defaults: {e}");
         }
@@ -499,11 +511,12 @@ impl Watch {
     }
 
     /// Who blocks the migration session now (PostgreSQL), if anyone; elsewhere a ping.
+    #[allow(unreachable_patterns)]
     async fn look(&mut self) -> Result<Option<String>, sqlx::Error> {
         match &mut self.conn {
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => {
-                let row: Option<(i32, Option<String>, Option<String>, Option<String>, Option<String>)> =
+                let row: Option<BlockerRow> =
                     sqlx::query_as(
                         "SELECT a.pid, a.application_name, a.state, \
                                 to_char(a.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(a.query, 200) \
@@ -522,6 +535,7 @@ impl Watch {
     }
 
     /// The catalog before a `-- no-transaction` migration runs (PostgreSQL only).
+    #[allow(irrefutable_let_patterns)]
     async fn catalog(&mut self) -> Result<Option<Catalog>, MigrateError> {
         #[cfg(feature = "postgres")]
         if let Connection::Postgres(c) = &mut self.conn {
@@ -556,7 +570,11 @@ impl Watch {
             .filter(|i| !before.invalid.contains(i))
             .collect();
         if let Some(first) = invalid.first() {
-            let names = invalid.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ");
+            let names = invalid
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Ok(Some(format!(
                 "it left index {names} INVALID (a CREATE INDEX CONCURRENTLY that did not finish): \
                  drop it with `DROP INDEX CONCURRENTLY {first};` and deploy again"
@@ -576,6 +594,15 @@ async fn watch_until_lost(watch: Option<&mut Watch>, blocker: &mut Option<String
         None => std::future::pending().await,
     }
 }
+
+/// What `pg_stat_activity` says of a blocker: pid, application, state, query start, query.
+pub(super) type BlockerRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// `pid 4242 (application "psql", idle in transaction, query started 2026-...: "SELECT * FROM
 /// orders ...")`: the query's first words only, as the rest may hold secrets.
@@ -655,10 +682,13 @@ pub(super) async fn migration_session(
         }
         (reused, _) => reused,
     };
-    let alive = bounded("checking the wait stage's session", Connection::if_alive(reused))
-        .await
-        .ok()
-        .flatten();
+    let alive = bounded(
+        "checking the wait stage's session",
+        Connection::if_alive(reused),
+    )
+    .await
+    .ok()
+    .flatten();
     let mut conn = match alive {
         Some(conn) => conn,
         None => {
@@ -807,7 +837,10 @@ mod tests {
     #[case("SELECT * FROM orders WHERE id = 1", Some("SELECT * FROM ..."))]
     #[case("  LOCK   TABLE\norders ", Some("LOCK TABLE orders"))]
     #[case("ALTER ROLE app PASSWORD 'secret'", Some("ALTER ROLE app ..."))]
-    #[case("SELECT pg_sleep_for_a_very_long_function_name_indeed(3600)", Some("SELECT pg_sleep_for_a_very_long_function ..."))]
+    #[case(
+        "SELECT pg_sleep_for_a_very_long_function_name_indeed(3600)",
+        Some("SELECT pg_sleep_for_a_very_long_function ...")
+    )]
     #[case("   ", None)]
     fn a_blockers_query_shows_only_its_first_words(
         #[case] query: &str,

@@ -45,7 +45,11 @@ fn orders_table(second: &str) -> (Postgres, tempfile::TempDir, PathBuf) {
     let path = folder(dir.path(), second);
     let first = dir.path().join("first");
     std::fs::create_dir_all(&first).unwrap();
-    std::fs::copy(path.join("1_create_orders.sql"), first.join("1_create_orders.sql")).unwrap();
+    std::fs::copy(
+        path.join("1_create_orders.sql"),
+        first.join("1_create_orders.sql"),
+    )
+    .unwrap();
     migrate(&pg, &first, &[]).run().code(0);
     (pg, dir, path)
 }
@@ -122,13 +126,15 @@ fn without_a_ddl_lock_timeout_queries_wait_as_long_as_the_blocker_holds() {
 }
 
 #[test]
-fn retries_run_out_with_65_naming_the_migration_and_the_blocker_even_when_it_resets_its_settings()
-{
+fn retries_run_out_with_65_naming_the_migration_and_the_blocker_even_when_it_resets_its_settings() {
     // A migration's own RESET returns to the session's default: the startup option.
-    let (pg, _dir, path) = orders_table(
-        "RESET lock_timeout;\nRESET ALL;\nALTER TABLE orders ADD COLUMN status text;",
+    let (pg, _dir, path) =
+        orders_table("RESET lock_timeout;\nRESET ALL;\nALTER TABLE orders ADD COLUMN status text;");
+    let blocker = Blocker::hold(
+        &pg,
+        "nightly-report",
+        "LOCK TABLE orders IN ACCESS SHARE MODE;",
     );
-    let blocker = Blocker::hold(&pg, "nightly-report", "LOCK TABLE orders IN ACCESS SHARE MODE;");
     let finished = migrate(
         &pg,
         &path,
@@ -151,9 +157,8 @@ fn retries_run_out_with_65_naming_the_migration_and_the_blocker_even_when_it_res
 
 #[test]
 fn a_no_transaction_migration_that_left_nothing_behind_is_retried() {
-    let (pg, _dir, path) = orders_table(
-        "-- no-transaction\nCREATE INDEX CONCURRENTLY orders_by_id ON orders (id);",
-    );
+    let (pg, _dir, path) =
+        orders_table("-- no-transaction\nCREATE INDEX CONCURRENTLY orders_by_id ON orders (id);");
     // SHARE conflicts with the build's first lock: it times out before creating anything.
     let blocker = Blocker::hold(&pg, "reporting", "LOCK TABLE orders IN SHARE MODE;");
     let running = migrate(&pg, &path, &["--ddl-lock-timeout", "100ms"]).start();
@@ -168,9 +173,8 @@ fn a_no_transaction_migration_that_left_nothing_behind_is_retried() {
 
 #[test]
 fn a_concurrent_index_build_that_timed_out_names_its_invalid_index_and_the_fix() {
-    let (pg, _dir, path) = orders_table(
-        "-- no-transaction\nCREATE INDEX CONCURRENTLY orders_by_id ON orders (id);",
-    );
+    let (pg, _dir, path) =
+        orders_table("-- no-transaction\nCREATE INDEX CONCURRENTLY orders_by_id ON orders (id);");
     // A writer's open transaction: the build creates its (invalid) index, then times out
     // waiting for that transaction to end. Running it again would fail on the name.
     let blocker = Blocker::hold(&pg, "writer", "INSERT INTO orders VALUES (3);");
@@ -209,8 +213,7 @@ fn alembic_under_a_ddl_lock_timeout_fails_on_the_lock_instead_of_stalling() {
     alembic("alembic upgrade 0002", &[]).run().code(0);
     // 0003 adds a column to orders.
     let blocker = Blocker::hold(&pg, "reporting", "LOCK TABLE orders IN ACCESS SHARE MODE;");
-    let finished = alembic("alembic upgrade head", &["--ddl-lock-timeout", "300ms"])
-        .run();
+    let finished = alembic("alembic upgrade head", &["--ddl-lock-timeout", "300ms"]).run();
     finished
         .code(65)
         .stderr_has("canceling statement due to lock timeout")

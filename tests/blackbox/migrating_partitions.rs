@@ -47,7 +47,11 @@ fn inside(ns: &Namespace, pg: &Postgres, args: &[&str]) -> Roadie {
     );
     let mut argv = vec![roadie_bin(), "--database-url", &url];
     argv.extend(args);
-    entrypoint(Mode::Subreaper, Path::new("/usr/sbin/ip"), ns.exec_argv(&argv))
+    entrypoint(
+        Mode::Subreaper,
+        Path::new("/usr/sbin/ip"),
+        ns.exec_argv(&argv),
+    )
 }
 
 /// What the server still has from the namespace, for a failure message.
@@ -117,7 +121,11 @@ fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock
     .start();
     let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
     let server_freed = cut.elapsed();
-    assert!(freed, "the server still had the namespace's sessions after {BOUND:?}: {}", left_from(&pg, &ns));
+    assert!(
+        freed,
+        "the server still had the namespace's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
     let ended = partitioned.finish_within(BOUND + Duration::from_secs(10));
     let roadie_exited = ended.elapsed.saturating_sub(cut - started);
     eprintln!(
@@ -130,7 +138,10 @@ fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock
         .stderr_has("while running migration 1 (")
         .stderr_has("did not answer within 10s");
     assert!(!ended.stdout.contains("app-started"), "{ended}");
-    assert!(roadie_exited < BOUND, "exited {roadie_exited:?} after the cut\n{ended}");
+    assert!(
+        roadie_exited < BOUND,
+        "exited {roadie_exited:?} after the cut\n{ended}"
+    );
     next.finish_within(BOUND)
         .code(0)
         .stdout_has("next-started")
@@ -146,8 +157,12 @@ fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
     let dir = scratch();
     let path = slow_folder(dir.path());
     let folder = path.to_string_lossy().into_owned();
-    let running = inside(&ns, &pg, &["--migrations", &folder, "sh", "-c", "echo app-started"])
-        .start();
+    let running = inside(
+        &ns,
+        &pg,
+        &["--migrations", &folder, "sh", "-c", "echo app-started"],
+    )
+    .start();
     migrating(&pg, &running);
     // The host dies: its network first (so its kernel's FIN or RST never leaves), then
     // everything on it, then the host itself.
@@ -158,8 +173,15 @@ fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
     let gone = Instant::now();
     let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
     let took = gone.elapsed();
-    eprintln!("dead host -> lock free on the server: {:.1}s", took.as_secs_f64());
-    assert!(freed, "the server still had the dead host's sessions after {BOUND:?}: {}", left_from(&pg, &ns));
+    eprintln!(
+        "dead host -> lock free on the server: {:.1}s",
+        took.as_secs_f64()
+    );
+    assert!(
+        freed,
+        "the server still had the dead host's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
     assert_eq!(
         pg.psql("SELECT pg_try_advisory_lock(3469795979745788610)"),
         "t",
@@ -204,7 +226,11 @@ fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time
     pg.psql("UPDATE pause SET seconds = 0");
     let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
     let server_freed = cut.elapsed();
-    assert!(freed, "the server still had the namespace's sessions after {BOUND:?}: {}", left_from(&pg, &ns));
+    assert!(
+        freed,
+        "the server still had the namespace's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
     let ended = partitioned.finish_within(BOUND + Duration::from_secs(10));
     let roadie_exited = ended.elapsed.saturating_sub(cut - started);
     eprintln!(
@@ -217,7 +243,10 @@ fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time
         .stderr_has("did not answer within 10s")
         .stderr_has("the command was stopped and the app is not started");
     assert!(!ended.stdout.contains("app-started"), "{ended}");
-    assert!(roadie_exited < BOUND, "exited {roadie_exited:?} after the cut\n{ended}");
+    assert!(
+        roadie_exited < BOUND,
+        "exited {roadie_exited:?} after the cut\n{ended}"
+    );
     roadie(
         Mode::Subreaper,
         [

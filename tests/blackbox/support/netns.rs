@@ -16,7 +16,10 @@ pub struct Namespace {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| e.to_string())?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
     } else {
@@ -47,11 +50,27 @@ impl Namespace {
         };
         let steps: [&[&str]; 8] = [
             &["netns", "add", &name],
-            &["link", "add", &host_end, "type", "veth", "peer", "name", &ns_end],
+            &[
+                "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end,
+            ],
             &["link", "set", &ns_end, "netns", &name],
-            &["addr", "add", &format!("{host_address}/30"), "dev", &host_end],
+            &[
+                "addr",
+                "add",
+                &format!("{host_address}/30"),
+                "dev",
+                &host_end,
+            ],
             &["link", "set", &host_end, "up"],
-            &["-n", &name, "addr", "add", &format!("{ns_address}/30"), "dev", &ns_end],
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{ns_address}/30"),
+                "dev",
+                &ns_end,
+            ],
             &["-n", &name, "link", "set", &ns_end, "up"],
             &["-n", &name, "link", "set", "lo", "up"],
         ];
@@ -76,7 +95,9 @@ impl Namespace {
     pub fn partition(&self) {
         for chain in ["INPUT", "OUTPUT"] {
             let out = Command::new("ip")
-                .args(["netns", "exec", &self.name, "iptables", "-A", chain, "-j", "DROP"])
+                .args([
+                    "netns", "exec", &self.name, "iptables", "-A", chain, "-j", "DROP",
+                ])
                 .output()
                 .expect("iptables");
             assert!(

@@ -70,8 +70,23 @@ impl Drop for Blocker {
 /// How long `sql` took on the server, as psql's `\timing` measures it (connecting excluded).
 pub fn query_time(pg: &Postgres, sql: &str) -> Duration {
     let out = Command::new("runuser")
-        .args(["-u", "postgres", "--", &format!("{BIN}/psql"), "-X", "-A", "-t"])
-        .args(["-h", &pg.socket_dir(), "-p", &pg.port.to_string(), "-d", "app"])
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &format!("{BIN}/psql"),
+            "-X",
+            "-A",
+            "-t",
+        ])
+        .args([
+            "-h",
+            &pg.socket_dir(),
+            "-p",
+            &pg.port.to_string(),
+            "-d",
+            "app",
+        ])
         .args(["-c", "\\timing on", "-c", sql])
         .current_dir("/")
         .output()
