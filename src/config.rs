@@ -326,6 +326,45 @@ mod tests {
         assert!(message.starts_with("--stop-grace"), "{message}");
     }
 
+    fn ddl_of(args: &[&str]) -> Result<DdlLimits, ConfigError> {
+        let mut argv = vec!["roadie"];
+        argv.extend(args);
+        argv.push("true");
+        let args = <crate::cli::Args as clap::Parser>::try_parse_from(argv).expect("parses");
+        ddl_limits(&args.options.migrate)
+    }
+
+    #[rstest]
+    #[case(&[], None, 10)]
+    #[case(&["--ddl-lock-timeout", "2s"], Some(Duration::from_secs(2)), 10)]
+    #[case(&["--ddl-lock-timeout", "200ms", "--ddl-retries", "0"], Some(Duration::from_millis(200)), 0)]
+    #[case(&["--ddl-retries", " 3 "], None, 3)]
+    fn the_ddl_lock_timeout_is_off_unless_set_and_retries_default_to_ten(
+        #[case] args: &[&str],
+        #[case] timeout: Option<Duration>,
+        #[case] retries: u32,
+    ) {
+        assert_eq!(
+            ddl_of(args),
+            Ok(DdlLimits {
+                lock_timeout: timeout,
+                retries
+            })
+        );
+    }
+
+    #[rstest]
+    #[case(&["--ddl-lock-timeout", "2"], "--ddl-lock-timeout \"2\"")]
+    #[case(&["--ddl-lock-timeout", "0s"], "--ddl-lock-timeout: at least 1ms")]
+    #[case(&["--ddl-retries=-1"], "--ddl-retries \"-1\"")]
+    #[case(&["--ddl-retries", "many"], "--ddl-retries \"many\"")]
+    fn a_bad_ddl_setting_names_its_option(#[case] args: &[&str], #[case] says: &str) {
+        let Err(ConfigError::Invalid(message)) = ddl_of(args) else {
+            panic!("{args:?} accepted");
+        };
+        assert!(message.starts_with(says), "{message}");
+    }
+
     #[test]
     fn finds_commands_on_path_and_tells_missing_from_not_executable() {
         let dir = tempfile::tempdir().expect("tempdir");

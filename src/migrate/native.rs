@@ -200,7 +200,7 @@ pub async fn run(
     if let Ok(applied) = bounded(READING, conn.applied()).await?
         && folder.pending(&applied)?.is_empty()
     {
-        conn.close().await;
+        let _ = bounded("closing the migration session", conn.close()).await;
         return Ok(Summary::UpToDate { lock_waited: None });
     }
     let done_elsewhere = async || matches!(bounded(READING, conn.applied()).await, Ok(Ok(applied)) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
@@ -215,7 +215,7 @@ pub async fn run(
     let (mut lock, waited) = match acquired {
         Acquired::Held(lock, waited) => (lock, waited),
         Acquired::NotNeeded(waited) => {
-            conn.close().await;
+            let _ = bounded("closing the migration session", conn.close()).await;
             return Ok(Summary::UpToDate {
                 lock_waited: Some(waited),
             });
@@ -282,12 +282,18 @@ async fn run_locked(
         grace,
         supervision,
     };
+    let mut outcome = Ok(());
     for &version in &pending {
-        attempt.run_one(version, ddl).await?;
+        outcome = attempt.run_one(version, ddl).await;
+        if outcome.is_err() {
+            break;
+        }
     }
-    if let Some(watch) = watch {
+    // A database that stopped answering gets no goodbye: it would wait for the network too.
+    if let (Some(watch), false) = (watch, matches!(outcome, Err(MigrateError::Unavailable(_)))) {
         let _ = bounded("closing the watch session", watch.conn.close()).await;
     }
+    outcome?;
     Ok(Summary::Applied {
         count: pending.len(),
         took: started.elapsed(),

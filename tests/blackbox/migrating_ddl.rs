@@ -224,3 +224,40 @@ fn alembic_under_a_ddl_lock_timeout_fails_on_the_lock_instead_of_stalling() {
     assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0002");
     assert!(lock_is_free(&pg));
 }
+
+#[test]
+fn the_migration_command_gets_the_lock_timeout_in_pgoptions_after_the_containers_own() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let seen = dir.path().join("env");
+    let command = format!(
+        "sh -c 'echo \"$PGOPTIONS|$PGAPPNAME\" > {}'",
+        seen.display()
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate".to_string(),
+            "--database-url".into(),
+            pg.app_url(),
+            "--migrate-command".into(),
+            command.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        roadie(Mode::Subreaper, args)
+            .env("PGOPTIONS", "-c search_path=app")
+            .run()
+            .code(0);
+        std::fs::read_to_string(&seen).unwrap().trim().to_string()
+    };
+    assert_eq!(
+        run(&["--ddl-lock-timeout", "2s"]),
+        "-c search_path=app -c lock_timeout=2000ms -c tcp_keepalives_idle=5 \
+         -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
+         -c client_connection_check_interval=1s|roadie (migration command)"
+    );
+    assert_eq!(
+        run(&[]),
+        "-c search_path=app|",
+        "untouched without the option"
+    );
+}
