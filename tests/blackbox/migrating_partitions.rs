@@ -266,3 +266,50 @@ fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time
     .stdout_has("next-started");
     assert!(pg.table_exists("done"));
 }
+
+#[test]
+fn a_partitioned_roadie_waiting_for_the_lock_exits_69_in_bounded_time() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let dir = scratch();
+    let path = slow_folder(dir.path());
+    let folder = path.to_string_lossy().into_owned();
+    // A replica on the host holds the lock for a minute...
+    let holder = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrations",
+            &folder,
+            "true",
+        ],
+    )
+    .start();
+    migrating(&pg, &holder);
+    // ... while the one in the namespace polls for it, until the network goes.
+    let started = Instant::now();
+    let waiting = inside(
+        &ns,
+        &pg,
+        &["--migrations", &folder, "sh", "-c", "echo app-started"],
+    )
+    .start();
+    let polling = eventually(Duration::from_secs(20), || sessions_from(&pg, &ns) >= 2);
+    if !polling {
+        waiting.fail("the namespace's roadie never came to wait for the lock");
+    }
+    ns.partition();
+    let cut = Instant::now();
+    let ended = waiting.finish_within(BOUND + Duration::from_secs(10));
+    let exited = ended.elapsed.saturating_sub(cut - started);
+    eprintln!(
+        "waiting for the lock: partition -> roadie exited: {:.1}s",
+        exited.as_secs_f64()
+    );
+    ended.code(69).stderr_has("did not answer within 10s");
+    assert!(!ended.stdout.contains("app-started"), "{ended}");
+    assert!(exited < BOUND, "exited {exited:?} after the cut\n{ended}");
+    drop(holder);
+}
