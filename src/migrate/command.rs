@@ -1,6 +1,8 @@
 //! Any migrator (`alembic upgrade head`, `dbmate up`, ...) run under the lock as a supervised
 //! child: signals forwarded, reaped by the one reaper, `--user` applied. The lock's connection
-//! (the wait stage's, when it handed one on) idles meanwhile, holding no snapshot.
+//! (the wait stage's, when it handed one on) idles meanwhile, holding no snapshot. Its
+//! environment gains `PGOPTIONS` for `--ddl-lock-timeout`; a watch on a thread of its own
+//! stops it when the database stops answering. Its output is never touched.
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! running `sqlx::migrate!()` on the same database and roadie agree in both directions. roadie
 //! adds what the library lacks: its lock is taken before the table is created and released on
 //! every path, a stop cancels the running statement, and failures name the file and line.
+//! With `--ddl-lock-timeout`, a migration that times out on a table lock is rolled back and
+//! retried, naming its blocker; a watch session beside the run ends it (69) when the database
+//! stops answering. It must never wait on the database without a bound of its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
