@@ -18,7 +18,7 @@ use crate::hooks;
 use crate::logging::{self, Phase};
 use crate::migrate::lock::MigrationLock;
 use crate::migrate::native::{self, Folder};
-use crate::migrate::{self, MigrateError, Plan, Summary};
+use crate::migrate::{self, Locking, MigrateError, Plan, Summary};
 use crate::signals::SignalSource;
 use crate::supervise::{Child, RunError, Supervision};
 use crate::wait::{self, Target, Waited};
@@ -206,6 +206,10 @@ fn migrate_stage<'r>(
     };
     logging::enter(Phase::Migrate);
     let keep_lock = config.locked_hooks.is_some();
+    let locking = Locking {
+        timeout: config.lock_timeout,
+        keep: keep_lock,
+    };
     let began = Instant::now();
     let (summary, lock, connection) = match &config.migrate {
         Plan::Skip(why) => {
@@ -232,9 +236,9 @@ fn migrate_stage<'r>(
                     &folder,
                     url,
                     connection,
-                    config.lock_timeout,
+                    locking,
+                    config.ddl,
                     config.stop_grace,
-                    keep_lock,
                     supervision,
                 ))
                 .map_err(BootError::Migrate)?;
@@ -247,8 +251,8 @@ fn migrate_stage<'r>(
                 url,
                 program,
                 connection,
-                config.lock_timeout,
-                keep_lock,
+                locking,
+                config.ddl,
             )
             .map_err(BootError::Migrate)?;
             (Some(summary), lock, None)

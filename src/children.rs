@@ -108,6 +108,8 @@ pub struct Launch<'a> {
     pub run_as: Option<&'a RunAs>,
     /// Hand the terminal on stdin to the child's process group (the app, the debug shell).
     pub take_terminal: bool,
+    /// Variables set (or replaced) in the child's environment.
+    pub env: &'a [(OsString, OsString)],
 }
 
 /// A started child that nobody watches yet: only [`Reaper::watch`] takes it, so every child
@@ -191,6 +193,7 @@ pub fn spawn(program: &Program, launch: Launch<'_>) -> Result<Spawned, ExecError
     if let Some(run_as) = launch.run_as {
         command.env("HOME", &run_as.home);
     }
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
     let take_terminal = launch.take_terminal && owns_terminal();
     let ids = launch.run_as.map(|r| (r.uid, r.gid, r.groups.clone()));
     // SAFETY: the closure only makes async-signal-safe calls and allocates nothing.

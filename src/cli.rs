@@ -322,6 +322,28 @@ pub struct MigrateArgs {
         value_name = "DUR"
     )]
     pub lock_timeout: String,
+
+    /// PostgreSQL `lock_timeout` for the migrations' statements (e.g. 2s): a migration that
+    /// would queue behind a long query, and stall every query behind it, gives up and retries.
+    /// Native: a connection option; a command: PGOPTIONS. Off unless set.
+    #[arg(
+        long,
+        env = "ROADIE_DDL_LOCK_TIMEOUT",
+        hide_env_values = true,
+        value_name = "DUR"
+    )]
+    pub ddl_lock_timeout: Option<String>,
+
+    /// How often a native migration that hit --ddl-lock-timeout is retried from its start
+    /// (with backoff and jitter) before roadie gives up (exit 65).
+    #[arg(
+        long,
+        env = "ROADIE_DDL_RETRIES",
+        hide_env_values = true,
+        default_value = "10",
+        value_name = "N"
+    )]
+    pub ddl_retries: String,
 }
 
 #[derive(Debug, clap::Args)]

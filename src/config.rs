@@ -12,7 +12,7 @@ use crate::children::Program;
 use crate::cli::{MigrateArgs, Options};
 use crate::database::{self, DatabaseUrl};
 use crate::migrate::schema::VersionTable;
-use crate::migrate::{self, Asked, Decision, Plan};
+use crate::migrate::{self, Asked, DdlLimits, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
 use crate::user::{self, RunAs};
 use crate::wait::Target;
@@ -40,6 +40,8 @@ pub struct Config {
     pub wait_for_schema: bool,
     /// alembic's version table, and whether roadie may skip starting alembic at head.
     pub alembic: AlembicSettings,
+    /// `--ddl-lock-timeout` and `--ddl-retries`.
+    pub ddl: DdlLimits,
     pub stop_grace: Duration,
     pub forward: ForwardPolicy,
     /// `--success-exit-code`: app exit codes reported as 0.
@@ -161,6 +163,7 @@ impl Config {
             shortcut: !m.no_alembic_shortcut,
         };
         let wait_for_schema = m.wait_for_schema;
+        let ddl = ddl_limits(&m)?;
         let s = options.supervise;
         let stop_grace = duration("--stop-grace", &s.stop_grace)?;
         let rewrites = s
@@ -204,6 +207,7 @@ impl Config {
             lock_timeout,
             wait_for_schema,
             alembic,
+            ddl,
             stop_grace,
             forward: ForwardPolicy {
                 rewrites,
@@ -213,6 +217,32 @@ impl Config {
             run_as,
         })
     }
+}
+
+/// `--ddl-lock-timeout` (off unless set; at least 1ms, as PostgreSQL's 0 would mean "off")
+/// and `--ddl-retries`.
+fn ddl_limits(m: &MigrateArgs) -> Result<DdlLimits, ConfigError> {
+    let lock_timeout = m
+        .ddl_lock_timeout
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| duration("--ddl-lock-timeout", t))
+        .transpose()?;
+    if lock_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
+        return Err(ConfigError::Invalid(
+            "--ddl-lock-timeout: at least 1ms (leave it unset for no timeout)".into(),
+        ));
+    }
+    let retries = m.ddl_retries.trim().parse::<u32>().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "--ddl-retries {:?}: expected a number of retries, e.g. 10",
+            m.ddl_retries
+        ))
+    })?;
+    Ok(DdlLimits {
+        lock_timeout,
+        retries,
+    })
 }
 
 /// Decides which migrations run (migrate.rs has the rules), resolving the commands involved.
@@ -377,6 +407,45 @@ mod tests {
             panic!("{text:?} accepted");
         };
         assert!(message.starts_with("--stop-grace"), "{message}");
+    }
+
+    fn ddl_of(args: &[&str]) -> Result<DdlLimits, ConfigError> {
+        let mut argv = vec!["roadie"];
+        argv.extend(args);
+        argv.push("true");
+        let args = <crate::cli::Args as clap::Parser>::try_parse_from(argv).expect("parses");
+        ddl_limits(&args.options.migrate)
+    }
+
+    #[rstest]
+    #[case(&[], None, 10)]
+    #[case(&["--ddl-lock-timeout", "2s"], Some(Duration::from_secs(2)), 10)]
+    #[case(&["--ddl-lock-timeout", "200ms", "--ddl-retries", "0"], Some(Duration::from_millis(200)), 0)]
+    #[case(&["--ddl-retries", " 3 "], None, 3)]
+    fn the_ddl_lock_timeout_is_off_unless_set_and_retries_default_to_ten(
+        #[case] args: &[&str],
+        #[case] timeout: Option<Duration>,
+        #[case] retries: u32,
+    ) {
+        assert_eq!(
+            ddl_of(args),
+            Ok(DdlLimits {
+                lock_timeout: timeout,
+                retries
+            })
+        );
+    }
+
+    #[rstest]
+    #[case(&["--ddl-lock-timeout", "2"], "--ddl-lock-timeout \"2\"")]
+    #[case(&["--ddl-lock-timeout", "0s"], "--ddl-lock-timeout: at least 1ms")]
+    #[case(&["--ddl-retries=-1"], "--ddl-retries \"-1\"")]
+    #[case(&["--ddl-retries", "many"], "--ddl-retries \"many\"")]
+    fn a_bad_ddl_setting_names_its_option(#[case] args: &[&str], #[case] says: &str) {
+        let Err(ConfigError::Invalid(message)) = ddl_of(args) else {
+            panic!("{args:?} accepted");
+        };
+        assert!(message.starts_with(says), "{message}");
     }
 
     #[test]

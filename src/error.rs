@@ -133,7 +133,7 @@ mod tests {
     #[case(BootError::Wait(WaitError::Stopped(libc::SIGTERM)), 143)]
     #[case(BootError::Wait(WaitError::Stopped(libc::SIGINT)), 130)]
     #[case(BootError::Migrate(MigrateError::Failed { what: "m".into(), message: "x".into() }), 65)]
-    #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1) }), 65)]
+    #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1), note: None }), 65)]
     #[case(BootError::Migrate(MigrateError::LockTimedOut { timeout: std::time::Duration::ZERO, holder: None }), 75)]
     #[case(BootError::Migrate(MigrateError::Unavailable("gone".into())), 69)]
     #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]

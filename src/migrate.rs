@@ -22,6 +22,51 @@ use crate::signals;
 use crate::supervise::Stop;
 use lock::LockError;
 
+/// How migrations treat the table locks they need (`--ddl-lock-timeout`, `--ddl-retries`):
+/// without a timeout, an `ALTER TABLE` queued behind one long query stalls every query behind
+/// it; with one, it gives up after that long and a native migration is retried from its start.
+/// How the migrate stage takes the lock: how long a replica waits for another's migration
+/// (`--lock-timeout`), and whether it keeps the lock afterwards for `--locked-hooks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locking {
+    pub timeout: Duration,
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdlLimits {
+    /// PostgreSQL `lock_timeout`, set at connection start; `None`: the server's (none).
+    pub lock_timeout: Option<Duration>,
+    /// Retries of a native migration after a lock timeout (55P03), beyond its first attempt.
+    pub retries: u32,
+}
+
+/// Every query roadie makes itself (connecting, the lock's poll, reading the history table,
+/// `migrate status`, the probe beside a running migration) answers within this, or the
+/// database counts as unreachable (exit 69): a network that vanished never hangs a boot. Long
+/// enough for a loaded server to answer a catalog query; short beside the server's own bound
+/// for noticing a vanished roadie (5 s + 3 x 2 s of keepalives).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `work` (a query of roadie's own), or `Unavailable` when the database does not answer
+/// within [`QUERY_TIMEOUT`]; `what` names it for that line.
+pub(crate) async fn bounded<T>(
+    what: &str,
+    work: impl Future<Output = T>,
+) -> Result<T, MigrateError> {
+    tokio::time::timeout(QUERY_TIMEOUT, work)
+        .await
+        .map_err(|_| MigrateError::Unavailable(unanswered(what)))
+}
+
+/// The line for a database that stopped answering.
+pub(crate) fn unanswered(what: &str) -> String {
+    format!(
+        "{what}: the database did not answer within {}s (the network to it may be gone)",
+        QUERY_TIMEOUT.as_secs()
+    )
+}
+
 /// What the migrate stage will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -365,7 +410,12 @@ pub enum MigrateError {
     /// A migration failed: SQL error, checksum mismatch, missing file (exit 65).
     Failed { what: String, message: String },
     /// The migration command exited non-zero (exit 65).
-    CommandFailed { command: String, exit: ChildExit },
+    CommandFailed {
+        command: String,
+        exit: ChildExit,
+        /// What roadie saw of it meanwhile, e.g. that it waited for a table lock.
+        note: Option<String>,
+    },
     /// The migration command could not be started (exit 126 or 127).
     Exec { command: String, error: ExecError },
     /// The lock was not acquired before --lock-timeout (exit 75).
@@ -421,11 +471,16 @@ impl fmt::Display for MigrateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MigrateError::Failed { what, message } => write!(f, "{what} failed: {message}"),
-            MigrateError::CommandFailed { command, exit } => {
-                write!(
-                    f,
-                    "migration command {command:?} {exit}; the app is not started"
-                )
+            MigrateError::CommandFailed {
+                command,
+                exit,
+                note,
+            } => {
+                write!(f, "migration command {command:?} {exit}")?;
+                if let Some(note) = note {
+                    write!(f, "; {note}")?;
+                }
+                f.write_str("; the app is not started")
             }
             MigrateError::LockTimedOut { timeout, holder } => write!(
                 f,

@@ -4,6 +4,7 @@
 //! what is left after a stop or the child's end SIGKILLed after the grace: tini #180, dumb-init
 //! #212), and `until_stopped` runs the boot's async work until a stop signal ends it.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
@@ -31,8 +32,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub enum Child<'a> {
     /// An executable of `--hooks`: its stage logs the summary.
     Hook,
-    /// The migration command, run under the migration lock.
-    Migrator,
+    /// The migration command, run under the migration lock, with `env` added to roadie's
+    /// environment (`PGOPTIONS` for `--ddl-lock-timeout`).
+    Migrator { env: &'a [(OsString, OsString)] },
     /// The app: it gets the terminal; `announce` logs its start line (with the boot's
     /// timings); `settled` is called with its pid once it has run for a moment (the boot is
     /// over).
@@ -111,6 +113,10 @@ impl Supervision {
         let launch = Launch {
             run_as: self.run_as.as_ref(),
             take_terminal: matches!(child, Child::App { .. }),
+            env: match child {
+                Child::Migrator { env } => env,
+                _ => &[],
+            },
         };
         let spawned = children::spawn(program, launch).map_err(RunError::Spawn)?;
         let pid = self.reaper.watch(spawned);
@@ -120,7 +126,7 @@ impl Supervision {
                 debug!("running hook {} (pid {pid})", program.path.display());
                 self.supervise(pid, &name, None)
             }
-            Child::Migrator => {
+            Child::Migrator { .. } => {
                 info!(
                     "running {} (pid {pid}) under the migration lock",
                     program.command_line()

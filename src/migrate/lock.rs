@@ -26,6 +26,19 @@ const POLL_JITTER: Duration = Duration::from_millis(25);
 /// While waiting, say who holds the lock this often.
 const REPORT_EVERY: Duration = Duration::from_secs(3);
 
+/// (issue 13) `work`, or a `LockError::Database` saying the database did not answer within
+/// `QUERY_TIMEOUT`.
+async fn bounded<T>(work: impl Future<Output = T>) -> Result<T, LockError> {
+    tokio::time::timeout(crate::migrate::QUERY_TIMEOUT, work)
+        .await
+        .map_err(|_| {
+            LockError::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                crate::migrate::unanswered("the lock's session"),
+            )))
+        })
+}
+
 /// sqlx's advisory-lock key: `0x3d32ad9e * crc32(current_database())`.
 pub fn sqlx_key(database: &str) -> i64 {
     const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -118,11 +131,16 @@ impl MigrationLock {
     ) -> Result<Acquired, LockError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let mut lock = Self::prepare(url, reused).await?;
+        // (issue 13) Every query here is bounded: a poll that gets no answer is a database
+        // gone (a partition), not a busy lock.
+        let mut lock = bounded(Self::prepare(url, reused)).await??;
         let mut next_report = started + REPORT_EVERY;
         let mut holder = None;
         loop {
-            if lock.try_lock().await.map_err(LockError::Database)? {
+            if bounded(lock.try_lock())
+                .await?
+                .map_err(LockError::Database)?
+            {
                 return Ok(Acquired::Held(lock, started.elapsed()));
             }
             if done_elsewhere().await {
@@ -131,7 +149,7 @@ impl MigrationLock {
             }
             let now = Instant::now();
             if now >= next_report || holder.is_none() {
-                holder = lock.holder().await;
+                holder = bounded(lock.holder()).await.ok().flatten();
             }
             if now >= deadline {
                 return Err(LockError::TimedOut { timeout, holder });

@@ -3,6 +3,9 @@
 //! running `sqlx::migrate!()` on the same database and roadie agree in both directions. roadie
 //! adds what the library lacks: its lock is taken before the table is created and released on
 //! every path, a stop cancels the running statement, and failures name the file and line.
+//! With `--ddl-lock-timeout`, a migration that times out on a table lock is rolled back and
+//! retried, naming its blocker; a watch session beside the run ends it (69) when the database
+//! stops answering. It must never wait on the database without a bound of its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +19,12 @@ use sqlx::mysql::MySqlDatabaseError;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
+use sqlx::Connection as _;
+use tracing::{debug, warn};
+
 use super::lock::{Acquired, MigrationLock};
-use super::{MigrateError, Summary};
-use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
+use super::{DdlLimits, Locking, MigrateError, Summary, bounded};
+use crate::database::{ConnectOptions, Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
 use crate::logging;
 use crate::supervise::Supervision;
 
@@ -74,6 +80,12 @@ impl Folder {
                 || format!("version {version}"),
                 |(_, p)| p.display().to_string(),
             )
+    }
+
+    fn is_no_tx(&self, version: i64) -> bool {
+        self.migrations
+            .iter()
+            .any(|(m, _)| m.version == version && m.no_tx)
     }
 
     pub(super) fn ups(&self) -> impl Iterator<Item = &Migration> {
@@ -194,98 +206,129 @@ impl Folder {
 
 /// Runs the folder's pending migrations under the lock; a stop signal cancels the running
 /// statement (its transaction rolls back) and waits up to `grace` for it to end. With
-/// `keep_lock` (hooks must run under it next) the lock is taken even when nothing is pending,
-/// and handed back held.
+/// `ddl.lock_timeout`, a migration that times out waiting for a table lock is rolled back and
+/// retried from its start (see `run_one`). With `keep_lock` (hooks must run under it next) the
+/// lock is taken even when nothing is pending, and handed back held.
 pub async fn run(
     folder: &Folder,
     url: &DatabaseUrl,
     reused: Option<Connection>,
-    lock_timeout: Duration,
+    locking: Locking,
+    ddl: DdlLimits,
     grace: Duration,
-    keep_lock: bool,
     supervision: &Supervision,
 ) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
-    let mut conn = migration_session(url, reused).await?;
-    // Fast path, without the lock: nothing pending means nothing to serialise.
+    let keep_lock = locking.keep;
+    let mut conn = migration_session(url, reused, ddl.lock_timeout).await?;
+    // Fast path, without the lock: nothing pending means nothing to serialise. No table yet
+    // is an error here, and means "pending".
     if !keep_lock
-        && let Ok(applied) = conn.applied().await
+        && let Ok(applied) = bounded(READING, conn.applied()).await?
         && folder.pending(&applied)?.is_empty()
     {
+        let _ = bounded("closing the migration session", conn.close()).await;
         return Ok((Summary::UpToDate { lock_waited: None }, None));
     }
     let done_elsewhere = async || {
         !keep_lock
-            && matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
+            && matches!(bounded(READING, conn.applied()).await, Ok(Ok(applied)) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
     };
     let acquired = supervision
         .until_stopped(MigrationLock::acquire_unless_done(
             url,
             None,
-            lock_timeout,
+            locking.timeout,
             done_elsewhere,
         ))
         .await??;
     let (mut lock, waited) = match acquired {
         Acquired::Held(lock, waited) => (lock, waited),
         Acquired::NotNeeded(waited) => {
-            conn.close().await;
+            let _ = bounded("closing the migration session", conn.close()).await;
             let summary = Summary::UpToDate {
                 lock_waited: Some(waited),
             };
             return Ok((summary, None));
         }
     };
-    let outcome = run_locked(folder, &mut conn, &mut lock, waited, grace, supervision).await;
-    conn.close().await;
+    let outcome = run_locked(
+        folder,
+        url,
+        &mut conn,
+        &mut lock,
+        waited,
+        ddl,
+        grace,
+        supervision,
+    )
+    .await;
+    if let Err(MigrateError::Unavailable(_)) = &outcome {
+        // The database stopped answering: a goodbye would wait for it too. Dropped, the
+        // sockets close here; the server frees the lock and rolls back once its keepalives
+        // give up on them (5 s + 3 x 2 s).
+        drop(lock);
+        drop(conn);
+        return outcome.map(|summary| (summary, None));
+    }
+    let _ = bounded("closing the migration session", conn.close()).await;
     match outcome {
         Ok(summary) if keep_lock => Ok((summary, Some(lock))),
         outcome => {
-            lock.release().await;
+            let _ = bounded("releasing the migration lock", lock.release()).await;
             outcome.map(|summary| (summary, None))
         }
     }
 }
 
+const READING: &str = "reading _sqlx_migrations";
+
+#[allow(clippy::too_many_arguments)]
 async fn run_locked(
     folder: &Folder,
+    url: &DatabaseUrl,
     conn: &mut Connection,
     lock: &mut MigrationLock,
     waited: Duration,
+    ddl: DdlLimits,
     grace: Duration,
     supervision: &Supervision,
 ) -> Result<Summary, MigrateError> {
     // Again, under the lock: the replica that waited usually finds the work done.
-    conn.ensure_table().await?;
-    let pending = folder.pending(&conn.applied().await?)?;
+    bounded("creating _sqlx_migrations", conn.ensure_table()).await??;
+    let pending = folder.pending(&bounded(READING, conn.applied()).await??)?;
     if pending.is_empty() {
         return Ok(Summary::UpToDate {
             lock_waited: Some(waited),
         });
     }
-    let backend = conn.backend_id().await?;
+    let backend = bounded("asking for the session's id", conn.backend_id()).await??;
+    let mut watch = Watch::open(url, backend, ddl.lock_timeout).await?;
     let started = Instant::now();
     // One migration at a time (sqlx's Migrator over the folder up to it), so that what the
-    // server says during it (a NOTICE) names the migration it came from.
+    // server says during it (a NOTICE) names the migration it came from, and a lock timeout
+    // retries that migration alone.
+    let mut attempt = Attempt {
+        folder,
+        pending: &pending,
+        conn,
+        lock,
+        backend,
+        watch: &mut watch,
+        grace,
+        supervision,
+    };
+    let mut outcome = Ok(());
     for &version in &pending {
-        logging::on_behalf_of(Some(format!(
-            "migration {version} ({})",
-            folder.file_of(version)
-        )));
-        let migrator = folder.migrator_through(version);
-        let run = conn.run(&migrator);
-        tokio::pin!(run);
-        let outcome = supervision.until_stopped(&mut run).await;
-        logging::on_behalf_of(None);
-        match outcome {
-            Ok(result) => result.map_err(|e| folder.explain_run(e, &pending))?,
-            Err(stop) => {
-                // Cancel the running statement (its transaction rolls back), let it end.
-                lock.cancel(backend).await;
-                let _ = tokio::time::timeout(grace, &mut run).await;
-                return Err(stop.into());
-            }
+        outcome = attempt.run_one(version, ddl).await;
+        if outcome.is_err() {
+            break;
         }
     }
+    // A database that stopped answering gets no goodbye: it would wait for the network too.
+    if let (Some(watch), false) = (watch, matches!(outcome, Err(MigrateError::Unavailable(_)))) {
+        let _ = bounded("closing the watch session", watch.conn.close()).await;
+    }
+    outcome?;
     Ok(Summary::Applied {
         count: pending.len(),
         took: started.elapsed(),
@@ -293,33 +336,424 @@ async fn run_locked(
     })
 }
 
+/// What running one migration needs, borrowed for the run.
+struct Attempt<'a> {
+    folder: &'a Folder,
+    pending: &'a [i64],
+    conn: &'a mut Connection,
+    lock: &'a mut MigrationLock,
+    /// The migration session's server-side id, to cancel its statement or find its blockers.
+    backend: i64,
+    watch: &'a mut Option<Watch>,
+    grace: Duration,
+    supervision: &'a Supervision,
+}
+
+/// How one attempt at a migration ended, when it ended by itself.
+enum Tried {
+    Applied,
+    /// It failed; the blocker last seen while it ran, if any.
+    Failed(SqlxMigrateError, Option<String>),
+}
+
+impl Attempt<'_> {
+    /// Runs migration `version`; after a lock timeout (55P03), rolled back, it waits (backoff
+    /// with jitter) and runs it again from its start, up to `ddl.retries` times. A `--
+    /// no-transaction` migration is retried only if the catalog shows it left nothing behind.
+    async fn run_one(&mut self, version: i64, ddl: DdlLimits) -> Result<(), MigrateError> {
+        let folder = self.folder;
+        let file = folder.file_of(version);
+        let no_tx = folder.is_no_tx(version);
+        let attempts = ddl.retries.saturating_add(1);
+        for attempt in 1..=attempts {
+            let before = match (no_tx, self.watch.as_mut()) {
+                (true, Some(watch)) => watch.catalog().await?,
+                _ => None,
+            };
+            let (error, blocker) = match self.try_once(version, &file).await? {
+                Tried::Applied => return Ok(()),
+                Tried::Failed(error, blocker) => (error, blocker),
+            };
+            let left = match (before, self.watch.as_mut()) {
+                (Some(before), Some(watch)) => watch.left_behind(&before).await?,
+                _ => None,
+            };
+            let timed_out = ddl.lock_timeout.filter(|_| is_lock_timeout(&error));
+            let (Some(timeout), None) = (timed_out, &left) else {
+                let mut error = folder.explain_run(error, self.pending);
+                if let (Some(left), MigrateError::Failed { message, .. }) = (left, &mut error) {
+                    message.push_str(&format!("; {left}"));
+                }
+                return Err(error);
+            };
+            let blocker = blocker.unwrap_or_else(|| "a session roadie could not see".into());
+            let timeout = humantime::format_duration(timeout);
+            if attempt == attempts {
+                return Err(MigrateError::Failed {
+                    what: format!("migration {version} ({file})"),
+                    message: format!(
+                        "still waiting for a table lock after {attempts} attempts of \
+                         --ddl-lock-timeout {timeout} each; blocked by {blocker}; rolled back, \
+                         nothing recorded{}; deploy again when the blocker is done, or end it",
+                        committed_before(self.pending, version)
+                    ),
+                });
+            }
+            let pause = backoff(attempt, fastrand::f64());
+            warn!(
+                migration = version,
+                attempt,
+                "migration {version} ({file}) gave up waiting for a table lock after \
+                 --ddl-lock-timeout {timeout} (attempt {attempt} of {attempts}); blocked by \
+                 {blocker}; rolled back, retrying in {:.2}s",
+                pause.as_secs_f64()
+            );
+            self.supervision
+                .until_stopped(tokio::time::sleep(pause))
+                .await?;
+        }
+        unreachable!("UNWRAP: the last attempt returns")
+    }
+
+    /// One run of the migration, watched: a stop cancels it, a database that stops answering
+    /// ends it (`Unavailable`), and who blocks it is noted while it waits.
+    async fn try_once(&mut self, version: i64, file: &str) -> Result<Tried, MigrateError> {
+        logging::on_behalf_of(Some(format!("migration {version} ({file})")));
+        let migrator = self.folder.migrator_through(version);
+        let mut blocker = None;
+        let run = self.conn.run(&migrator);
+        tokio::pin!(run);
+        let outcome = tokio::select! {
+            done = self.supervision.until_stopped(&mut run) => done,
+            lost = watch_until_lost(self.watch.as_mut(), &mut blocker) => {
+                logging::on_behalf_of(None);
+                return Err(MigrateError::Unavailable(format!(
+                    "while running migration {version} ({file}): {lost}; it is not recorded, \
+                     and the server rolls it back once it notices this session is gone"
+                )));
+            }
+        };
+        logging::on_behalf_of(None);
+        match outcome {
+            Ok(Ok(())) => Ok(Tried::Applied),
+            Ok(Err(e)) => Ok(Tried::Failed(e, blocker)),
+            Err(stop) => {
+                // Cancel the running statement (its transaction rolls back), let it end.
+                let _ = bounded("cancelling the migration", self.lock.cancel(self.backend)).await;
+                let _ = tokio::time::timeout(self.grace, &mut run).await;
+                Err(stop.into())
+            }
+        }
+    }
+}
+
+/// PostgreSQL's lock_not_available: `lock_timeout` expired (or a `NOWAIT` lock was refused).
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+fn is_lock_timeout(error: &SqlxMigrateError) -> bool {
+    matches!(error, SqlxMigrateError::ExecuteMigration(sqlx::Error::Database(d), _)
+        if d.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
+}
+
+/// The pause after attempt `attempt` (1-based) timed out: 200 ms, doubling, capped at 10 s,
+/// scaled by `jitter` (0..1) into its upper half, so that retries of several replicas or
+/// several blockers do not line up.
+fn backoff(attempt: u32, jitter: f64) -> Duration {
+    const FIRST: Duration = Duration::from_millis(200);
+    const CAP: Duration = Duration::from_secs(10);
+    let full = FIRST
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+        .min(CAP);
+    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// While a migration runs, roadie asks on a connection of its own this often whether the
+/// database still answers (a partition shows as silence, not as an error) and, with
+/// `--ddl-lock-timeout`, who blocks the migration (asked more often then: the blocker must be
+/// seen before the timeout ends the wait).
+pub(super) const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// How soon the server gives up on a session of roadie's whose host vanished: keepalives on
+/// an idle socket (5 s, then 3 probes 2 s apart), and `tcp_user_timeout` (PostgreSQL 12+) for
+/// a socket with a reply in flight, which keepalives never probe (the kernel would retransmit
+/// it for 15 minutes). The last setting an old server refuses costs only itself and the next.
+pub(super) const SERVER_BOUNDS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+     SET tcp_keepalives_count = 3; SET tcp_user_timeout = 11000";
+
+/// The watch session beside the migration's (PostgreSQL and MySQL; SQLite has no network).
+struct Watch {
+    conn: Connection,
+    backend: i64,
+    every: Duration,
+}
+
+/// What a `-- no-transaction` migration could leave behind, before it runs.
+struct Catalog {
+    /// A digest of the schema's relations, columns counts, index validity and constraints.
+    digest: String,
+    /// Indexes already INVALID.
+    invalid: Vec<String>,
+}
+
+impl Watch {
+    // A build with PostgreSQL alone has no other kind of options or connection.
+    #[allow(irrefutable_let_patterns)]
+    async fn open(
+        url: &DatabaseUrl,
+        backend: i64,
+        ddl_lock_timeout: Option<Duration>,
+    ) -> Result<Option<Self>, MigrateError> {
+        if url.kind() == Kind::Sqlite {
+            return Ok(None);
+        }
+        let mut options = url
+            .connect_options()
+            .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
+        #[cfg(feature = "postgres")]
+        if let ConnectOptions::Postgres(o) = options {
+            options = ConnectOptions::Postgres(o.application_name("roadie (migration watch)"));
+        }
+        let mut conn = bounded("connecting the watch session", Connection::open(&options))
+            .await?
+            .map_err(|e| MigrateError::Unavailable(format!("connecting the watch session: {e}")))?;
+        // Should roadie's host vanish, the server ends this session too within the bound.
+        if url.kind() == Kind::Postgres
+            && let Err(e) =
+                bounded("setting up the watch session", conn.execute(SERVER_BOUNDS)).await?
+        {
+            debug!("the watch session keeps the server's defaults: {e}");
+        }
+        let every = match ddl_lock_timeout {
+            Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
+            None => WATCH_EVERY,
+        };
+        Ok(Some(Watch {
+            conn,
+            backend,
+            every,
+        }))
+    }
+
+    /// Returns only when the database stops answering; meanwhile notes the migration's
+    /// blocker in `blocker`.
+    async fn until_lost(&mut self, blocker: &mut Option<String>) -> MigrateError {
+        loop {
+            tokio::time::sleep(self.every).await;
+            match bounded("watching the migration", self.look()).await {
+                Err(silence) => return silence,
+                Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
+                    return MigrateError::Unavailable(format!("the watch session was lost: {e}"));
+                }
+                Ok(Err(e)) => debug!("watching the migration: {e}"),
+                Ok(Ok(Some(seen))) => *blocker = Some(seen),
+                Ok(Ok(None)) => {}
+            }
+        }
+    }
+
+    /// Who blocks the migration session now (PostgreSQL), if anyone; elsewhere a ping.
+    #[allow(unreachable_patterns)]
+    async fn look(&mut self) -> Result<Option<String>, sqlx::Error> {
+        match &mut self.conn {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => {
+                let row: Option<BlockerRow> =
+                    sqlx::query_as(
+                        "SELECT a.pid, a.application_name, a.state, \
+                                to_char(a.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(a.query, 200) \
+                         FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1::int)) \
+                         ORDER BY a.query_start NULLS LAST LIMIT 1",
+                    )
+                    .bind(self.backend)
+                    .fetch_optional(c)
+                    .await?;
+                Ok(row.map(|(pid, app, state, since, query)| {
+                    describe_blocker(pid, app, state, since, query)
+                }))
+            }
+            conn => on_each_driver!(conn, c => c.ping().await).map(|()| None),
+        }
+    }
+
+    /// The catalog before a `-- no-transaction` migration runs (PostgreSQL only).
+    #[allow(irrefutable_let_patterns)]
+    async fn catalog(&mut self) -> Result<Option<Catalog>, MigrateError> {
+        #[cfg(feature = "postgres")]
+        if let Connection::Postgres(c) = &mut self.conn {
+            let read = sqlx::query_as::<_, (String, Vec<String>)>(
+                "SELECT md5(coalesce(string_agg(c.oid::text || ':' || c.relkind::text || ':' || c.relnatts::text \
+                            || ':' || coalesce(i.indisvalid::text, '-'), ',' ORDER BY c.oid), '') \
+                            || ':' || (SELECT count(*) FROM pg_constraint)), \
+                        coalesce(array_agg(c.oid::regclass::text ORDER BY c.oid) \
+                                 FILTER (WHERE NOT i.indisvalid), '{}') \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_index i ON i.indexrelid = c.oid \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
+            );
+            let (digest, invalid) = bounded("reading the catalog", read.fetch_one(c))
+                .await?
+                .map_err(|e| MigrateError::Unavailable(format!("reading the catalog: {e}")))?;
+            return Ok(Some(Catalog { digest, invalid }));
+        }
+        Ok(None)
+    }
+
+    /// What a failed `-- no-transaction` migration left behind, said with the fix; `None`
+    /// when the catalog is as it was, so running it again is safe.
+    async fn left_behind(&mut self, before: &Catalog) -> Result<Option<String>, MigrateError> {
+        let Some(after) = self.catalog().await? else {
+            return Ok(None);
+        };
+        let invalid: Vec<&String> = after
+            .invalid
+            .iter()
+            .filter(|i| !before.invalid.contains(i))
+            .collect();
+        if let Some(first) = invalid.first() {
+            let names = invalid
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Ok(Some(format!(
+                "it left index {names} INVALID (a CREATE INDEX CONCURRENTLY that did not finish): \
+                 drop it with `DROP INDEX CONCURRENTLY {first};` and deploy again"
+            )));
+        }
+        Ok((after.digest != before.digest).then(|| {
+            "it changed the schema before it failed, so roadie does not run it again; \
+             check the schema"
+                .to_string()
+        }))
+    }
+}
+
+async fn watch_until_lost(watch: Option<&mut Watch>, blocker: &mut Option<String>) -> MigrateError {
+    match watch {
+        Some(watch) => watch.until_lost(blocker).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What `pg_stat_activity` says of a blocker: pid, application, state, query start, query.
+pub(super) type BlockerRow = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// `pid 4242 (application "psql", idle in transaction, query started 2026-...: "SELECT * FROM
+/// orders ...")`: the query's first words only, as the rest may hold secrets.
+pub(super) fn describe_blocker(
+    pid: i32,
+    application: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+    query: Option<String>,
+) -> String {
+    let mut details = Vec::new();
+    if let Some(app) = application.filter(|a| !a.is_empty()) {
+        details.push(format!("application {app:?}"));
+    }
+    if let Some(state) = state {
+        details.push(state);
+    }
+    if let Some(since) = since {
+        details.push(format!("query started {since}"));
+    }
+    let mut text = format!("pid {pid}");
+    if !details.is_empty() {
+        text.push_str(&format!(" ({}", details.join(", ")));
+        // Another role's session shows this instead of its query, unless roadie's role may
+        // read all statistics (pg_read_all_stats).
+        let visible = query.filter(|q| !q.starts_with("<insufficient privilege>"));
+        if let Some(words) = visible.as_deref().and_then(first_words) {
+            text.push_str(&format!(": {words:?}"));
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// The first three words of a query, at most 40 characters, with `...` when there is more.
+fn first_words(query: &str) -> Option<String> {
+    let words: Vec<&str> = query.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut shown: String = words[..words.len().min(3)].join(" ");
+    let mut cut = words.len() > 3;
+    if shown.chars().count() > 40 {
+        shown = shown.chars().take(40).collect();
+        cut = true;
+    }
+    if cut {
+        shown.push_str(" ...");
+    }
+    Some(shown)
+}
+
+/// [`SERVER_BOUNDS`], and the server checks every second whether the client of a running
+/// statement is still there (PostgreSQL 14+).
+const MIGRATION_SESSION_BOUNDS: &str = "SET tcp_keepalives_idle = 5; \
+     SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
+     SET tcp_user_timeout = 11000; SET client_connection_check_interval = '1s'";
+
 /// The migration session: the wait stage's connection when it still answers, else a new one.
 /// On Postgres it has the server check the client every second: if roadie dies
 /// mid-statement, the server would otherwise notice only when it next writes to the socket,
 /// and a long statement would keep its transaction (and the next replica waiting) until then
 /// (PostgreSQL 14+; an older server refuses the setting, which costs only that).
+/// With `ddl_lock_timeout`, `lock_timeout` is a startup option of a new session (never the
+/// handed-on one): a migration's own `RESET lock_timeout` or `RESET ALL` returns to the
+/// session's default, which a startup option sets, where a `SET` would be wiped.
 pub(super) async fn migration_session(
     url: &DatabaseUrl,
     reused: Option<Connection>,
+    ddl_lock_timeout: Option<Duration>,
 ) -> Result<Connection, MigrateError> {
-    let mut conn = match Connection::if_alive(reused).await {
+    let startup_lock_timeout = ddl_lock_timeout.filter(|_| url.kind() == Kind::Postgres);
+    let reused = match (reused, startup_lock_timeout) {
+        (Some(conn), Some(_)) => {
+            let _ = bounded("closing the wait stage's session", conn.close()).await;
+            None
+        }
+        (reused, _) => reused,
+    };
+    let alive = bounded(
+        "checking the wait stage's session",
+        Connection::if_alive(reused),
+    )
+    .await
+    .ok()
+    .flatten();
+    let mut conn = match alive {
         Some(conn) => conn,
         None => {
-            let options = url
+            let mut options = url
                 .connect_options()
                 .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-            Connection::open(&options)
-                .await
+            #[cfg(feature = "postgres")]
+            if let (ConnectOptions::Postgres(o), Some(t)) = (&options, startup_lock_timeout) {
+                options = ConnectOptions::Postgres(
+                    o.clone()
+                        .options([("lock_timeout", format!("{}ms", t.as_millis().max(1)))]),
+                );
+            }
+            bounded("connecting to migrate", Connection::open(&options))
+                .await?
                 .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
         }
     };
     if url.kind() == Kind::Postgres
-        && let Err(e) = conn
-            .execute(
-                "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
-                 SET tcp_keepalives_count = 3; SET client_connection_check_interval = '1s'",
-            )
-            .await
+        && let Err(e) = bounded(
+            "setting up the migration session",
+            conn.execute(MIGRATION_SESSION_BOUNDS),
+        )
+        .await?
     {
         tracing::debug!("the migration session keeps the server's defaults: {e}");
     }
@@ -418,7 +852,59 @@ fn line_of(_: &sqlx::Error, _: &str) -> Option<usize> {
 mod tests {
     use rstest::rstest;
 
-    use super::committed_before;
+    use std::time::Duration;
+
+    use super::{backoff, committed_before, describe_blocker, first_words};
+
+    #[rstest]
+    #[case(1, 0.0, 100)]
+    #[case(1, 1.0, 200)]
+    #[case(2, 1.0, 400)]
+    #[case(3, 0.5, 600)]
+    #[case(6, 1.0, 6400)]
+    #[case(7, 1.0, 10_000)]
+    #[case(7, 0.0, 5_000)]
+    #[case(40, 1.0, 10_000)]
+    #[case(u32::MAX, 1.0, 10_000)]
+    fn retries_back_off_doubling_to_a_cap_with_jitter_in_the_upper_half(
+        #[case] attempt: u32,
+        #[case] jitter: f64,
+        #[case] millis: u64,
+    ) {
+        assert_eq!(backoff(attempt, jitter), Duration::from_millis(millis));
+    }
+
+    #[rstest]
+    #[case("SELECT * FROM orders WHERE id = 1", Some("SELECT * FROM ..."))]
+    #[case("  LOCK   TABLE\norders ", Some("LOCK TABLE orders"))]
+    #[case("ALTER ROLE app PASSWORD 'secret'", Some("ALTER ROLE app ..."))]
+    #[case(
+        "SELECT pg_sleep_for_a_very_long_function_name_indeed(3600)",
+        Some("SELECT pg_sleep_for_a_very_long_function ...")
+    )]
+    #[case("   ", None)]
+    fn a_blockers_query_shows_only_its_first_words(
+        #[case] query: &str,
+        #[case] shown: Option<&str>,
+    ) {
+        assert_eq!(first_words(query).as_deref(), shown);
+    }
+
+    #[test]
+    fn a_blocker_is_named_by_pid_application_state_and_query_start() {
+        let text = describe_blocker(
+            42,
+            Some("psql".into()),
+            Some("idle in transaction".into()),
+            Some("2026-12-05 14:00:00 UTC".into()),
+            Some("LOCK TABLE orders IN ACCESS SHARE MODE".into()),
+        );
+        assert_eq!(
+            text,
+            "pid 42 (application \"psql\", idle in transaction, query started 2026-12-05 14:00:00 UTC: \"LOCK TABLE orders ...\")"
+        );
+        assert_eq!(describe_blocker(7, None, None, None, None), "pid 7");
+    }
 
     #[rstest]
     #[case(&[5], 5, "")]

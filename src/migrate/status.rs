@@ -7,7 +7,7 @@ use sqlx::Row;
 use tokio::runtime::Runtime;
 
 use super::native::{Folder, migration_session};
-use super::{MigrateError, Plan};
+use super::{MigrateError, Plan, bounded};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
 
 /// Prints the status of `plan`'s migrations.
@@ -104,10 +104,12 @@ pub struct Status {
 
 /// Every migration of the folder and of the history table, merged.
 async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, MigrateError> {
-    let mut conn = migration_session(url, None).await?;
+    let mut conn = migration_session(url, None, None).await?;
     // No table yet: everything is pending.
-    let recorded = history(&mut conn).await.unwrap_or_default();
-    conn.close().await;
+    let recorded = bounded("reading _sqlx_migrations", history(&mut conn))
+        .await?
+        .unwrap_or_default();
+    let _ = bounded("closing the session", conn.close()).await;
     let mut rows: Vec<Status> = folder
         .ups()
         .map(|m| {

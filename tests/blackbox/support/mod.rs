@@ -7,7 +7,9 @@
 pub mod dns;
 pub mod http;
 pub mod mariadb;
+pub mod netns;
 pub mod postgres;
+pub mod sessions;
 pub mod terminal;
 
 use std::collections::HashMap;

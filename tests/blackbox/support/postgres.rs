@@ -75,7 +75,20 @@ impl Postgres {
     /// Starts the server (`tcp`: listen on 127.0.0.1 and ::1, else the socket only, as the
     /// official image's first-boot server does) and waits until it accepts logins.
     pub fn start_with(&mut self, tcp: bool) {
-        let listen = if tcp { "127.0.0.1,::1" } else { "" };
+        self.start_on(if tcp { "127.0.0.1,::1" } else { "" });
+    }
+
+    /// Starts the server listening on loopback and on `address` too (the host side of a test's
+    /// own veth pair), accepting role `roadie` with its password from `network` (its /30).
+    pub fn start_also_on(&mut self, address: &str, network: &str) {
+        let hba = self.dir.join("data/pg_hba.conf");
+        let mut rules = fs::read_to_string(&hba).expect("pg_hba.conf");
+        rules.push_str(&format!("host all roadie {network} scram-sha-256\n"));
+        fs::write(&hba, rules).expect("pg_hba.conf");
+        self.start_on(&format!("127.0.0.1,::1,{address}"));
+    }
+
+    fn start_on(&mut self, listen: &str) {
         let options = format!(
             "-p {} -k {} -c listen_addresses='{listen}' -c fsync=off -c log_line_prefix='%n [%p] ' {}",
             self.port,

@@ -1,0 +1,315 @@
+//! Partitions and dead hosts: roadie in a network namespace of the test's own (a "remote host"
+//! joined to the database by a veth pair) loses its network in the middle of a migration.
+//! The server frees the lock and rolls the migration back within its keepalive bound (5 s +
+//! 3 x 2 s), the next replica migrates, and the partitioned roadie exits 69 within its own
+//! bound (a 2 s watch plus the 10 s query timeout) without starting its app.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::netns::Namespace;
+use crate::support::postgres::{Postgres, ROADIE_PASSWORD, eventually};
+use crate::support::{Mode, Roadie, Running, entrypoint, roadie, roadie_bin, scratch};
+
+/// The server's bound (11 s) and roadie's (12 s), with room for a loaded machine.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// A cluster listening on loopback and on the host's end of `ns`'s veth pair, with a `pause`
+/// table the migration reads its sleep from.
+fn cluster(ns_seed: &mut Option<Namespace>) -> Postgres {
+    let mut pg = Postgres::new();
+    let ns = Namespace::new(pg.port);
+    pg.start_also_on(&ns.host_address, &ns.network);
+    *ns_seed = Some(ns);
+    pg.psql(
+        "CREATE TABLE pause (seconds float8); INSERT INTO pause VALUES (60); \
+         GRANT SELECT ON pause TO roadie;",
+    );
+    pg
+}
+
+/// One migration that sleeps as long as `pause` says, then records that it got there.
+fn slow_folder(dir: &Path) -> PathBuf {
+    let path = dir.join("migrations");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(
+        path.join("1_slow.sql"),
+        "CREATE TABLE done (id int);\nSELECT pg_sleep((SELECT seconds FROM pause));",
+    )
+    .unwrap();
+    path
+}
+
+fn inside(ns: &Namespace, pg: &Postgres, args: &[&str]) -> Roadie {
+    let url = format!(
+        "postgres://roadie:{ROADIE_PASSWORD}@{}:{}/app",
+        ns.host_address, pg.port
+    );
+    let mut argv = vec![roadie_bin(), "--database-url", &url];
+    argv.extend(args);
+    entrypoint(
+        Mode::Subreaper,
+        Path::new("/usr/sbin/ip"),
+        ns.exec_argv(&argv),
+    )
+}
+
+/// What the server still has from the namespace, for a failure message.
+fn left_from(pg: &Postgres, ns: &Namespace) -> String {
+    pg.psql(&format!(
+        "SELECT pid, application_name, state, wait_event, backend_start, query FROM pg_stat_activity \
+         WHERE client_addr = '{}'",
+        ns.ns_address
+    ))
+}
+
+/// Sessions the server still has from the namespace.
+fn sessions_from(pg: &Postgres, ns: &Namespace) -> i64 {
+    pg.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE client_addr = '{}'",
+        ns.ns_address
+    ))
+    .parse()
+    .expect("a count")
+}
+
+/// Waits until the namespace's roadie runs its migration (sleeping) under the lock.
+fn migrating(pg: &Postgres, running: &Running) {
+    let sleeping = eventually(Duration::from_secs(20), || {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+             AND query LIKE '%pg_sleep((SELECT seconds FROM pause))%' AND pid <> pg_backend_pid()",
+        ) == "1"
+    });
+    if !sleeping {
+        running.fail("the migration never started in the namespace");
+    }
+}
+
+#[test]
+fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock_for_the_next() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let dir = scratch();
+    let path = slow_folder(dir.path());
+    let folder = path.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let partitioned = inside(
+        &ns,
+        &pg,
+        &["--migrations", &folder, "sh", "-c", "echo app-started"],
+    )
+    .start();
+    migrating(&pg, &partitioned);
+    ns.partition();
+    let cut = Instant::now();
+    pg.psql("UPDATE pause SET seconds = 0");
+    let next = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrations",
+            &folder,
+            "sh",
+            "-c",
+            "echo next-started",
+        ],
+    )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
+    .start();
+    let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
+    let server_freed = cut.elapsed();
+    assert!(
+        freed,
+        "the server still had the namespace's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
+    let ended = partitioned.finish_within(BOUND + Duration::from_secs(10));
+    let roadie_exited = ended.elapsed.saturating_sub(cut - started);
+    eprintln!(
+        "partition -> lock free on the server: {:.1}s; -> partitioned roadie exited: {:.1}s",
+        server_freed.as_secs_f64(),
+        roadie_exited.as_secs_f64()
+    );
+    ended
+        .code(69)
+        .stderr_has("while running migration 1 (")
+        .stderr_has("did not answer within 10s");
+    assert!(!ended.stdout.contains("app-started"), "{ended}");
+    assert!(
+        roadie_exited < BOUND,
+        "exited {roadie_exited:?} after the cut\n{ended}"
+    );
+    next.finish_within(BOUND)
+        .code(0)
+        .stdout_has("next-started")
+        .stderr_has("1 migration applied");
+    assert_eq!(pg.psql("SELECT count(*) FROM _sqlx_migrations"), "1");
+}
+
+#[test]
+fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let dir = scratch();
+    let path = slow_folder(dir.path());
+    let folder = path.to_string_lossy().into_owned();
+    let running = inside(
+        &ns,
+        &pg,
+        &["--migrations", &folder, "sh", "-c", "echo app-started"],
+    )
+    .start();
+    migrating(&pg, &running);
+    // The host dies: its network first (so its kernel's FIN or RST never leaves), then
+    // everything on it, then the host itself.
+    ns.partition();
+    running.signal(libc::SIGKILL);
+    drop(running);
+    ns.delete();
+    let gone = Instant::now();
+    let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
+    let took = gone.elapsed();
+    eprintln!(
+        "dead host -> lock free on the server: {:.1}s",
+        took.as_secs_f64()
+    );
+    assert!(
+        freed,
+        "the server still had the dead host's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
+    assert_eq!(
+        pg.psql("SELECT pg_try_advisory_lock(3469795979745788610)"),
+        "t",
+        "the lock is free"
+    );
+    assert!(!pg.table_exists("done"), "the migration was rolled back");
+}
+
+#[test]
+fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let psql = |host: &str| {
+        format!(
+            "{}/psql -X -v ON_ERROR_STOP=1 -c \"CREATE TABLE done (id int); \
+             SELECT pg_sleep((SELECT seconds FROM pause))\" \
+             postgres://roadie@{host}:{}/app",
+            crate::support::postgres::BIN,
+            pg.port
+        )
+    };
+    let started = Instant::now();
+    let partitioned = inside(
+        &ns,
+        &pg,
+        &[
+            "--migrate-command",
+            &psql(&ns.host_address),
+            "--ddl-lock-timeout",
+            "2s",
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
+    .start();
+    migrating(&pg, &partitioned);
+    ns.partition();
+    let cut = Instant::now();
+    pg.psql("UPDATE pause SET seconds = 0");
+    let freed = eventually(BOUND, || sessions_from(&pg, &ns) == 0);
+    let server_freed = cut.elapsed();
+    assert!(
+        freed,
+        "the server still had the namespace's sessions after {BOUND:?}: {}",
+        left_from(&pg, &ns)
+    );
+    let ended = partitioned.finish_within(BOUND + Duration::from_secs(10));
+    let roadie_exited = ended.elapsed.saturating_sub(cut - started);
+    eprintln!(
+        "command: partition -> lock free on the server: {:.1}s; -> partitioned roadie exited: {:.1}s",
+        server_freed.as_secs_f64(),
+        roadie_exited.as_secs_f64()
+    );
+    ended
+        .code(69)
+        .stderr_has("did not answer within 10s")
+        .stderr_has("the command was stopped and the app is not started");
+    assert!(!ended.stdout.contains("app-started"), "{ended}");
+    assert!(
+        roadie_exited < BOUND,
+        "exited {roadie_exited:?} after the cut\n{ended}"
+    );
+    roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrate-command",
+            &psql("127.0.0.1"),
+            "sh",
+            "-c",
+            "echo next-started",
+        ],
+    )
+    .env("PGPASSWORD", ROADIE_PASSWORD)
+    .start()
+    .finish_within(BOUND)
+    .code(0)
+    .stdout_has("next-started");
+    assert!(pg.table_exists("done"));
+}
+
+#[test]
+fn a_partitioned_roadie_waiting_for_the_lock_exits_69_in_bounded_time() {
+    let mut ns = None;
+    let pg = cluster(&mut ns);
+    let ns = ns.expect("namespace");
+    let dir = scratch();
+    let path = slow_folder(dir.path());
+    let folder = path.to_string_lossy().into_owned();
+    // A replica on the host holds the lock for a minute...
+    let holder = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--migrations",
+            &folder,
+            "true",
+        ],
+    )
+    .start();
+    migrating(&pg, &holder);
+    // ... while the one in the namespace polls for it, until the network goes.
+    let started = Instant::now();
+    let waiting = inside(
+        &ns,
+        &pg,
+        &["--migrations", &folder, "sh", "-c", "echo app-started"],
+    )
+    .start();
+    let polling = eventually(Duration::from_secs(20), || sessions_from(&pg, &ns) >= 2);
+    if !polling {
+        waiting.fail("the namespace's roadie never came to wait for the lock");
+    }
+    ns.partition();
+    let cut = Instant::now();
+    let ended = waiting.finish_within(BOUND + Duration::from_secs(10));
+    let exited = ended.elapsed.saturating_sub(cut - started);
+    eprintln!(
+        "waiting for the lock: partition -> roadie exited: {:.1}s",
+        exited.as_secs_f64()
+    );
+    ended.code(69).stderr_has("did not answer within 10s");
+    assert!(!ended.stdout.contains("app-started"), "{ended}");
+    assert!(exited < BOUND, "exited {exited:?} after the cut\n{ended}");
+    drop(holder);
+}
