@@ -2,6 +2,7 @@
 //! and the summary line. Both kinds run under the cluster-wide lock (`lock.rs`); the native kind
 //! is `native.rs`, the command kind runs as a supervised child like the app (see boot.rs).
 
+pub mod alembic;
 pub mod lock;
 pub mod native;
 
