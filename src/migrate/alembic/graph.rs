@@ -279,6 +279,11 @@ impl Graph {
             .collect()
     }
 
+    /// Every revision id, in load order.
+    pub fn revisions(&self) -> Vec<&str> {
+        (0..self.nodes.len()).map(|i| self.id(i)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
