@@ -233,6 +233,39 @@ mod tests {
         assert!(Ini::parse(text, HERE).is_err());
     }
 
+    mod never_panics {
+        use super::super::Ini;
+        use proptest::prelude::*;
+
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("[alembic]".to_string()),
+                Just("[DEFAULT]".to_string()),
+                Just("\n".to_string()),
+                Just("  ".to_string()),
+                Just("script_location".to_string()),
+                Just(" = ".to_string()),
+                Just(":".to_string()),
+                Just("%(".to_string()),
+                Just(")s".to_string()),
+                Just("%%".to_string()),
+                Just("%".to_string()),
+                Just("here".to_string()),
+                Just("#".to_string()),
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn on_mixtures_of_ini_fragments(parts in proptest::collection::vec(fragment(), 0..40)) {
+                if let Ok(ini) = Ini::parse(&parts.concat(), &[("here", "/h")]) {
+                    let _ = ini.get("alembic", "script_location");
+                }
+            }
+        }
+    }
+
     #[rstest]
     #[case::lone_percent("[a]\nx = 50%\n")]
     #[case::missing_name("[a]\nx = %(nope)s\n")]

@@ -1,8 +1,9 @@
 //! roadie's reading of alembic projects against the real alembic (the oracle, from the venv that
 //! scripts/venv.sh makes at `<manifest dir>/.venv`; these tests fail without it): hand-made
-//! projects of every configuration shape (`fixtures.rs`) and random revision graphs
-//! (`random_graphs.rs`). alembic runs once per test, in one Python process (`oracle.py`).
+//! projects of every configuration shape (`fixtures.rs`), random revision graphs
+//! (`random_graphs.rs`) and the bad-input table (`bad_input.rs`). alembic runs once per test, in one Python process (`oracle.py`).
 
+mod bad_input;
 mod fixtures;
 mod random_graphs;
 
@@ -125,7 +126,7 @@ impl Rev {
             "\"\"\"step\n\nRevision ID: {id}\nRevises: {revises}\nCreate Date: 2026-12-05 13:00:00.000000\n\n\"\"\"\n\
              from typing import Sequence, Union\n\nfrom alembic import op\nimport sqlalchemy as sa\n\n\n\
              # revision identifiers, used by Alembic.\n\
-             revision: str = {rev}\n\
+             revision: str = {rev:?}\n\
              down_revision: Union[str, Sequence[str], None] = {down}\n\
              branch_labels: Union[str, Sequence[str], None] = {labels}\n\
              depends_on: Union[str, Sequence[str], None] = {depends}\n\n\n\
@@ -133,7 +134,7 @@ impl Rev {
              def downgrade() -> None:\n    \"\"\"Downgrade schema.\"\"\"\n    pass\n",
             id = self.id,
             revises = self.down.join(", "),
-            rev = format!("{:?}", self.id),
+            rev = self.id,
             down = value(&self.down),
             labels = value(&self.labels),
             depends = value(&self.depends),
