@@ -494,6 +494,94 @@ mod tests {
         assert!(ConfigFiles::from_options(&configs, None, None).is_err());
     }
 
+    /// A project in a temporary directory: `(relative path, content)` files; directories end in `/`.
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, content) in files {
+            let full = dir.path().join(path);
+            if path.ends_with('/') {
+                std::fs::create_dir_all(&full).expect("mkdir");
+            } else {
+                std::fs::create_dir_all(full.parent().expect("UNWRAP: has a parent"))
+                    .expect("mkdir");
+                std::fs::write(&full, content).expect("write");
+            }
+        }
+        dir
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        /// The script directory and version directories, relative to the project.
+        Found(String, Vec<String>, bool),
+        Config,
+        Fallback,
+    }
+
+    fn outcome(files: &[(&str, &str)]) -> Outcome {
+        let dir = project(files);
+        let rel = |p: &Path| {
+            p.strip_prefix(dir.path())
+                .expect("inside the project")
+                .display()
+                .to_string()
+        };
+        match locate(&ConfigFiles::default(), dir.path()) {
+            Ok(l) => Outcome::Found(
+                rel(&l.script_dir),
+                l.version_dirs.iter().map(|d| rel(d)).collect(),
+                l.recursive,
+            ),
+            Err(LoadError::Config(_)) => Outcome::Config,
+            Err(LoadError::Fallback(_)) => Outcome::Fallback,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    fn found(script: &str, versions: &[&str], recursive: bool) -> Outcome {
+        Outcome::Found(
+            script.into(),
+            versions.iter().map(|s| s.to_string()).collect(),
+            recursive,
+        )
+    }
+
+    const INI_SRC_PACKAGE: &str = "[alembic]\nscript_location = app.db:migrations\nprepend_sys_path = src\npath_separator = os\n";
+
+    #[rstest]
+    #[case::relative_to_the_working_directory(&[("alembic.ini", "[alembic]\nscript_location = m\n"), ("m/", "")], found("m", &["m/versions"], false))]
+    #[case::package_in_a_src_layout(
+        &[("alembic.ini", INI_SRC_PACKAGE), ("src/app/__init__.py", ""), ("src/app/db/__init__.py", ""), ("src/app/db/migrations/", "")],
+        found("src/app/db/migrations", &["src/app/db/migrations/versions"], false)
+    )]
+    #[case::namespace_package(&[("alembic.ini", INI_SRC_PACKAGE), ("src/app/db/migrations/", "")], Outcome::Fallback)]
+    #[case::package_not_found(&[("alembic.ini", INI_SRC_PACKAGE)], Outcome::Fallback)]
+    #[case::sourceless(&[("alembic.ini", "[alembic]\nscript_location = m\nsourceless = true\n"), ("m/", "")], Outcome::Fallback)]
+    #[case::boolean_is_exactly_true(&[("alembic.ini", "[alembic]\nscript_location = m\nrecursive_version_locations = True\n"), ("m/", "")], found("m", &["m/versions"], false))]
+    #[case::toml_boolean(&[("pyproject.toml", "[tool.alembic]\nscript_location = 'm'\nrecursive_version_locations = true\n"), ("m/", "")], found("m", &["m/versions"], true))]
+    #[case::toml_boolean_as_string(&[("pyproject.toml", "[tool.alembic]\nscript_location = 'm'\nrecursive_version_locations = 'true'\n"), ("m/", "")], Outcome::Config)]
+    #[case::toml_list_as_string(&[("pyproject.toml", "[tool.alembic]\nscript_location = 'm'\nversion_locations = 'v'\n"), ("m/", "")], Outcome::Config)]
+    #[case::ini_beats_toml(
+        &[("alembic.ini", "[alembic]\nscript_location = a\n"), ("pyproject.toml", "[tool.alembic]\nscript_location = 'b'\nversion_locations = ['%(here)s/v']\n"), ("a/", "")],
+        found("a", &["v"], false)
+    )]
+    #[case::other_section_is_not_read(&[("alembic.ini", "[other]\nscript_location = m\n"), ("m/", "")], Outcome::Config)]
+    #[case::bad_path_separator(&[("alembic.ini", "[alembic]\nscript_location = m\nversion_locations = a\npath_separator = comma\n"), ("m/", "")], Outcome::Config)]
+    #[case::deprecated_version_path_separator(
+        &[("alembic.ini", "[alembic]\nscript_location = m\nversion_locations = a;b\nversion_path_separator = ;\n"), ("m/", "")],
+        found("m", &["a", "b"], false)
+    )]
+    #[case::newline_separator(
+        &[("alembic.ini", "[alembic]\nscript_location = m\nversion_locations =\n  a\n  b\npath_separator = newline\n"), ("m/", "")],
+        found("m", &["a", "b"], false)
+    )]
+    fn locates_the_scripts_as_alembic_does(
+        #[case] files: &[(&str, &str)],
+        #[case] expected: Outcome,
+    ) {
+        assert_eq!(outcome(files), expected);
+    }
+
     #[rstest]
     #[case::commas_and_spaces("a, b  c,d", false, &["a", "b", "c", "d"])]
     #[case::comma_space_kept_empty("a,  ,b", false, &["a", "", "b"])]
