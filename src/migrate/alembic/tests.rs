@@ -1,10 +1,12 @@
 //! roadie's reading of alembic projects against the real alembic (the oracle, from the venv that
 //! scripts/venv.sh makes at `<manifest dir>/.venv`; these tests fail without it): hand-made
-//! projects of every configuration shape (`fixtures.rs`), random revision graphs
+//! projects of every configuration shape (`fixtures.rs`), projects alembic writes itself
+//! (`generated.rs`), random revision graphs
 //! (`random_graphs.rs`) and the bad-input table (`bad_input.rs`). alembic runs once per test, in one Python process (`oracle.py`).
 
 mod bad_input;
 mod fixtures;
+mod generated;
 mod random_graphs;
 
 use std::io::Write;
