@@ -3,6 +3,7 @@
 //! is `native.rs`, the command kind `command.rs` (a supervised child like the app), and
 //! `roadie migrate status` is `status.rs`.
 
+pub mod alembic;
 pub mod command;
 pub mod lock;
 pub mod native;
