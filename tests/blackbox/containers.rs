@@ -1,0 +1,484 @@
+//! roadie as the ENTRYPOINT of real images, under a real engine: podman with runc, set up by
+//! scripts/containers.sh (which also builds the base images `postgres:15` and
+//! `python:3.11-slim` from Debian's packages). The shipped image is the Dockerfile's final stage
+//! built from the static binary (`--target prebuilt`), the example's image is its own Dockerfile.
+//! Every engine command has a deadline; every container and network a test makes is removed
+//! when the test ends, and a failure prints the engine's logs.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+
+use crate::support::http::http_get;
+use crate::support::scratch;
+
+/// The image the Dockerfile's final stage makes from the static binary.
+const SHIPPED: &str = "localhost/roadie-test/roadie:test";
+/// The shipped image plus a static busybox: roadie as ENTRYPOINT, shell apps to run.
+const SHIPPED_WITH_SHELL: &str = "localhost/roadie-test/roadie-busybox:test";
+/// examples/fastapi-alembic/Dockerfile built with `ROADIE_IMAGE=SHIPPED`.
+const EXAMPLE: &str = "localhost/roadie-test/example-fastapi:test";
+/// The example with the seeds' shell entrypoint instead of roadie.
+const EXAMPLE_SHELL: &str = "localhost/roadie-test/example-fastapi-shell:test";
+/// The official PostgreSQL image's name: scripts/containers.sh builds a stand-in under it.
+const POSTGRES: &str = "docker.io/library/postgres:15";
+/// What an engine command (build, run, stop) may take before the test fails.
+const ENGINE_DEADLINE: Duration = Duration::from_secs(120);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// scripts/containers.sh's state directory: its containers.conf is the engine's configuration.
+fn engine_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = within(
+            &mut Command::new(repo().join("scripts/containers.sh")),
+            Duration::from_secs(900),
+        );
+        assert!(out.status.success(), "scripts/containers.sh: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.lines().last().expect("the state directory").trim())
+    })
+}
+
+/// Runs `command` to its end, killed at `deadline` (then the test fails with what it printed).
+fn within(command: &mut Command, deadline: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("UNWRAP: piped above");
+    let mut stderr = child.stderr.take().expect("UNWRAP: piped above");
+    let out = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).ok();
+        bytes
+    });
+    let err = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stderr.read_to_end(&mut bytes).ok();
+        bytes
+    });
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > until {
+            child.kill().ok();
+            let status = child.wait().expect("wait");
+            let (out, err) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "{command:?} still running after {deadline:?} ({status}):\n--- stdout\n{}--- stderr\n{}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `podman ARGS...` with the tier's configuration.
+fn podman_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new("podman");
+    command
+        .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
+        .args(args);
+    command
+}
+
+/// `podman ARGS...`, whatever its exit code.
+fn podman_output<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    within(&mut podman_command(args), ENGINE_DEADLINE)
+}
+
+/// `podman ARGS...`, which must succeed; its stdout.
+fn podman<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = podman_command(args);
+    let out = within(&mut command, ENGINE_DEADLINE);
+    assert!(out.status.success(), "{command:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the test images once per test process, serialised across processes by a lock (they
+/// share tags): the static binary (scripts/build-static.sh, as the Dockerfile's build stage
+/// runs it; cached by cargo after the first), the Dockerfile's final stage from it, a busybox
+/// layer on top, and the FastAPI example's Dockerfile with its `COPY --from` of it.
+fn images() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        use std::os::fd::AsRawFd;
+        let lock = fs::File::create(engine_dir().join("images.lock")).expect("lock file");
+        // SAFETY: flock on an open file; the lock goes with the descriptor, dropped below.
+        unsafe {
+            libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
+        }
+        let context = scratch();
+        let binary = context.path().join("roadie");
+        let out = within(
+            Command::new(repo().join("scripts/build-static.sh"))
+                .arg("--out")
+                .arg(&binary)
+                .current_dir(repo()),
+            Duration::from_secs(1200),
+        );
+        assert!(out.status.success(), "the static build: {}", text(&out));
+        build(&["--target", "prebuilt", "-t", SHIPPED], "Dockerfile", context.path());
+
+        let shell = scratch();
+        let busybox = fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+        fs::write(shell.path().join("busybox"), busybox).expect("copy busybox");
+        fs::set_permissions(
+            shell.path().join("busybox"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod busybox");
+        fs::write(shell.path().join("not-executable"), "#!/bin/sh\n").expect("a script");
+        let containerfile = shell.path().join("Containerfile");
+        fs::write(
+            &containerfile,
+            format!(
+                "FROM {SHIPPED}\n\
+                 COPY busybox /bin/busybox\n\
+                 RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+                 COPY not-executable /not-executable\n\
+                 RUN chmod 644 /not-executable\n"
+            ),
+        )
+        .expect("Containerfile");
+        build(
+            &["-t", SHIPPED_WITH_SHELL],
+            containerfile.to_str().expect("UNWRAP: a temp path is UTF-8"),
+            shell.path(),
+        );
+
+        let example = repo().join("examples/fastapi-alembic");
+        build(
+            &["--build-arg", &format!("ROADIE_IMAGE={SHIPPED}"), "-t", EXAMPLE],
+            example.join("Dockerfile").to_str().expect("UNWRAP: UTF-8"),
+            &example,
+        );
+        let seeds = scratch();
+        fs::write(seeds.path().join("entrypoint.sh"), SEEDS_ENTRYPOINT).expect("entrypoint");
+        fs::set_permissions(
+            seeds.path().join("entrypoint.sh"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod entrypoint");
+        let containerfile = seeds.path().join("Containerfile");
+        fs::write(
+            &containerfile,
+            format!(
+                "FROM {EXAMPLE}\n\
+                 COPY entrypoint.sh /entrypoint.sh\n\
+                 ENTRYPOINT [\"/entrypoint.sh\"]\n"
+            ),
+        )
+        .expect("Containerfile");
+        build(
+            &["-t", EXAMPLE_SHELL],
+            containerfile.to_str().expect("UNWRAP: UTF-8"),
+            seeds.path(),
+        );
+        drop(lock);
+    });
+}
+
+/// The entrypoint the seeds ship, the one roadie replaces: poll the server, migrate, exec.
+const SEEDS_ENTRYPOINT: &str = "#!/bin/sh
+set -e
+until pg_isready -h \"$PGHOST\" -p \"${PGPORT:-5432}\"; do sleep 1; done
+alembic upgrade head
+exec \"$@\"
+";
+
+/// `podman build` of `file` in `context`, offline (every base image is local).
+fn build(args: &[&str], file: &str, context: &Path) {
+    podman(
+        ["build", "--quiet", "--pull=never", "--network=none", "-f", file]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .chain([context.to_string_lossy().into_owned()]),
+    );
+}
+
+/// Containers and networks a test made, removed when it ends, with their logs printed if it
+/// failed.
+struct Cleanup {
+    prefix: String,
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Cleanup {
+    fn new(test: &str) -> Self {
+        Self {
+            prefix: format!("roadie-test-{test}-{}", std::process::id()),
+            containers: vec![],
+            networks: vec![],
+        }
+    }
+
+    /// A container name for this test, removed at the end.
+    fn container(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.prefix);
+        self.containers.push(name.clone());
+        name
+    }
+
+    /// A fresh bridge network (DNS between its containers), removed at the end.
+    fn network(&mut self) -> String {
+        let name = format!("{}-net", self.prefix);
+        podman(["network", "create", &name]);
+        self.networks.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.containers {
+            if thread::panicking() {
+                let logs = podman_output(["logs", name]);
+                eprintln!("--- podman logs {name}\n{}", text(&logs));
+            }
+            podman_output(["rm", "--force", "--time", "0", name]);
+        }
+        for name in &self.networks {
+            podman_output(["network", "rm", "--force", name]);
+        }
+    }
+}
+
+/// `podman run` of the shipped image (with a shell to run); its exit code and its logs.
+fn run_shipped(cleanup: &mut Cleanup, command: &[&str]) -> (Option<i32>, String) {
+    images();
+    let name = cleanup.container("app");
+    let out = podman_output(
+        ["run", "--name", &name, "--network", "none", SHIPPED_WITH_SHELL]
+            .iter()
+            .chain(command),
+    );
+    (out.status.code(), text(&podman_output(["logs", &name])))
+}
+
+#[rstest]
+#[case::the_apps_code(&["sh", "-c", "echo app-said-hello; exit 3"], 3, "sh exited with code 3")]
+#[case::signal_128_plus(&["sh", "-c", "echo app-said-hello; kill -TERM $$"], 143, "killed by SIGTERM (exit code 143)")]
+#[case::not_executable_126(&["/not-executable"], 126, "/not-executable")]
+#[case::not_found_127(&["no-such-app"], 127, "no-such-app")]
+fn the_shipped_image_exits_with_the_apps_code_and_its_logs_hold_roadies_lines_and_the_apps(
+    #[case] command: &[&str],
+    #[case] code: i32,
+    #[case] roadie_says: &str,
+) {
+    let mut cleanup = Cleanup::new("exit");
+    let (got, logs) = run_shipped(&mut cleanup, command);
+    assert_eq!(got, Some(code), "podman run {command:?}; logs:\n{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("[roadie]") && l.contains(roadie_says)),
+        "a roadie line naming {roadie_says:?} in the logs:\n{logs}"
+    );
+    if command[0] == "sh" {
+        assert!(logs.contains("app-said-hello"), "the app's output:\n{logs}");
+    }
+}
+
+#[test]
+fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() {
+    images();
+    let entrypoint = podman(["image", "inspect", "--format", "{{json .Config.Entrypoint}}", SHIPPED]);
+    assert_eq!(entrypoint.trim(), r#"["/roadie"]"#);
+    // One file in the image: /roadie (a scratch image holds what it copied and nothing else).
+    let files = podman(["image", "inspect", "--format", "{{len .RootFS.Layers}}", SHIPPED]);
+    assert_eq!(files.trim(), "1", "one layer, the COPY of /roadie");
+    let version = podman(["run", "--rm", "--network", "none", SHIPPED, "--version"]);
+    assert!(version.starts_with("roadie "), "{version}");
+}
+
+/// A PostgreSQL container on a fresh network, named `postgres` there, with the example's user
+/// and database; returns the network.
+fn postgres(cleanup: &mut Cleanup) -> String {
+    let network = cleanup.network();
+    let name = cleanup.container("postgres");
+    podman([
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--network",
+        &network,
+        "--network-alias",
+        "postgres",
+        "-e",
+        "POSTGRES_USER=app",
+        "-e",
+        "POSTGRES_PASSWORD=app-pw",
+        "-e",
+        "POSTGRES_DB=app",
+        POSTGRES,
+        "postgres",
+        "-c",
+        "fsync=off",
+    ]);
+    network
+}
+
+const EXAMPLE_URL: &str = "postgresql+psycopg://app:app-pw@postgres:5432/app";
+
+/// Polls GET /health on 127.0.0.1:`port` until it answers 200, failing with the container's
+/// logs at the deadline; the time it took.
+fn healthy_within(name: &str, port: u16, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok((200, _)) = http_get(port, "/health") {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "no 200 from /health within {deadline:?}; logs:\n{}",
+            text(&podman_output(["logs", name]))
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free port on 127.0.0.1 for a published container port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local_addr")
+        .port()
+}
+
+/// `podman stop --time GRACE NAME`: how long it took and the container's exit code.
+fn stop(name: &str, grace: u32) -> (Duration, i32) {
+    let start = Instant::now();
+    podman(["stop", "--time", &grace.to_string(), name]);
+    let took = start.elapsed();
+    let code = podman(["inspect", "--format", "{{.State.ExitCode}}", name]);
+    (took, code.trim().parse().expect("an exit code"))
+}
+
+#[test]
+fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_kill() {
+    images();
+    let mut cleanup = Cleanup::new("stop-example");
+    let network = postgres(&mut cleanup);
+    let name = cleanup.container("app");
+    let port = free_port();
+    podman([
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        "--network",
+        &network,
+        "--publish",
+        &format!("127.0.0.1:{port}:8000"),
+        "-e",
+        &format!("DATABASE_URL={EXAMPLE_URL}"),
+        EXAMPLE,
+    ]);
+    healthy_within(&name, port, Duration::from_secs(60));
+    // A 30 s grace: only a graceful stop ends it in the bound below; the engine's default
+    // kill would come at 10 s.
+    let (took, code) = stop(&name, 30);
+    let logs = text(&podman_output(["logs", &name]));
+    assert_eq!(code, 0, "the documented code after a stop; logs:\n{logs}");
+    assert!(took < Duration::from_secs(8), "stop took {took:?}; logs:\n{logs}");
+    assert!(logs.contains("Application shutdown complete"), "{logs}");
+    assert!(logs.contains("[roadie] INFO  uvicorn exited with code 0"), "{logs}");
+}
+
+#[test]
+fn stopped_while_the_database_is_down_roadie_exits_at_once_but_the_shell_entrypoint_is_killed_after_10s()
+ {
+    images();
+    let mut cleanup = Cleanup::new("stop-waiting");
+    // Nothing listens on 127.0.0.1:5432 inside a container with no network: both wait forever.
+    let roadie = cleanup.container("roadie");
+    let shell = cleanup.container("shell");
+    for (name, image) in [(&roadie, EXAMPLE), (&shell, EXAMPLE_SHELL)] {
+        podman([
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "-e",
+            "DATABASE_URL=postgresql://app:app-pw@127.0.0.1:5432/app",
+            "-e",
+            "PGHOST=127.0.0.1",
+            "-e",
+            "ROADIE_WAIT_TIMEOUT=10m",
+            image,
+        ]);
+    }
+    wait_for_log(&roadie, "[roadie]");
+    wait_for_log(&shell, "no response");
+    let (took, code) = stop(&shell, 10);
+    assert_eq!(code, 137, "the shell entrypoint is SIGKILLed");
+    assert!(took >= Duration::from_secs(9), "{took:?}: killed at the grace");
+    let (took, code) = stop(&roadie, 10);
+    let logs = text(&podman_output(["logs", &roadie]));
+    assert_eq!(code, 143, "128+SIGTERM, stopped before the app started; logs:\n{logs}");
+    assert!(took < Duration::from_secs(3), "{took:?}; logs:\n{logs}");
+}
+
+/// Waits until `podman logs NAME` shows `needle`.
+fn wait_for_log(name: &str, needle: &str) {
+    let start = Instant::now();
+    loop {
+        let logs = text(&podman_output(["logs", name]));
+        if logs.contains(needle) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{needle:?} not in the logs of {name}:\n{logs}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
