@@ -208,7 +208,8 @@ fn images() {
             format!(
                 "FROM {EXAMPLE}\n\
                  COPY entrypoint.sh /entrypoint.sh\n\
-                 ENTRYPOINT [\"/entrypoint.sh\"]\n"
+                 ENTRYPOINT [\"/entrypoint.sh\"]\n\
+                 CMD {EXAMPLE_CMD}\n"
             ),
         )
         .expect("Containerfile");
@@ -220,6 +221,10 @@ fn images() {
         drop(lock);
     });
 }
+
+/// The example's CMD (its Dockerfile): a new ENTRYPOINT resets the CMD an image inherits.
+const EXAMPLE_CMD: &str =
+    r#"["uvicorn", "app.main:app", "--workers", "2", "--host", "0.0.0.0", "--port", "8000"]"#;
 
 /// The entrypoint the seeds ship, the one roadie replaces: poll the server, migrate, exec.
 const SEEDS_ENTRYPOINT: &str = "#!/bin/sh
@@ -280,7 +285,7 @@ impl Drop for Cleanup {
                 let logs = podman_output(["logs", name]);
                 eprintln!("--- podman logs {name}\n{}", text(&logs));
             }
-            podman_output(["rm", "--force", "--time", "0", name]);
+            podman_output(["rm", "--force", "--volumes", "--time", "0", name]);
         }
         for name in &self.networks {
             podman_output(["network", "rm", "--force", name]);
@@ -480,5 +485,209 @@ fn wait_for_log(name: &str, needle: &str) {
             "{needle:?} not in the logs of {name}:\n{logs}"
         );
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// podman-compose from the tier's venv, in compose/, as project `project`.
+fn compose(project: &str, files: &[&Path], args: &[&str], deadline: Duration) -> Output {
+    let mut command = Command::new(engine_dir().join("venv/bin/podman-compose"));
+    command
+        .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
+        .current_dir(repo().join("compose"))
+        .args(["-p", project]);
+    for file in files {
+        command.arg("-f").arg(file);
+    }
+    command.args(args);
+    let out = within(&mut command, deadline);
+    assert!(out.status.success(), "{command:?}: {}", text(&out));
+    out
+}
+
+/// A compose project brought down (containers, network and volume) when the test ends, with
+/// every container's logs printed if it failed.
+struct Project {
+    name: String,
+    files: Vec<PathBuf>,
+    /// Holds the override file.
+    _dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// compose/compose.yaml with `extra` files after it, plus one override: no published ports
+    /// (podman-compose hands the replicas' host port range `8000-8002` to every replica whole,
+    /// which podman refuses; the test reaches each replica from inside instead).
+    fn up(test: &str, extra: &[&str], profile: Option<&str>) -> Self {
+        images();
+        // The name compose.yaml gives the example's image.
+        podman(["tag", EXAMPLE, "localhost/roadie-example-fastapi:latest"]);
+        let dir = scratch();
+        let no_ports = dir.path().join("compose.no-ports.yaml");
+        fs::write(&no_ports, "services:\n  app:\n    ports: !reset []\n").expect("override");
+        let mut files = vec![repo().join("compose/compose.yaml")];
+        files.extend(extra.iter().map(|f| repo().join("compose").join(f)));
+        files.push(no_ports);
+        let project = Self {
+            name: format!("roadietest{test}{}", std::process::id()),
+            files,
+            _dir: dir,
+        };
+        let mut args = vec![];
+        if let Some(profile) = profile {
+            args.extend(["--profile", profile]);
+        }
+        args.extend(["up", "--detach"]);
+        project.compose(&args, Duration::from_secs(300));
+        project
+    }
+
+    fn compose(&self, args: &[&str], deadline: Duration) -> Output {
+        let files: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        compose(&self.name, &files, args, deadline)
+    }
+
+    /// The name podman-compose gives replica `n` of `service`.
+    fn container(&self, service: &str, n: u32) -> String {
+        format!("{}_{service}_{n}", self.name)
+    }
+
+    /// Everything replica `n` of `service` printed.
+    fn logs(&self, service: &str, n: u32) -> String {
+        text(&podman_output(["logs", &self.container(service, n)]))
+    }
+
+    /// GET `path` from inside replica `n` of the app (its own loopback) until it answers 200.
+    fn answers(&self, n: u32, path: &str, deadline: Duration) -> String {
+        let name = self.container("app", n);
+        let script = format!(
+            "import urllib.request\n\
+             print(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5).read().decode())"
+        );
+        let start = Instant::now();
+        loop {
+            let out = podman_output(["exec", &name, "python", "-c", &script]);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{name} did not answer {path} within {deadline:?}: {}\n{}",
+                text(&out),
+                self.logs("app", n)
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn sql(&self, query: &str) -> String {
+        podman([
+            "exec",
+            &self.container("postgres", 1),
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-Atc",
+            query,
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// `stop` (what `down` does first): how long it took, and each app replica's exit code.
+    fn stop(&self) -> (Duration, Vec<i32>) {
+        let start = Instant::now();
+        self.compose(&["stop"], Duration::from_secs(120));
+        let took = start.elapsed();
+        let codes = (1..=3)
+            .map(|n| {
+                podman(["inspect", "--format", "{{.State.ExitCode}}", &self.container("app", n)])
+                    .trim()
+                    .parse()
+                    .expect("an exit code")
+            })
+            .collect();
+        (took, codes)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let listed = podman_output(["ps", "--all", "--format", "{{.Names}}"]);
+            for name in String::from_utf8_lossy(&listed.stdout).lines() {
+                if name.starts_with(&self.name) {
+                    eprintln!("--- podman logs {name}\n{}", text(&podman_output(["logs", name])));
+                }
+            }
+        }
+        let files: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        let mut command = Command::new(engine_dir().join("venv/bin/podman-compose"));
+        command
+            .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
+            .current_dir(repo().join("compose"))
+            .args(["-p", &self.name, "--profile", "migrations"]);
+        for file in files {
+            command.arg("-f").arg(file);
+        }
+        command.args(["down", "--volumes", "--timeout", "0"]);
+        within(&mut command, Duration::from_secs(120));
+    }
+}
+
+/// Every alembic revision of the example was run by exactly one of the replicas' logs.
+fn each_revision_applied_once(logs: &str) {
+    for revision in ["0001", "0002", "0003", "0004", "0005"] {
+        let runs = logs
+            .lines()
+            .filter(|l| l.contains("Running upgrade") && l.contains(&format!("-> {revision},")))
+            .count();
+        assert_eq!(runs, 1, "revision {revision} applied {runs} times:\n{logs}");
+    }
+}
+
+/// What both compose variants must show: three replicas serving the seeded data, the schema at
+/// head with one row in alembic_version, and a stop within the grace with code 0.
+fn three_replicas_serve_at_head_and_stop_with_0(project: &Project) {
+    for n in 1..=3 {
+        let body = project.answers(n, "/customers", Duration::from_secs(150));
+        assert!(body.contains("@"), "replica {n} serves the seeded customers: {body}");
+    }
+    assert_eq!(project.sql("select count(*), max(version_num) from alembic_version"), "1|0005");
+    let (took, codes) = project.stop();
+    assert_eq!(codes, [0, 0, 0], "each replica's code after a stop");
+    // stop_grace_period is 15 s: a replica still running then is SIGKILLed (137).
+    assert!(took < Duration::from_secs(15), "stop took {took:?}");
+}
+
+#[test]
+fn compose_up_boots_three_replicas_that_apply_each_migration_once_and_stop_with_0() {
+    let project = Project::up("up", &[], None);
+    three_replicas_serve_at_head_and_stop_with_0(&project);
+    let logs: String = (1..=3).map(|n| project.logs("app", n)).collect();
+    each_revision_applied_once(&logs);
+}
+
+#[test]
+fn compose_with_the_migrations_service_migrates_once_before_the_replicas_start() {
+    let project = Project::up(
+        "migsvc",
+        &["compose.migrations-service.yaml"],
+        Some("migrations"),
+    );
+    three_replicas_serve_at_head_and_stop_with_0(&project);
+    let migrations = project.logs("migrations", 1);
+    each_revision_applied_once(&migrations);
+    let code = podman([
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}",
+        &project.container("migrations", 1),
+    ]);
+    assert_eq!(code.trim(), "0", "{migrations}");
+    for n in 1..=3 {
+        let logs = project.logs("app", n);
+        assert!(!logs.contains("Running upgrade"), "replica {n} migrated:\n{logs}");
     }
 }
