@@ -30,6 +30,8 @@ command -v podman >/dev/null || need_apt+=(podman)
 command -v runc >/dev/null || need_apt+=(runc)
 command -v catatonit >/dev/null || need_apt+=(catatonit)
 command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+# Debian's python3 makes venvs (podman-compose's) only with python3-venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # A static shell for the tests' apps in the shipped image, which has nothing but /roadie.
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -109,7 +111,8 @@ rm -rf "${context:?}"/*
 if ! podman image exists "$(base_image python "$python_packages" "$requirements")"; then
   mkdir -p "$context/wheels"
   cp "$requirements" "$context/wheels/requirements.txt"
-  python3 -m pip download --quiet --only-binary=:all: --python-version 3.11 \
+  # The venv's pip: Debian's python3 has none of its own.
+  "$dir/venv/bin/pip" download --quiet --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --implementation cp \
     -d "$context/wheels" -r "$requirements"
 fi
