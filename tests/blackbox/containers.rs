@@ -16,9 +16,9 @@ use crate::support::http::http_get;
 use crate::support::scratch;
 use crate::support::terminal::OnTerminal;
 use engine::{
-    Cleanup, EXAMPLE, EXAMPLE_SHELL, EXAMPLE_URL, Project, SHIPPED, SHIPPED_WITH_SHELL, build,
-    engine_dir, free_port, healthy_within, images, podman, podman_output, postgres, repo,
-    run_shipped, stop, text, wait_for_log,
+    Cleanup, EXAMPLE, EXAMPLE_SHELL, EXAMPLE_URL, Project, SHIPPED, SHIPPED_WITH_SHELL,
+    SLOW_DNS_WAIT, build, engine_dir, free_port, healthy_within, images, podman, podman_output,
+    postgres, repo, run_shipped, stop, text, wait_for_log,
 };
 
 #[rstest]
@@ -119,9 +119,11 @@ fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_k
         &format!("127.0.0.1:{port}:8000"),
         "-e",
         &format!("DATABASE_URL={EXAMPLE_URL}"),
+        "-e",
+        SLOW_DNS_WAIT,
         EXAMPLE,
     ]);
-    healthy_within(&name, port, Duration::from_secs(60));
+    healthy_within(&name, port, Duration::from_secs(240));
     // A 30 s grace: only a graceful stop ends it in the bound below; the engine's default
     // kill would come at 10 s.
     let (took, code) = stop(&name, 30);
@@ -303,9 +305,11 @@ fn the_example_boots_and_serves_with_a_read_only_root_filesystem() {
         &format!("127.0.0.1:{port}:8000"),
         "-e",
         &format!("DATABASE_URL={EXAMPLE_URL}"),
+        "-e",
+        SLOW_DNS_WAIT,
         EXAMPLE,
     ]);
-    healthy_within(&name, port, Duration::from_secs(60));
+    healthy_within(&name, port, Duration::from_secs(240));
     let (status, body) = http_get(port, "/customers").expect("GET /customers");
     assert_eq!(
         status, 200,
@@ -423,6 +427,8 @@ fn killed_during_a_slow_migration_then_started_again_the_migration_completes_wit
         &network,
         "-e",
         &format!("DATABASE_URL={EXAMPLE_URL}"),
+        "-e",
+        SLOW_DNS_WAIT,
         image,
     ]);
     wait_for_log(&name, "Running upgrade 0005 -> 0006");
@@ -440,7 +446,7 @@ fn killed_during_a_slow_migration_then_started_again_the_migration_completes_wit
     assert_eq!(sql("select to_regclass('alembic_version') is null"), "t");
 
     podman(["start", &name]);
-    let until = Instant::now() + Duration::from_secs(90);
+    let until = Instant::now() + Duration::from_secs(240);
     while text(&podman_output(["logs", &name]))
         .matches("starting uvicorn")
         .count()

@@ -364,6 +364,10 @@ pub fn postgres(cleanup: &mut Cleanup) -> String {
     network
 }
 
+/// podman 4.3's aardvark-dns can leave a new container's lookups unanswered for 30-50 s
+/// (compose/README.md), close to roadie's 60 s default: containers on a network wait longer.
+pub const SLOW_DNS_WAIT: &str = "ROADIE_WAIT_TIMEOUT=3m";
+
 pub const EXAMPLE_URL: &str = "postgresql+psycopg://app:app-pw@postgres:5432/app";
 
 /// Polls GET /health on 127.0.0.1:`port` until it answers 200, failing with the container's
@@ -410,7 +414,7 @@ pub fn wait_for_log(name: &str, needle: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(240),
             "{needle:?} not in the logs of {name}:\n{logs}"
         );
         thread::sleep(Duration::from_millis(100));
