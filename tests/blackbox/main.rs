@@ -4,6 +4,7 @@
 mod support;
 
 mod command_line;
+mod containers;
 mod deploy_files;
 mod example_fastapi;
 mod example_rust;

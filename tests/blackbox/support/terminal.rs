@@ -41,10 +41,6 @@ impl OnTerminal {
         cwd: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Self {
-        let pty = openpty(None, None).expect("openpty");
-        let mut termios = tcgetattr(&pty.slave).expect("tcgetattr");
-        termios.local_flags |= LocalFlags::TOSTOP;
-        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("tcsetattr");
         let mut argv: Vec<OsString> = match mode {
             Mode::Subreaper => vec![roadie_bin().into()],
             Mode::Pid1 => ["unshare", "--pid", "--fork", "--mount-proc", roadie_bin()]
@@ -53,6 +49,16 @@ impl OnTerminal {
                 .collect(),
         };
         argv.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+        Self::spawn(&argv, cwd, env)
+    }
+
+    /// `argv` on a fresh pseudo-terminal: roadie as above, or an engine that gives it one
+    /// (`podman run -it`).
+    pub fn spawn(argv: &[OsString], cwd: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        let pty = openpty(None, None).expect("openpty");
+        let mut termios = tcgetattr(&pty.slave).expect("tcgetattr");
+        termios.local_flags |= LocalFlags::TOSTOP;
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("tcsetattr");
         let slave: OwnedFd = pty.slave;
         let mut command = Command::new(&argv[0]);
         command
