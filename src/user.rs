@@ -48,9 +48,9 @@ pub fn resolve(spec: &str) -> Result<RunAs, String> {
     let (user, group) = parse_spec(spec)?;
     let lookup_err = |e: nix::Error| format!("--user {spec:?}: looking up the user: {e}");
     let entry = match user {
-        Id::Number(n) => User::from_uid(Uid::from_raw(n)).map_err(lookup_err)?,
+        Id::Number(n) => not_found_is_none(User::from_uid(Uid::from_raw(n))).map_err(lookup_err)?,
         Id::Name(name) => Some(
-            User::from_name(name)
+            not_found_is_none(User::from_name(name))
                 .map_err(lookup_err)?
                 .ok_or_else(|| format!("--user {spec:?}: no user {name:?} in /etc/passwd"))?,
         ),
@@ -62,7 +62,7 @@ pub fn resolve(spec: &str) -> Result<RunAs, String> {
     };
     let gid = match group {
         Some(Id::Number(n)) => n,
-        Some(Id::Name(name)) => Group::from_name(name)
+        Some(Id::Name(name)) => not_found_is_none(Group::from_name(name))
             .map_err(|e| format!("--user {spec:?}: looking up the group: {e}"))?
             .ok_or_else(|| format!("--user {spec:?}: no group {name:?} in /etc/group"))?
             .gid
@@ -96,6 +96,16 @@ pub fn resolve(spec: &str) -> Result<RunAs, String> {
         groups,
         home,
     })
+}
+
+/// getpwuid_r(3) and friends report "no such entry" as ENOENT, ESRCH, EBADF or EPERM as well
+/// as by an empty answer (an image with no /etc/passwd at all gives ENOENT): all mean none.
+fn not_found_is_none<T>(found: nix::Result<Option<T>>) -> nix::Result<Option<T>> {
+    use nix::errno::Errno;
+    match found {
+        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+        other => other,
+    }
 }
 
 #[cfg(test)]
