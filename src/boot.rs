@@ -16,6 +16,7 @@ use crate::error::BootError;
 use crate::handoff::{self, Handoff};
 use crate::hooks;
 use crate::logging::{self, Phase};
+use crate::migrate::at_head::Scripts;
 use crate::migrate::lock::MigrationLock;
 use crate::migrate::native::{self, Folder};
 use crate::migrate::{self, Locking, MigrateError, Plan, Summary};
@@ -209,6 +210,7 @@ fn migrate_stage<'r>(
     let locking = Locking {
         timeout: config.lock_timeout,
         keep: keep_lock,
+        ddl: config.ddl,
     };
     let began = Instant::now();
     let (summary, lock, connection) = match &config.migrate {
@@ -219,9 +221,11 @@ fn migrate_stage<'r>(
             (None, None, connection)
         }
         plan if config.wait_for_schema => {
+            let scripts = alembic_scripts(config)?;
             let wait = migrate::schema::await_current(
                 url,
                 plan,
+                scripts.as_ref(),
                 connection,
                 config.wait_timeout,
                 supervision,
@@ -237,7 +241,6 @@ fn migrate_stage<'r>(
                     url,
                     connection,
                     locking,
-                    config.ddl,
                     config.stop_grace,
                     supervision,
                 ))
@@ -245,6 +248,10 @@ fn migrate_stage<'r>(
             (Some(summary), lock, None)
         }
         Plan::Command(program) => {
+            let scripts = match config.alembic.shortcut {
+                true => alembic_scripts(config)?,
+                false => None,
+            };
             let (summary, lock) = migrate::command::run(
                 runtime,
                 supervision,
@@ -252,7 +259,7 @@ fn migrate_stage<'r>(
                 program,
                 connection,
                 locking,
-                config.ddl,
+                scripts.as_ref(),
             )
             .map_err(BootError::Migrate)?;
             (Some(summary), lock, None)
@@ -289,8 +296,21 @@ fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<u8, 
             "no database configured: nothing to show".into(),
         )));
     };
-    migrate::status::show(runtime, url, &config.migrate, json).map_err(BootError::Migrate)?;
+    let scripts = alembic_scripts(config)?;
+    migrate::status::show(runtime, url, &config.migrate, scripts.as_ref(), json)
+        .map_err(BootError::Migrate)?;
     Ok(0)
+}
+
+/// The alembic project the plan's command works on, when it is `alembic upgrade head` and
+/// roadie can read it without Python.
+fn alembic_scripts(config: &Config) -> Result<Option<Scripts>, BootError> {
+    match &config.migrate {
+        Plan::Command(program) => {
+            Scripts::of_command(program, &config.alembic.version_table).map_err(BootError::Migrate)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The last stage: the app as a supervised child, with the terminal handed over; once it has
@@ -355,16 +375,21 @@ impl Timings {
     fn log_start(&self, started: Instant, name: &str, pid: libc::pid_t) {
         let total = started.elapsed();
         let secs = |d: Duration| d.as_secs_f64();
-        let applied = self.migrated.and_then(|(summary, _)| match summary {
-            Summary::Applied { count, .. } => Some(count as u64),
-            Summary::UpToDate { .. } | Summary::Awaited { .. } => Some(0),
-            Summary::Command { .. } => None,
-        });
+        let applied = self
+            .migrated
+            .as_ref()
+            .and_then(|(summary, _)| match summary {
+                Summary::Applied { count, .. } => Some(*count as u64),
+                Summary::UpToDate { .. }
+                | Summary::Awaited { .. }
+                | Summary::AlembicAtHead { .. } => Some(0),
+                Summary::Command { .. } => None,
+            });
         let ready = self.ready_line(total);
         info!(
             wait_s = self.waited.as_ref().map(|w| secs(w.took)),
             waited_for = self.waited.as_ref().map(|w| w.last.as_str()),
-            migrate_s = self.migrated.map(|(_, took)| secs(took)),
+            migrate_s = self.migrated.as_ref().map(|(_, took)| secs(*took)),
             applied,
             hooks_s = self.hooks.map(|(_, took)| secs(took)),
             total_s = (!ready.is_empty()).then(|| secs(total)),
@@ -379,11 +404,13 @@ impl Timings {
         if let Some(waited) = &self.waited {
             parts.push(format!("{} {:.2}s", waited.last, waited.took.as_secs_f64()));
         }
-        if let Some((summary, took)) = self.migrated {
+        if let Some((summary, took)) = &self.migrated {
             let what = match summary {
                 Summary::Applied { count: 1, .. } => "1 migration".to_string(),
                 Summary::Applied { count, .. } => format!("{count} migrations"),
-                Summary::UpToDate { .. } => "schema up to date".into(),
+                Summary::UpToDate { .. } | Summary::AlembicAtHead { .. } => {
+                    "schema up to date".into()
+                }
                 Summary::Awaited { .. } => "schema awaited".into(),
                 Summary::Command { .. } => "migration command".into(),
             };

@@ -46,6 +46,7 @@ impl BootError {
                 MigrateError::Exec { error, .. } => error.exit_code(),
                 MigrateError::LockTimedOut { .. } => 75,
                 MigrateError::Unavailable(_) | MigrateError::SchemaNotCurrent { .. } => 69,
+                MigrateError::Config(_) => 78,
                 MigrateError::Stopped(signal) => stopped_by(*signal),
                 MigrateError::Internal { .. } => 70,
             },

@@ -4,6 +4,7 @@
 //! `roadie migrate status` is `status.rs`.
 
 pub mod alembic;
+pub mod at_head;
 pub mod command;
 pub mod lock;
 pub mod native;
@@ -26,12 +27,14 @@ use lock::LockError;
 /// How migrations treat the table locks they need (`--ddl-lock-timeout`, `--ddl-retries`):
 /// without a timeout, an `ALTER TABLE` queued behind one long query stalls every query behind
 /// it; with one, it gives up after that long and a native migration is retried from its start.
-/// How the migrate stage takes the lock: how long a replica waits for another's migration
-/// (`--lock-timeout`), and whether it keeps the lock afterwards for `--locked-hooks`.
+/// How the migrate stage deals with locks: how long a replica waits for another's migration
+/// (`--lock-timeout`), whether it keeps the migration lock afterwards for `--locked-hooks`,
+/// and how its migrations wait for table locks (`--ddl-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Locking {
     pub timeout: Duration,
     pub keep: bool,
+    pub ddl: DdlLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,8 +218,8 @@ fn effective_argv(argv: &[OsString]) -> Option<&[OsString]> {
 /// say where its configuration is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlembicUpgradeHead {
-    /// `-c FILE` / `--config FILE`.
-    pub config: Option<PathBuf>,
+    /// `-c FILE` / `--config FILE`, in order (an ini file and a pyproject.toml may both be).
+    pub configs: Vec<PathBuf>,
     /// `-n NAME` / `--name NAME`: the ini section.
     pub name: Option<String>,
     /// `-x KEY=VALUE`: read by env.py alone, which roadie cannot read.
@@ -235,10 +238,10 @@ pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
     loop {
         let word = words.next()??;
         match word.split_once('=') {
-            Some(("--config", v)) => found.config = Some(v.into()),
+            Some(("--config", v)) => found.configs.push(v.into()),
             Some(("--name", v)) => found.name = Some(v.into()),
             _ => match word {
-                "-c" | "--config" => found.config = Some(words.next()??.into()),
+                "-c" | "--config" => found.configs.push(words.next()??.into()),
                 "-n" | "--name" => found.name = Some(words.next()??.into()),
                 "-x" => found.x.push(words.next()??.into()),
                 "--raiseerr" | "-q" | "--quiet" => {}
@@ -336,7 +339,7 @@ pub(crate) fn is_sqlx_migration_name(name: &str) -> bool {
 }
 
 /// How a migrate stage ended well.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Summary {
     UpToDate {
         lock_waited: Option<Duration>,
@@ -354,16 +357,22 @@ pub enum Summary {
     Awaited {
         waited: Duration,
     },
+    /// `alembic upgrade head` with the database at `head`: alembic was not started.
+    AlembicAtHead {
+        head: String,
+        lock_waited: Option<Duration>,
+    },
 }
 
 impl Summary {
     /// How long the stage waited for the lock, when it took it.
     pub fn lock_waited(&self) -> Option<Duration> {
-        match *self {
-            Summary::UpToDate { lock_waited } => lock_waited,
+        match self {
+            Summary::UpToDate { lock_waited } => *lock_waited,
             Summary::Awaited { .. } => None,
+            Summary::AlembicAtHead { lock_waited, .. } => *lock_waited,
             Summary::Applied { lock_waited, .. } | Summary::Command { lock_waited, .. } => {
-                Some(lock_waited)
+                Some(*lock_waited)
             }
         }
     }
@@ -391,6 +400,20 @@ impl fmt::Display for Summary {
                 took.as_secs_f64(),
                 lock_waited.as_secs_f64()
             ),
+            Summary::AlembicAtHead { head, lock_waited } => {
+                write!(
+                    f,
+                    "schema up to date (alembic at head {head}; alembic not started"
+                )?;
+                match lock_waited {
+                    Some(w) => write!(
+                        f,
+                        "; another replica migrated it, lock waited {:.2}s)",
+                        w.as_secs_f64()
+                    ),
+                    None => f.write_str(")"),
+                }
+            }
             Summary::Awaited { waited } => write!(
                 f,
                 "schema up to date, after {:.2}s waiting for it (--wait-for-schema)",
@@ -426,6 +449,8 @@ pub enum MigrateError {
     },
     /// The database went away (exit 69).
     Unavailable(String),
+    /// What the migration needs is configured wrong (exit 78): alembic's own configuration.
+    Config(String),
     /// `--wait-for-schema`: still missing these after `--wait-timeout` (exit 69).
     SchemaNotCurrent {
         timeout: Duration,
@@ -500,6 +525,7 @@ impl fmt::Display for MigrateError {
                 humantime::format_duration(*timeout),
                 missing.join(", ")
             ),
+            MigrateError::Config(message) => f.write_str(message),
             MigrateError::Unavailable(message) => {
                 write!(f, "the database is unavailable: {message}")
             }
@@ -617,8 +643,8 @@ mod tests {
     #[case(&["alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["python", "-m", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["uv", "run", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
-    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { config: Some("db/alembic.ini".into()), name: Some("tenant".into()), x: vec![] }))]
-    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { config: Some("a.ini".into()), name: None, x: vec!["data=true".into()] }))]
+    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![] }))]
+    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()] }))]
     #[case(&["alembic", "upgrade", "heads"], None)]
     #[case(&["alembic", "upgrade", "head", "--sql"], None)]
     #[case(&["alembic", "upgrade", "+1"], None)]

@@ -26,9 +26,6 @@
 //! indentation, an import that fails) is read as its assignments say: the shortcut then trusts
 //! the database, and the next `alembic` run reports the file.
 
-// The boot integration (the at-head shortcut, `migrate status`, `--wait-for-schema`) lands next.
-#![allow(dead_code, unused_imports)]
-
 mod config;
 mod graph;
 mod ini;

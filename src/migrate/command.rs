@@ -11,15 +11,20 @@ use sqlx::Connection as _;
 use tokio::runtime::Runtime;
 use tracing::debug;
 
+use super::at_head::{Reading, Scripts};
 use super::lock::MigrationLock;
 use super::native::{BlockerRow, SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
-use super::{DdlLimits, Locking, MigrateError, QUERY_TIMEOUT, Summary, bounded};
+use super::schema;
+use super::{Locking, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
 use crate::supervise::{Child, RunError, Supervision};
 
 /// Takes the lock (on `reused` when it still answers), runs `program` to its end, releases
-/// the lock, or with `keep_lock` (hooks must run under it next) hands it back held.
+/// the lock, or with `locking.keep` (hooks must run under it next) hands it back held. With
+/// `scripts` (the command is `alembic upgrade head` and roadie reads its project), the
+/// database at head is checked first: then neither the lock nor alembic is needed; a replica
+/// that waited for the lock checks again under it and usually finds the work done.
 /// Meanwhile a watch (see [`CommandWatch`]) asks the database on a session of its own whether
 /// it still answers and, with `ddl.lock_timeout`, whether the command waits for a table lock.
 pub fn run(
@@ -29,10 +34,50 @@ pub fn run(
     program: &Program,
     reused: Option<Connection>,
     locking: Locking,
-    ddl: DdlLimits,
+    scripts: Option<&Scripts>,
 ) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
+    let ddl = locking.ddl;
+    let mut reused = reused;
+    let mut reader = None;
+    if let Some(scripts) = scripts {
+        let mut conn = runtime.block_on(schema::session(url, reused.take()))?;
+        if let Reading::AtHead(head) = runtime.block_on(scripts.reading(&mut conn))?
+            && !locking.keep
+        {
+            runtime.block_on(conn.close());
+            let summary = Summary::AlembicAtHead {
+                head,
+                lock_waited: None,
+            };
+            return Ok((summary, None));
+        }
+        reader = Some(conn);
+    }
     let acquire = MigrationLock::acquire(url, reused, locking.timeout);
     let (lock, waited) = runtime.block_on(supervision.until_stopped(acquire))??;
+    if let (Some(scripts), Some(mut conn)) = (scripts, reader) {
+        let reading = runtime.block_on(scripts.reading(&mut conn));
+        runtime.block_on(conn.close());
+        let head = match reading {
+            Ok(Reading::AtHead(head)) => head,
+            Ok(Reading::Pending(_)) => String::new(),
+            Err(e) => {
+                runtime.block_on(lock.release());
+                return Err(e);
+            }
+        };
+        if !head.is_empty() {
+            let summary = Summary::AlembicAtHead {
+                head,
+                lock_waited: Some(waited),
+            };
+            if locking.keep {
+                return Ok((summary, Some(lock)));
+            }
+            runtime.block_on(lock.release());
+            return Ok((summary, None));
+        }
+    }
     let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.kind() == Kind::Postgres);
     let (watch, server_version) = CommandWatch::start(url, ddl_lock_timeout);
     let env = match ddl_lock_timeout {

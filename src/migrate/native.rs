@@ -214,11 +214,10 @@ pub async fn run(
     url: &DatabaseUrl,
     reused: Option<Connection>,
     locking: Locking,
-    ddl: DdlLimits,
     grace: Duration,
     supervision: &Supervision,
 ) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
-    let keep_lock = locking.keep;
+    let (keep_lock, ddl) = (locking.keep, locking.ddl);
     let mut conn = migration_session(url, reused, ddl.lock_timeout).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise. No table yet
     // is an error here, and means "pending".

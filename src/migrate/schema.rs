@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use tracing::info;
 
+use super::at_head::{Reading, Scripts};
 use super::native::Folder;
 use super::{MigrateError, Plan, Summary};
 use crate::database::{Connection, DatabaseUrl, on_each_driver};
@@ -161,26 +162,33 @@ pub async fn wait_until_current(
     supervision.until_stopped(poll).await?
 }
 
+/// A session to read with, holding no state: the handed-on one when it still answers.
+pub async fn session(
+    url: &DatabaseUrl,
+    reused: Option<Connection>,
+) -> Result<Connection, MigrateError> {
+    if let Some(conn) = Connection::if_alive(reused).await {
+        return Ok(conn);
+    }
+    let options = url
+        .connect_options()
+        .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
+    Connection::open(&options)
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))
+}
+
 /// `--wait-for-schema`: waits until the database has everything `plan` would apply; hands the
 /// connection back for the lock of `--locked-hooks`.
 pub async fn await_current(
     url: &DatabaseUrl,
     plan: &Plan,
+    scripts: Option<&Scripts>,
     reused: Option<Connection>,
     timeout: Duration,
     supervision: &Supervision,
 ) -> Result<(Summary, Connection), MigrateError> {
-    let mut conn = match Connection::if_alive(reused).await {
-        Some(conn) => conn,
-        None => {
-            let options = url
-                .connect_options()
-                .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-            Connection::open(&options)
-                .await
-                .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))?
-        }
-    };
+    let mut conn = session(url, reused).await?;
     let waited = match plan {
         Plan::Native(dir) => {
             let folder = Folder::read(dir, url.kind())?;
@@ -188,12 +196,27 @@ pub async fn await_current(
                 async |conn: &mut Connection| folder.missing(&native_applied(conn).await?);
             wait_until_current(&mut conn, timeout, supervision, missing).await?
         }
-        // Config accepts no other plan with --wait-for-schema.
+        Plan::Command(_) if scripts.is_some() => {
+            let scripts = scripts.expect("UNWRAP: matched on is_some");
+            let missing = async |conn: &mut Connection| match scripts.reading(conn).await? {
+                Reading::AtHead(_) => Ok(Vec::new()),
+                Reading::Pending(revisions) if revisions.is_empty() => {
+                    Ok(vec![format!("the rows of {} to settle", scripts.table())])
+                }
+                Reading::Pending(revisions) => Ok(revisions
+                    .iter()
+                    .map(|r| format!("alembic revision {r}"))
+                    .collect()),
+            };
+            wait_until_current(&mut conn, timeout, supervision, missing).await?
+        }
+        // Config accepts a command only when it is alembic upgrade head.
         _ => {
-            return Err(MigrateError::Failed {
-                what: "--wait-for-schema".into(),
-                message: "roadie cannot read what this migration command applies".into(),
-            });
+            return Err(MigrateError::Config(
+                "--wait-for-schema: roadie cannot read the alembic project of the migration \
+                 command without Python (the line above says why)"
+                    .into(),
+            ));
         }
     };
     Ok((Summary::Awaited { waited }, conn))

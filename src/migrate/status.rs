@@ -1,49 +1,105 @@
-//! `roadie migrate status`: each migration of the folder and of the history table, as a table
-//! on stdout or, with `--json`, one JSON array for scripts.
+//! `roadie migrate status`: each migration of the folder and of the history table, or each
+//! alembic revision against the version table (no Python started), as a table on stdout or,
+//! with `--json`, one JSON array for scripts.
 
 use std::io::Write as _;
 
 use sqlx::Row;
 use tokio::runtime::Runtime;
 
+use super::alembic::{RevisionStatus, State};
+use super::at_head::Scripts;
 use super::native::{Folder, migration_session};
-use super::{MigrateError, Plan, bounded};
+use super::{MigrateError, Plan, bounded, schema};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
 
-/// Prints the status of `plan`'s migrations.
+/// Prints the status of `plan`'s migrations; `scripts`: the alembic project of its command.
 pub fn show(
     runtime: &Runtime,
     url: &DatabaseUrl,
     plan: &Plan,
+    scripts: Option<&Scripts>,
     json: bool,
 ) -> Result<(), MigrateError> {
-    let dir = match plan {
-        Plan::Native(dir) => dir,
-        Plan::Command(program) => {
-            println!(
-                "migrations run by {:?}: their status belongs to that tool (e.g. `alembic current`)",
-                program.display_name()
-            );
-            return Ok(());
+    let text = match (plan, scripts) {
+        (Plan::Native(dir), _) => {
+            let folder = Folder::read(dir, url.kind())?;
+            let rows = runtime.block_on(status(&folder, url))?;
+            if json {
+                as_json(&rows).to_string() + "\n"
+            } else {
+                as_table(&rows)
+            }
         }
-        Plan::Skip(why) => {
-            println!(
-                "no native migrations to show: {}",
-                why.as_deref().unwrap_or("none configured")
-            );
-            return Ok(());
+        (Plan::Command(_), Some(scripts)) => {
+            let rows = runtime.block_on(async {
+                let mut conn = schema::session(url, None).await?;
+                let rows = schema::alembic_revisions(&mut conn, scripts.table()).await;
+                conn.close().await;
+                rows
+            })?;
+            let revisions = scripts.status(&rows);
+            if json {
+                serde_json::to_string(&revisions).expect("UNWRAP: plain data serialises") + "\n"
+            } else {
+                alembic_table(&revisions)
+            }
         }
+        (Plan::Command(program), None) if json => {
+            return Err(MigrateError::Config(format!(
+                "migrate status --json: roadie cannot read what {:?} applies; ask that tool \
+                 (e.g. `alembic current`)",
+                program.command_line()
+            )));
+        }
+        (Plan::Command(program), None) => format!(
+            "migrations run by {:?}: their status belongs to that tool (e.g. `alembic current`)\n",
+            program.display_name()
+        ),
+        (Plan::Skip(_), _) if json => "[]\n".into(),
+        (Plan::Skip(why), _) => format!(
+            "no migrations to show: {}\n",
+            why.as_deref().unwrap_or("none configured")
+        ),
     };
-    let folder = Folder::read(dir, url.kind())?;
-    let rows = runtime.block_on(status(&folder, url))?;
-    let mut out = std::io::stdout().lock();
     // stdout closed early (`| head`) is the reader's choice, not an error of roadie's.
-    let _ = if json {
-        writeln!(out, "{}", as_json(&rows))
-    } else {
-        write!(out, "{}", as_table(&rows))
-    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+/// One line a revision, base first: its state, what it is in the graph, its file.
+fn alembic_table(revisions: &[RevisionStatus]) -> String {
+    let mut text = format!("{:<16} {:<20} {:<28} file\n", "revision", "status", "graph");
+    for r in revisions {
+        let mut marks = Vec::new();
+        if r.base {
+            marks.push("base".to_string());
+        }
+        if r.head {
+            marks.push("head".to_string());
+        }
+        if r.branch_point {
+            marks.push("branch point".to_string());
+        }
+        if r.merge_point {
+            marks.push(format!("merges {}", r.down_revisions.join("+")));
+        }
+        let state = match r.state {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::UnknownInDatabase => "unknown to the image",
+        };
+        text.push_str(&format!(
+            "{:<16} {:<20} {:<28} {}\n",
+            r.revision,
+            state,
+            marks.join(", "),
+            r.file
+                .as_ref()
+                .map_or("-".into(), |f| f.display().to_string())
+        ));
+    }
+    text
 }
 
 fn as_json(rows: &[Status]) -> serde_json::Value {

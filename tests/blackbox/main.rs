@@ -13,6 +13,7 @@ mod forwarding;
 mod hooks;
 mod migrating;
 mod migrating_alembic;
+mod migrating_alembic_at_head;
 mod migrating_ddl;
 mod migrating_other_databases;
 mod migrating_partitions;

@@ -271,7 +271,9 @@ impl Graph {
             .collect()
     }
 
-    /// alembic's `bases`: revisions without a `down_revision`, in load order.
+    /// alembic's `bases`: revisions without a `down_revision`, in load order (the oracle tests
+    /// compare it with alembic's).
+    #[cfg(test)]
     pub fn bases(&self) -> Vec<&str> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].down.is_empty())
@@ -280,17 +282,9 @@ impl Graph {
     }
 
     /// Every revision id, in load order.
+    #[cfg(test)]
     pub fn revisions(&self) -> Vec<&str> {
         (0..self.nodes.len()).map(|i| self.id(i)).collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// The file that declares `revision`.
-    pub fn file(&self, revision: &str) -> Option<&PathBuf> {
-        self.index.get(revision).map(|&i| &self.nodes[i].file)
     }
 
     /// The rows of the version table against the scripts.

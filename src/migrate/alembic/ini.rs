@@ -99,10 +99,6 @@ impl Ini {
         Ok(ini)
     }
 
-    pub fn has_section(&self, section: &str) -> bool {
-        self.sections.contains_key(section)
-    }
-
     /// `ConfigParser.get(section, option)` with interpolation: `Ok(None)` when the section or
     /// option is absent; `Err` for configparser's interpolation errors.
     pub fn get(&self, section: &str, option: &str) -> Result<Option<String>, String> {

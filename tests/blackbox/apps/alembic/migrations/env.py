@@ -8,6 +8,10 @@ PostgreSQL's transactional DDL).
 ALEMBIC_APP_SLEEP (seconds, optional, for tests and benchmarks): when this run applied
 revisions, keep its transaction open that long before committing, like a slow migration,
 so that concurrent runs surely overlap. A run with nothing to apply does not sleep.
+
+ALEMBIC_IMPORTED_MARKER (a file, optional): a line is appended each time this env.py runs,
+so a test can prove that a boot never started alembic (Python).
+ALEMBIC_VERSION_TABLE (optional): the version table's name, as env.py files rename it.
 """
 
 import os
@@ -19,6 +23,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 config = context.config
+if os.environ.get("ALEMBIC_IMPORTED_MARKER"):
+    with open(os.environ["ALEMBIC_IMPORTED_MARKER"], "a", encoding="utf-8") as marker:
+        marker.write("alembic started\n")
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
 
@@ -40,7 +47,11 @@ def database_url() -> str:
 def run_migrations_online() -> None:
     engine = create_engine(database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=os.environ.get("ALEMBIC_VERSION_TABLE") or "alembic_version",
+        )
         with context.begin_transaction():
             migration = context.get_context()
             before = migration.get_current_heads()

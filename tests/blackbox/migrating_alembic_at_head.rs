@@ -1,0 +1,347 @@
+//! alembic without Python on the hot path: roadie reads the revision graph from the scripts and
+//! the version table itself, so a boot at head never starts alembic, broken graphs are said
+//! before Python would have imported anything, `migrate status` lists the revisions, and
+//! `--wait-for-schema` waits for another process's `alembic upgrade head`. The test project's
+//! env.py appends a line to $ALEMBIC_IMPORTED_MARKER each time alembic runs it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::postgres::Postgres;
+use crate::support::{Mode, Roadie, app, roadie, scratch};
+
+fn venv_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    assert!(bin.join("alembic").exists(), "run scripts/venv.sh first");
+    bin
+}
+
+/// A copy of the alembic test project (0001 to 0005) in `dir`, to add revisions to.
+fn project(dir: &Path) -> PathBuf {
+    let project = dir.join("project");
+    let copied = std::process::Command::new("cp")
+        .args(["-r", &app("alembic"), &project.to_string_lossy()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    project
+}
+
+/// Adds revision `id` after `down` (a plain table, so it applies anywhere).
+fn revision(project: &Path, id: &str, down: &str) {
+    std::fs::write(
+        project.join(format!("migrations/versions/{id}_more.py")),
+        format!(
+            "revision = \"{id}\"\ndown_revision = {down}\nbranch_labels = None\n\
+             depends_on = None\n\nfrom alembic import op\n\n\ndef upgrade():\n    \
+             op.execute(\"CREATE TABLE t_{id} (id int)\")\n\n\ndef downgrade():\n    \
+             op.execute(\"DROP TABLE t_{id}\")\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// How many times alembic ran (env.py's marker lines).
+fn alembic_runs(marker: &Path) -> usize {
+    std::fs::read_to_string(marker)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// roadie in `project` with `argv`, alembic from the venv, env.py's marker at `marker`.
+fn boot(pg: &Postgres, project: &Path, marker: &Path, argv: &[&str]) -> Roadie {
+    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+    let mut args = vec!["--database-url".to_string(), pg.app_url()];
+    args.extend(argv.iter().map(|s| s.to_string()));
+    roadie(Mode::Subreaper, args)
+        .current_dir(project)
+        .env("PATH", &path)
+        .env("DATABASE_URL", &pg.app_url())
+        .env("ALEMBIC_IMPORTED_MARKER", &marker.to_string_lossy())
+}
+
+const APP: [&str; 3] = ["sh", "-c", "echo app-started"];
+
+#[test]
+fn a_boot_at_head_never_starts_alembic_and_a_new_revision_does() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    assert_eq!(alembic_runs(&marker), 1, "the first boot migrates");
+
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stdout_has("app-started")
+        .stderr_has("schema up to date (alembic at head 0005; alembic not started)")
+        .stderr_lacks("under the migration lock");
+    assert_eq!(alembic_runs(&marker), 1, "alembic started at head");
+
+    revision(&project, "0006", "\"0005\"");
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stderr_has("under the migration lock");
+    assert_eq!(alembic_runs(&marker), 2);
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0006");
+
+    // The escape hatch: alembic always starts.
+    boot(
+        &pg,
+        &project,
+        &marker,
+        &["--no-alembic-shortcut", APP[0], APP[1], APP[2]],
+    )
+    .run()
+    .code(0)
+    .stderr_has("under the migration lock");
+    assert_eq!(alembic_runs(&marker), 3);
+}
+
+#[test]
+fn ten_replicas_at_head_start_no_alembic_and_with_one_pending_alembic_runs_once() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    let ten = |expect: Option<&str>| {
+        let replicas: Vec<_> = (0..10)
+            .map(|_| boot(&pg, &project, &marker, &APP).start())
+            .collect();
+        for r in replicas {
+            let finished = r.finish_within(Duration::from_secs(120));
+            finished.code(0).stdout_has("app-started");
+            if let Some(expect) = expect {
+                finished.stderr_has(expect);
+            }
+        }
+    };
+    ten(Some("alembic not started"));
+    assert_eq!(
+        alembic_runs(&marker),
+        1,
+        "a replica at head started alembic"
+    );
+
+    revision(&project, "0006", "\"0005\"");
+    // One runs alembic; the others wait for the lock and find the work done.
+    ten(None);
+    assert_eq!(
+        alembic_runs(&marker),
+        2,
+        "alembic ran more than once for one pending revision"
+    );
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0006");
+}
+
+#[test]
+fn broken_graphs_are_65_before_python_would_start() {
+    let pg = Postgres::started();
+    for (case, setup, says) in [
+        (
+            "several heads",
+            &(|p: &Path| {
+                revision(p, "0006", "\"0005\"");
+                revision(p, "0007", "\"0005\"");
+            }) as &dyn Fn(&Path),
+            "several heads (",
+        ),
+        (
+            "a missing down_revision",
+            &|p: &Path| revision(p, "0006", "\"0099\""),
+            "0099",
+        ),
+        (
+            "two files with one id",
+            &|p: &Path| {
+                revision(p, "0006", "\"0005\"");
+                std::fs::copy(
+                    p.join("migrations/versions/0006_more.py"),
+                    p.join("migrations/versions/0006_again.py"),
+                )
+                .unwrap();
+            },
+            "0006",
+        ),
+    ] {
+        let dir = scratch();
+        let project = project(dir.path());
+        let marker = dir.path().join("marker");
+        setup(&project);
+        let finished = boot(&pg, &project, &marker, &APP).run();
+        finished
+            .code(65)
+            .stderr_has(says)
+            .stderr_lacks("app-started");
+        assert_eq!(
+            alembic_runs(&marker),
+            0,
+            "{case}: alembic started\n{finished}"
+        );
+    }
+}
+
+#[test]
+fn a_revision_no_script_knows_is_65_naming_it_without_starting_alembic() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    pg.psql("UPDATE alembic_version SET version_num = 'f00dfeed'");
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(65)
+        .stderr_has("revision f00dfeed is not in this image's scripts")
+        .stderr_has("the image is older than the schema");
+    assert_eq!(alembic_runs(&marker), 1);
+}
+
+#[test]
+fn a_renamed_version_table_is_read_where_env_py_put_it() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    let renamed = |r: Roadie| r.env("ALEMBIC_VERSION_TABLE", "app_versions");
+    renamed(boot(&pg, &project, &marker, &APP)).run().code(0);
+    renamed(boot(
+        &pg,
+        &project,
+        &marker,
+        &[
+            "--alembic-version-table",
+            "app_versions",
+            APP[0],
+            APP[1],
+            APP[2],
+        ],
+    ))
+    .run()
+    .code(0)
+    .stderr_has("alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+    // Not told: alembic_version does not exist, so "not at head", and alembic runs to decide.
+    renamed(boot(&pg, &project, &marker, &APP)).run().code(0);
+    assert_eq!(alembic_runs(&marker), 2);
+}
+
+#[test]
+fn migrate_status_lists_each_revision_without_python_and_in_json() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    revision(&project, "0006", "\"0005\"");
+    let text = roadie_status(&pg, &project, &marker, &[]);
+    text.code(0)
+        .stdout_has("0001")
+        .stdout_has("applied")
+        .stdout_has("0006")
+        .stdout_has("pending");
+    let json = roadie_status(&pg, &project, &marker, &["--json"]);
+    json.code(0);
+    let rows: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    let states: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 6, "{states:?}");
+    assert_eq!(states[0], ("0001".into(), "applied".into()));
+    assert_eq!(states[5], ("0006".into(), "pending".into()));
+    assert_eq!(alembic_runs(&marker), 1, "status started alembic");
+}
+
+fn roadie_status(
+    pg: &Postgres,
+    project: &Path,
+    marker: &Path,
+    extra: &[&str],
+) -> crate::support::Finished {
+    let mut args = vec![
+        "migrate".to_string(),
+        "status".into(),
+        "--database-url".into(),
+        pg.app_url(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    // alembic must be on PATH (the plan names it), though status never starts it.
+    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+    roadie(Mode::Subreaper, args)
+        .current_dir(project)
+        .env("PATH", &path)
+        .env("ALEMBIC_IMPORTED_MARKER", &marker.to_string_lossy())
+        .run()
+}
+
+#[test]
+fn a_replica_waits_for_the_schema_while_alembic_runs_elsewhere() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    let waiter = boot(
+        &pg,
+        &project,
+        &marker,
+        &["--wait-for-schema", APP[0], APP[1], APP[2]],
+    )
+    .start();
+    waiter.stderr_containing("database ready in");
+    // `roadie migrate` takes its options after the subcommand.
+    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+    let migrator = roadie(
+        Mode::Subreaper,
+        ["migrate", "--database-url", &pg.app_url()],
+    )
+    .current_dir(&project)
+    .env("PATH", &path)
+    .env("DATABASE_URL", &pg.app_url())
+    .env("ALEMBIC_IMPORTED_MARKER", &marker.to_string_lossy())
+    .env("ALEMBIC_APP_SLEEP", "2")
+    .start();
+    let migrated = migrator.finish_within(Duration::from_secs(60));
+    let migrated_at = Instant::now();
+    migrated.code(0);
+    let started = waiter.finish_within(Duration::from_secs(60));
+    started
+        .code(0)
+        .stdout_has("app-started")
+        .stderr_has("schema up to date, after");
+    assert!(
+        migrated_at.elapsed() < Duration::from_secs(1),
+        "{:?}\n{started}",
+        migrated_at.elapsed()
+    );
+    assert_eq!(alembic_runs(&marker), 1, "only the migrator ran alembic");
+
+    // Nothing applies a new revision: 69 naming it.
+    revision(&project, "0006", "\"0005\"");
+    boot(
+        &pg,
+        &project,
+        &marker,
+        &[
+            "--wait-for-schema",
+            "--wait-timeout",
+            "1s",
+            APP[0],
+            APP[1],
+            APP[2],
+        ],
+    )
+    .run()
+    .code(69)
+    .stderr_has("missing alembic revision 0006");
+}
