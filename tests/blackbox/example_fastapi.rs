@@ -227,8 +227,11 @@ fn a_second_boot_on_the_same_database_finds_nothing_to_migrate_and_serves_again(
     .start();
     serves_the_seeded_customers(&second, port);
     let stderr = second.stderr_so_far();
-    if stderr.contains("Running upgrade") || !stderr.contains("migration command done in") {
-        second.fail("the second boot should run alembic, and alembic should find nothing to do");
+    // At head, roadie reads the revisions itself: alembic (and Python's start-up) is skipped.
+    if stderr.contains("Running upgrade")
+        || !stderr.contains("schema up to date (alembic at head 0005; alembic not started)")
+    {
+        second.fail("the second boot should find the database at head without starting alembic");
     }
     // The data migration ran once: still three customers.
     assert_eq!(pg.psql("SELECT count(*) FROM customers"), "3");
