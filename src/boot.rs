@@ -10,7 +10,8 @@ use tracing::info;
 
 use crate::cli::Invocation;
 use crate::config::Config;
-use crate::database::Connection;
+use crate::database::standby::{self, OnStandby};
+use crate::database::{Connection, DatabaseUrl};
 use crate::error::BootError;
 use crate::handoff::{self, Handoff};
 use crate::hooks;
@@ -114,12 +115,25 @@ fn wait_stage(
     supervision: &Supervision,
     config: &Config,
 ) -> Result<(Option<Waited>, Option<Connection>), BootError> {
-    let mut targets: Vec<Target> = config
-        .database
-        .iter()
-        .cloned()
-        .map(Target::database)
-        .collect();
+    // The database that is migrated hands its connection on, and is checked for a standby
+    // when migrations will run there.
+    let migrates = !matches!(config.migrate, Plan::Skip(_));
+    let check = (migrates && config.on_standby != OnStandby::Skip).then_some(config.on_standby);
+    let mut targets: Vec<Target> = match (&config.database, &config.migrate_database) {
+        (Some(app), Some(direct)) => vec![
+            Target::database(app.clone(), "database", false, None),
+            Target::database(direct.clone(), "migration database", true, check),
+        ],
+        (Some(app), None) => vec![Target::database(app.clone(), "database", true, check)],
+        (None, _) => Vec::new(),
+    };
+    if let Some(direct) = &config.migrate_database {
+        info!(
+            "migrating through the {} ({})",
+            direct.whereabouts(),
+            direct.source
+        );
+    }
     match &config.database {
         Some(url) => info!("waiting for the {} ({})", url.whereabouts(), url.source),
         None => info!(
@@ -152,10 +166,14 @@ fn migrate_stage(
     config: &Config,
     connection: Option<Connection>,
 ) -> Result<Option<(Summary, Duration)>, BootError> {
-    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+    let (Some(runtime), Some(url)) = (runtime, config.migrated_database()) else {
         return Ok(None);
     };
     logging::enter(Phase::Migrate);
+    let connection = match skip_on_standby(runtime, config, url, connection)? {
+        Some(connection) => connection,
+        None => return Ok(None),
+    };
     let began = Instant::now();
     let summary = match &config.migrate {
         Plan::Skip(why) => {
@@ -183,6 +201,7 @@ fn migrate_stage(
             program,
             connection,
             config.lock_timeout,
+            config.migrate_database.as_ref().map(|d| d.as_given()),
         ),
     }
     .map_err(BootError::Migrate)?;
@@ -190,9 +209,43 @@ fn migrate_stage(
     Ok(Some((summary, began.elapsed())))
 }
 
+/// `--on-standby skip`: a standby is migrated by nobody; the app starts. `Some` hands the
+/// connection back when migrating goes on.
+fn skip_on_standby(
+    runtime: &Runtime,
+    config: &Config,
+    url: &DatabaseUrl,
+    connection: Option<Connection>,
+) -> Result<Option<Option<Connection>>, BootError> {
+    if config.on_standby != OnStandby::Skip || matches!(config.migrate, Plan::Skip(_)) {
+        return Ok(Some(connection));
+    }
+    let read_only = runtime.block_on(async {
+        let mut conn = match Connection::if_alive(connection).await {
+            Some(conn) => conn,
+            None => url.connect().await?,
+        };
+        standby::read_only(&mut conn).await.map(|r| (r, conn))
+    });
+    match read_only {
+        Ok((None, conn)) => Ok(Some(Some(conn))),
+        Ok((Some(why), conn)) => {
+            info!(
+                "the {} is {why}: --on-standby skip, not migrating",
+                url.whereabouts()
+            );
+            runtime.block_on(conn.close());
+            Ok(None)
+        }
+        Err(e) => Err(BootError::Migrate(migrate::MigrateError::Unavailable(
+            format!("checking for a standby: {e}"),
+        ))),
+    }
+}
+
 /// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
 fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<u8, BootError> {
-    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+    let (Some(runtime), Some(url)) = (runtime, config.migrated_database()) else {
         return Err(BootError::Migrate(migrate::MigrateError::Unavailable(
             "no database configured: nothing to show".into(),
         )));

@@ -108,6 +108,8 @@ pub struct Launch<'a> {
     pub run_as: Option<&'a RunAs>,
     /// Hand the terminal on stdin to the child's process group (the app, the debug shell).
     pub take_terminal: bool,
+    /// Variables set in its environment, over roadie's own (the migration command's direct URL).
+    pub env: &'a [(&'static str, String)],
 }
 
 /// A started child that nobody watches yet: only [`Reaper::watch`] takes it, so every child
@@ -125,6 +127,7 @@ pub fn spawn(program: &Program, launch: Launch<'_>) -> io::Result<Spawned> {
     if let Some(run_as) = launch.run_as {
         command.env("HOME", &run_as.home);
     }
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
     let take_terminal = launch.take_terminal && owns_terminal();
     let ids = launch.run_as.map(|r| (r.uid, r.gid, r.groups.clone()));
     // SAFETY: the closure only makes async-signal-safe calls and allocates nothing.

@@ -218,6 +218,24 @@ pub struct DatabaseArgs {
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// The direct URL for the lock and the migrations when the app's URL goes through a pooler
+    /// (like Prisma's directUrl); waited for too. Without it: ROADIE_MIGRATE_DATABASE_URL (or
+    /// the file named by ROADIE_MIGRATE_DATABASE_URL_FILE), else the app's URL. A migration
+    /// command gets it as DATABASE_URL and ROADIE_MIGRATE_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub migrate_database_url: Option<String>,
+
+    /// When the database to migrate is a read-only standby: wait (for a failover, until
+    /// --wait-timeout), fail (exit 69 at once), or skip (start the app without migrating).
+    #[arg(
+        long,
+        env = "ROADIE_ON_STANDBY",
+        hide_env_values = true,
+        default_value = "wait",
+        value_name = "wait|fail|skip"
+    )]
+    pub on_standby: String,
+
     /// Give up waiting for the database and --wait-for targets after this long (exit 69).
     #[arg(
         long,

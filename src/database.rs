@@ -3,6 +3,8 @@
 //! that never shows the password. Nothing here connects; `readiness.rs` does.
 
 mod connection;
+pub mod pooler;
+pub mod standby;
 pub mod readiness;
 pub mod sqlstate;
 
@@ -47,6 +49,8 @@ impl Kind {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     location: Location,
+    /// As given (password and all), for a child that must reach the same database.
+    given: String,
     /// Where the URL came from, for messages: `--database-url`, `DATABASE_URL_FILE`, ...
     pub source: String,
 }
@@ -112,6 +116,7 @@ impl DatabaseUrl {
             let (file, query) = sqlite_target(rest);
             return Ok(DatabaseUrl {
                 location: Location::Sqlite { file, query },
+                given: text.to_string(),
                 source,
             });
         }
@@ -141,8 +146,14 @@ impl DatabaseUrl {
         }
         Ok(DatabaseUrl {
             location: Location::Server { kind, url },
+            given: text.to_string(),
             source,
         })
+    }
+
+    /// The URL as given, password included: only for a child's environment, never a log.
+    pub fn as_given(&self) -> &str {
+        &self.given
     }
 
     pub fn kind(&self) -> Kind {
@@ -200,6 +211,11 @@ impl DatabaseUrl {
         }
     }
 
+    /// Connects: one attempt, with its error as sqlx gives it.
+    pub async fn connect(&self) -> Result<Connection, sqlx::Error> {
+        Connection::open(&self.connect_options()?).await
+    }
+
     /// sqlx's options, with statement logging off (roadie's queries are not the app's).
     pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
         match &self.location {
@@ -219,8 +235,15 @@ fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> 
     Ok(match kind {
         #[cfg(feature = "postgres")]
         Kind::Postgres => {
+            // No statement cache: sqlx would name its prepared statements (`sqlx_s_1`) and
+            // reuse them later, and through a transaction pooler (PgBouncer) "later" is another
+            // server connection, maybe another client's. No application_name either: a
+            // startup parameter stays on the pooler's server connection after roadie is gone.
+            // No extra_float_digits (roadie reads no floats): PgBouncer refuses a startup
+            // parameter it does not track unless told to ignore it.
             let mut options = PgConnectOptions::from_url(url)?
-                .application_name("roadie")
+                .statement_cache_capacity(0)
+                .extra_float_digits(None)
                 .disable_statement_logging();
             if let Some(host) = ipv6 {
                 options = options.host(&host);
@@ -400,6 +423,43 @@ pub fn resolve(
         .clear()
         .push(&database);
     DatabaseUrl::parse(url.as_str(), "POSTGRES_* variables").map(Some)
+}
+
+/// The direct URL for migrations: `--migrate-database-url`, else `ROADIE_MIGRATE_DATABASE_URL`
+/// (or its `_FILE`). It must be the app's kind of database; another database name than the
+/// app's is allowed (a pooler may alias it: PgBouncer's `[databases]`), and the caller warns.
+pub fn resolve_migrate(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    app: Option<&DatabaseUrl>,
+) -> Result<Option<DatabaseUrl>, String> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    let found = match flag {
+        Some(text) => Some((text.to_string(), "--migrate-database-url".to_string())),
+        None => secret("ROADIE_MIGRATE_DATABASE_URL", &env)?,
+    };
+    let Some((text, source)) = found else {
+        return Ok(None);
+    };
+    let url = DatabaseUrl::parse(&text, &source)?;
+    let Some(app) = app else {
+        return Err(format!(
+            "{source} is set but no database is: it is the direct URL of the app's database \
+             (--database-url, ROADIE_DATABASE_URL, DATABASE_URL or POSTGRES_HOST)"
+        ));
+    };
+    if url.kind() != app.kind() || url.kind() == Kind::Sqlite {
+        return Err(format!(
+            "{source} must be the direct URL of the app's {} server ({})",
+            match app.kind() {
+                Kind::Postgres => "PostgreSQL",
+                Kind::MySql => "MySQL",
+                Kind::Sqlite => "(SQLite has no",
+            },
+            app.source
+        ));
+    }
+    Ok(Some(url))
 }
 
 /// `NAME`, or the contents of the file `NAME_FILE` names (as the official images read Docker

@@ -219,6 +219,9 @@ pub enum MigrateError {
     },
     /// The database went away (exit 69).
     Unavailable(String),
+    /// What roadie was pointed at cannot work, whatever the wait: native migrations through a
+    /// transaction pooler (exit 78).
+    Misconfigured(String),
     /// A stop signal arrived: the app is not started (exit 128+S).
     Stopped(c_int),
     Internal {
@@ -275,6 +278,7 @@ impl fmt::Display for MigrateError {
             MigrateError::Unavailable(message) => {
                 write!(f, "the database is unavailable: {message}")
             }
+            MigrateError::Misconfigured(message) => f.write_str(message),
             MigrateError::Stopped(s) => write!(
                 f,
                 "stopped by SIG{} while migrating: lock released, the app is not started",

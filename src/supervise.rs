@@ -31,8 +31,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub enum Child<'a> {
     /// An executable of `--hooks`: its stage logs the summary.
     Hook,
-    /// The migration command, run under the migration lock.
-    Migrator,
+    /// The migration command, run under the migration lock, with these variables set (the
+    /// database it must migrate, when that is not the app's).
+    Migrator { env: &'a [(&'static str, String)] },
     /// The app: it gets the terminal; `announce` logs its start line (with the boot's
     /// timings); `settled` is called with its pid once it has run for a moment (the boot is
     /// over).
@@ -111,6 +112,10 @@ impl Supervision {
         let launch = Launch {
             run_as: self.run_as.as_ref(),
             take_terminal: matches!(child, Child::App { .. }),
+            env: match child {
+                Child::Migrator { env } => env,
+                _ => &[],
+            },
         };
         let spawned = children::spawn(program, launch).map_err(RunError::Spawn)?;
         let pid = self.reaper.watch(spawned);
@@ -120,7 +125,7 @@ impl Supervision {
                 debug!("running hook {} (pid {pid})", program.path.display());
                 self.supervise(pid, &name, None)
             }
-            Child::Migrator => {
+            Child::Migrator { .. } => {
                 info!(
                     "running {} (pid {pid}) under the migration lock",
                     program.command_line()

@@ -13,6 +13,9 @@ use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::{Child, RunError, Supervision};
 
 /// Takes the lock (on `reused` when it still answers), runs `program` to its end, releases.
+/// With `--migrate-database-url`, `url` is that direct URL, and the command finds it in its
+/// environment as `DATABASE_URL` (what alembic's env.py and most frameworks read) and as
+/// `ROADIE_MIGRATE_DATABASE_URL`: it migrates the database roadie locks, not the pooler.
 pub fn run(
     runtime: &Runtime,
     supervision: &mut Supervision,
@@ -20,6 +23,7 @@ pub fn run(
     program: &Program,
     reused: Option<Connection>,
     lock_timeout: std::time::Duration,
+    direct: Option<&str>,
 ) -> Result<Summary, MigrateError> {
     let (lock, waited) = runtime.block_on(supervision.until_stopped(MigrationLock::acquire(
         url,
@@ -27,7 +31,14 @@ pub fn run(
         lock_timeout,
     )))??;
     let started = Instant::now();
-    let ended = supervision.run(program, Child::Migrator);
+    let env: Vec<(&'static str, String)> = match direct {
+        Some(text) => vec![
+            ("DATABASE_URL", text.to_string()),
+            ("ROADIE_MIGRATE_DATABASE_URL", text.to_string()),
+        ],
+        None => Vec::new(),
+    };
+    let ended = supervision.run(program, Child::Migrator { env: &env });
     runtime.block_on(lock.release());
     let ended = ended.map_err(|e| match e {
         RunError::Spawn(source) => MigrateError::Internal {

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::lock::{Acquired, MigrationLock};
 use super::{MigrateError, Summary};
-use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
+use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, pooler, sqlstate};
 use crate::logging;
 use crate::supervise::Supervision;
 
@@ -189,11 +189,12 @@ pub async fn run(
     {
         return Ok(Summary::UpToDate { lock_waited: None });
     }
+    let lock_session = refuse_transaction_pooling(url, &mut conn).await?;
     let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
     let acquired = supervision
         .until_stopped(MigrationLock::acquire_unless_done(
             url,
-            None,
+            lock_session,
             lock_timeout,
             done_elsewhere,
         ))
@@ -260,6 +261,36 @@ async fn run_locked(
     })
 }
 
+/// The lock's session, opened beside the migration session: with both, a transaction pooler
+/// shows (see `pooler.rs`). sqlx's migrator prepares each statement in one round trip and runs
+/// it in the next, outside any transaction, and a transaction pooler may hand those two round
+/// trips to two server connections: refuse (78) and name the fix, rather than fail by chance.
+async fn refuse_transaction_pooling(
+    url: &DatabaseUrl,
+    conn: &mut Connection,
+) -> Result<Option<Connection>, MigrateError> {
+    if url.kind() != Kind::Postgres {
+        return Ok(None);
+    }
+    let mut lock_session = url
+        .connect()
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("connecting to take the lock: {e}")))?;
+    let seen = pooler::transaction_pooling(conn, &mut lock_session)
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("checking for a pooler: {e}")))?;
+    let Some(seen) = seen else {
+        return Ok(Some(lock_session));
+    };
+    lock_session.close().await;
+    Err(MigrateError::Misconfigured(format!(
+        "{} goes through a transaction pooler ({seen}): native migrations need a session of \
+         their own, so roadie does not migrate through it; give the direct URL with \
+         --migrate-database-url (ROADIE_MIGRATE_DATABASE_URL), or use session pooling",
+        url.whereabouts()
+    )))
+}
+
 /// The migration session: the wait stage's connection when it still answers, else a new one.
 /// On Postgres it has the server check the client every second: if roadie dies
 /// mid-statement, the server would otherwise notice only when it next writes to the socket,
@@ -272,10 +303,7 @@ pub(super) async fn migration_session(
     let mut conn = match Connection::if_alive(reused).await {
         Some(conn) => conn,
         None => {
-            let options = url
-                .connect_options()
-                .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-            Connection::open(&options)
+            url.connect()
                 .await
                 .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
         }

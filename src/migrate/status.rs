@@ -6,7 +6,7 @@ use std::io::Write as _;
 use sqlx::Row;
 use tokio::runtime::Runtime;
 
-use super::native::{Folder, migration_session};
+use super::native::Folder;
 use super::{MigrateError, Plan};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
 
@@ -104,7 +104,11 @@ pub struct Status {
 
 /// Every migration of the folder and of the history table, merged.
 async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, MigrateError> {
-    let mut conn = migration_session(url, None).await?;
+    // A plain session: nothing set on it that a pooler's server connection would keep.
+    let mut conn = url
+        .connect()
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))?;
     // No table yet: everything is pending.
     let recorded = history(&mut conn).await.unwrap_or_default();
     conn.close().await;
@@ -159,10 +163,13 @@ async fn history(conn: &mut Connection) -> Result<Vec<Recorded>, sqlx::Error> {
          FROM _sqlx_migrations ORDER BY version"
     );
     let sql = sqlx::AssertSqlSafe(sql);
+    // In a transaction: a transaction pooler keeps it on one server connection from the
+    // statement's preparation to its rows.
     let rows = on_each_driver!(conn, c => {
-        sqlx::query(sql)
-            .fetch_all(c)
-            .await?
+        let mut tx = sqlx::Connection::begin(c).await?;
+        let rows = sqlx::query(sql).fetch_all(&mut *tx).await?;
+        tx.rollback().await?;
+        rows
             .into_iter()
             .map(|r| Recorded {
                 version: r.get(0),

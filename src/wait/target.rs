@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::database::readiness::{self, Verdict};
+use crate::database::standby::{self, OnStandby};
 use crate::database::{self, Connection, DatabaseUrl};
 
 #[derive(Debug, Clone)]
@@ -14,8 +15,10 @@ pub enum Target {
     Database {
         url: DatabaseUrl,
         name: String,
-        /// The boot's own database: its ready connection goes on to the migrate stage.
+        /// The database the boot migrates: its ready connection goes on to the migrate stage.
         hand_on: bool,
+        /// Whether a read-only standby is not ready (wait) or refused (fail).
+        standby: Option<OnStandby>,
     },
     Tcp {
         host: String,
@@ -29,11 +32,18 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn database(url: DatabaseUrl) -> Self {
+    /// The boot's own database (`name` in logs), or its direct URL for migrations.
+    pub fn database(
+        url: DatabaseUrl,
+        name: &str,
+        hand_on: bool,
+        standby: Option<OnStandby>,
+    ) -> Self {
         Target::Database {
             url,
-            name: "database".into(),
-            hand_on: true,
+            name: name.into(),
+            hand_on,
+            standby,
         }
     }
 
@@ -77,6 +87,7 @@ impl Target {
                     name: url.to_string(),
                     url,
                     hand_on: false,
+                    standby: None,
                 })
             }
         }
@@ -97,13 +108,35 @@ impl Target {
         http: Option<&reqwest::Client>,
     ) -> Result<Option<Connection>, Verdict> {
         match self {
-            Target::Database { url, hand_on, .. } => {
-                let options = url
-                    .connect_options()
-                    .map_err(|e| readiness::classify(&e, url))?;
-                let connection = readiness::probe(&options)
+            Target::Database {
+                url,
+                hand_on,
+                standby,
+                ..
+            } => {
+                let mut connection = readiness::probe(url)
                     .await
                     .map_err(|e| readiness::classify(&e, url))?;
+                if let Some(policy) = standby {
+                    let read_only = standby::read_only(&mut connection)
+                        .await
+                        .map_err(|e| readiness::classify(&e, url))?;
+                    if let Some(why) = read_only {
+                        connection.close().await;
+                        let cause = format!("the {} is {why}", url.whereabouts());
+                        return Err(match policy {
+                            OnStandby::Fail => Verdict::Permanent {
+                                cause,
+                                hint: "--on-standby fail: point the URL at the primary, or \
+                                       use --on-standby wait or skip"
+                                    .into(),
+                            },
+                            _ => Verdict::Transient(format!(
+                                "{cause}; waiting for a primary (--on-standby wait)"
+                            )),
+                        });
+                    }
+                }
                 if *hand_on {
                     return Ok(Some(connection));
                 }

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod mariadb;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod terminal;
 
