@@ -13,6 +13,7 @@ mod hooks;
 mod migrating;
 mod migrating_alembic;
 mod migrating_other_databases;
+mod pooler;
 mod reaping;
 mod shipping;
 mod stopping;

@@ -23,8 +23,13 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// PgBouncer in `mode` in front of `pg`'s database `app`, started and accepting.
+    /// PgBouncer in `mode` in front of `pg`'s database `app`, two server connections a pool.
     pub fn start(pg: &Postgres, mode: PoolMode) -> Self {
+        Self::start_with(pg, mode, 2)
+    }
+
+    /// PgBouncer with `pool_size` server connections a pool, started and accepting.
+    pub fn start_with(pg: &Postgres, mode: PoolMode, pool_size: u32) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("roadie-pgbouncer-")
             .tempdir()
@@ -46,7 +51,7 @@ impl PgBouncer {
              auth_type = scram-sha-256\n\
              auth_file = {d}/userlist.txt\n\
              pool_mode = {mode}\n\
-             default_pool_size = 2\n\
+             default_pool_size = {pool_size}\n\
              max_client_conn = 500\n\
              logfile = {d}/pgbouncer.log\n\
              pidfile = {d}/pgbouncer.pid\n",

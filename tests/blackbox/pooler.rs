@@ -1,0 +1,384 @@
+//! Behind a real PgBouncer (transaction and session pooling, two server connections per pool)
+//! and across a failover: the lock excludes through the pooler, nothing roadie sets stays on a
+//! server connection, native migrations without a direct URL are refused with 78 (never 69),
+//! `--migrate-database-url` is used for the lock, the migrations and the command, and a
+//! standby is waited for, refused or skipped as `--on-standby` says.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::pgbouncer::{PgBouncer, PoolMode};
+use crate::support::postgres::Postgres;
+use crate::support::{Mode, Roadie, app, roadie, scratch};
+
+const APP_KEY: i64 = 3469795979745788610;
+
+fn folder(dir: &Path) -> PathBuf {
+    let path = dir.join("migrations");
+    std::fs::create_dir_all(&path).unwrap();
+    let files = [
+        (1, "log", "CREATE TABLE applied_log (version int NOT NULL);\nINSERT INTO applied_log VALUES (1);"),
+        (2, "customers", "CREATE TABLE customers (id int PRIMARY KEY);\nSELECT pg_sleep(0.2);\nINSERT INTO applied_log VALUES (2);"),
+        (3, "email", "ALTER TABLE customers ADD COLUMN email text;\nINSERT INTO applied_log VALUES (3);"),
+    ];
+    for (version, name, sql) in files {
+        std::fs::write(path.join(format!("{version}_{name}.sql")), sql).unwrap();
+    }
+    path
+}
+
+fn native(url: &str, dir: &Path, extra: &[&str]) -> Roadie {
+    let mut args = vec![
+        "--database-url".to_string(),
+        url.to_string(),
+        "--migrations".into(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
+    roadie(Mode::Subreaper, args)
+}
+
+fn venv_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")
+}
+
+/// roadie running the real alembic project's `alembic upgrade head`; DATABASE_URL is `url`.
+fn alembic(url: &str, extra: &[&str]) -> Roadie {
+    let mut args = vec!["--database-url".to_string(), url.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
+    roadie(Mode::Subreaper, args)
+        .current_dir(app("alembic"))
+        .env("PATH", &format!("{}:/usr/bin:/bin", venv_bin().display()))
+        .env("DATABASE_URL", url)
+}
+
+/// Nothing roadie set or held is left on any server connection.
+fn nothing_left(pg: &Postgres) {
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        "0",
+        "an advisory lock is left"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'roadie%'"),
+        "0",
+        "a server connection is labelled as roadie's"
+    );
+}
+
+#[test]
+fn ten_replicas_through_a_transaction_pooler_run_alembic_once_and_none_fails() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let replicas: Vec<_> = (0..10)
+        .map(|_| alembic(&bouncer.app_url(), &[]).env("ALEMBIC_APP_SLEEP", "0.3").start())
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(90))
+            .code(0)
+            .stdout_has("app-started")
+            .stderr_lacks("Traceback");
+    }
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    nothing_left(&pg);
+}
+
+#[test]
+fn ten_replicas_with_a_direct_url_run_alembic_on_it_once_and_none_fails() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let direct = pg.app_url();
+    let replicas: Vec<_> = (0..10)
+        .map(|_| {
+            alembic(&bouncer.app_url(), &["--migrate-database-url", &direct])
+                .env("ALEMBIC_APP_SLEEP", "0.3")
+                .start()
+        })
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(90))
+            .code(0)
+            .stdout_has("app-started")
+            .stderr_lacks("Traceback");
+    }
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    nothing_left(&pg);
+}
+
+#[test]
+fn native_migrations_through_a_transaction_pooler_are_refused_with_78_naming_the_fix() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let replicas: Vec<_> = (0..10)
+        .map(|_| native(&bouncer.app_url(), &migrations, &[]).start())
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(60))
+            .code(78)
+            .stderr_has("transaction pooler")
+            .stderr_has("--migrate-database-url")
+            .stderr_lacks("roadie-secret-pw")
+            .stderr_lacks("app-started");
+    }
+    assert!(!pg.table_exists("applied_log"));
+    nothing_left(&pg);
+}
+
+#[test]
+fn ten_replicas_with_a_direct_url_migrate_a_native_folder_once_and_none_fails() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let direct = pg.app_url();
+    let replicas: Vec<_> = (0..10)
+        .map(|_| {
+            native(
+                &bouncer.app_url(),
+                &migrations,
+                &["--migrate-database-url", &direct],
+            )
+            .start()
+        })
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(60))
+            .code(0)
+            .stdout_has("app-started");
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
+        "1,2,3"
+    );
+    nothing_left(&pg);
+}
+
+#[test]
+fn ten_replicas_through_a_session_pooler_migrate_a_native_folder_once() {
+    let pg = Postgres::started();
+    // Each replica keeps two sessions (migration and lock): a session pool smaller than the
+    // replicas' sessions queues them forever (see the README).
+    let bouncer = PgBouncer::start_with(&pg, PoolMode::Session, 25);
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let replicas: Vec<_> = (0..10)
+        .map(|_| native(&bouncer.app_url(), &migrations, &[]).start())
+        .collect();
+    for r in replicas {
+        r.finish_within(Duration::from_secs(60))
+            .code(0)
+            .stdout_has("app-started");
+    }
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
+        "1,2,3"
+    );
+}
+
+#[test]
+fn migrate_status_and_wait_work_through_a_transaction_pooler() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    native(&pg.app_url(), &migrations, &[]).run().code(0);
+    roadie(
+        Mode::Subreaper,
+        [
+            "migrate",
+            "status",
+            "--database-url",
+            &bouncer.app_url(),
+            "--migrations",
+            &migrations.to_string_lossy(),
+        ],
+    )
+    .run()
+    .code(0)
+    .stdout_has("applied");
+    roadie(Mode::Subreaper, ["wait", "--database-url", &bouncer.app_url()])
+        .run()
+        .code(0)
+        .stderr_has("database ready");
+    nothing_left(&pg);
+}
+
+#[test]
+fn the_migration_command_gets_the_direct_url_as_database_url() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let dir = scratch();
+    let out = dir.path().join("env");
+    let command = format!(
+        "sh -c 'echo \"$DATABASE_URL|$ROADIE_MIGRATE_DATABASE_URL\" > {}'",
+        out.display()
+    );
+    roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &bouncer.app_url(),
+            "--migrate-database-url",
+            &pg.app_url(),
+            "--migrate-command",
+            &command,
+            "--",
+            "sh",
+            "-c",
+            "echo \"app sees $DATABASE_URL\"",
+        ],
+    )
+    .env("DATABASE_URL", "postgres://from-the-environment/app")
+    .run()
+    .code(0)
+    .stdout_has("app sees postgres://from-the-environment/app")
+    .stderr_lacks("roadie-secret-pw");
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(seen.trim(), format!("{}|{}", pg.app_url(), pg.app_url()));
+}
+
+#[test]
+fn a_bad_direct_url_is_one_clear_line_without_the_password() {
+    let pg = Postgres::started();
+    for (url, code, says) in [
+        ("postgres://roadie:pw-secret@127.0.0.1:notaport/app".to_string(), 78, "--migrate-database-url: malformed URL"),
+        ("mysql://roadie:pw-secret@127.0.0.1/app".to_string(), 78, "must be the direct URL of the app's PostgreSQL server"),
+        (pg.url("roadie", "pw-secret", "app"), 69, "wrong password for user \"roadie\""),
+    ] {
+        let finished = roadie(
+            Mode::Subreaper,
+            [
+                "--database-url",
+                &pg.app_url(),
+                "--migrate-database-url",
+                &url,
+                "--migrate-command",
+                "true",
+                "--wait-timeout",
+                "5s",
+                "--",
+                "true",
+            ],
+        )
+        .run();
+        finished.code(code).stderr_has(says).stderr_lacks("pw-secret");
+    }
+}
+
+/// Makes the role `roadie` start every transaction in REPEATABLE READ, and end a session idle
+/// in a transaction after 1 s: the lock's transaction must be READ COMMITTED (no snapshot for a
+/// CREATE INDEX CONCURRENTLY to wait for) and exempt from the timeout.
+fn hostile_role(pg: &Postgres) {
+    pg.psql("ALTER ROLE roadie SET default_transaction_isolation = 'repeatable read'");
+    pg.psql("ALTER ROLE roadie SET idle_in_transaction_session_timeout = '1s'");
+}
+
+#[test]
+fn create_index_concurrently_through_the_pooler_runs_while_another_replica_waits_for_the_lock() {
+    let pg = Postgres::started();
+    hostile_role(&pg);
+    pg.psql("CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 100000) g; ALTER TABLE big OWNER TO roadie");
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let dir = scratch();
+    let path = dir.path().join("migrations");
+    std::fs::create_dir_all(&path).unwrap();
+    // 1 outlives the server's idle_in_transaction_session_timeout under the lock.
+    std::fs::write(path.join("1_slow.sql"), "SELECT pg_sleep(2.5);\nCREATE TABLE t1 (id int);").unwrap();
+    std::fs::write(
+        path.join("2_cic.sql"),
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY big_by_id ON big (id);",
+    )
+    .unwrap();
+    let direct = pg.app_url();
+    let with = ["--migrate-database-url", direct.as_str()];
+    let first = native(&bouncer.app_url(), &path, &with).start();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = native(&bouncer.app_url(), &path, &with).start();
+    first.finish_within(Duration::from_secs(30)).code(0);
+    second.finish_within(Duration::from_secs(30)).code(0);
+    assert_eq!(
+        pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_by_id'::regclass"),
+        "t"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM _sqlx_migrations WHERE success"), "2");
+    nothing_left(&pg);
+}
+
+#[test]
+fn a_sigkilled_lock_holder_behind_the_pooler_frees_the_lock_within_seconds() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    let command = "sh -c 'echo migrating $$; exec sleep 30'";
+    let start = |cmd: &str| {
+        roadie(
+            Mode::Subreaper,
+            [
+                "--database-url",
+                &bouncer.app_url(),
+                "--migrate-command",
+                cmd,
+                "--",
+                "sh",
+                "-c",
+                "echo app-started",
+            ],
+        )
+        .start()
+    };
+    let mut holder = start(command);
+    let line = holder.line_containing("migrating");
+    let migrator: i32 = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"),
+        "1"
+    );
+    holder.signal(libc::SIGKILL);
+    let began = std::time::Instant::now();
+    let next = start("true");
+    next.finish_within(Duration::from_secs(20))
+        .code(0)
+        .stdout_has("app-started");
+    assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
+    // SAFETY: plain kill(2) of the killed roadie's orphaned migration command.
+    unsafe { libc::kill(migrator, libc::SIGKILL) };
+}
+
+#[test]
+fn roadie_and_a_service_using_sqlx_locking_serialise() {
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
+    // What sqlx::migrate!() takes: a session lock with sqlx's key, on a direct session.
+    let holder = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{}/psql", crate::support::postgres::BIN), "-X", "-q", "-h"])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port.to_string(), "-d", "app", "-c"])
+        .arg(format!("SELECT pg_advisory_lock({APP_KEY}); SELECT pg_sleep(2)"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(crate::support::postgres::eventually(Duration::from_secs(5), || {
+        pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1"
+    }));
+    let finished = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &bouncer.app_url(),
+            "--migrate-command",
+            "true",
+            "--",
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+    .run();
+    finished.code(0).stderr_has("s waiting for the lock");
+    assert!(!finished.stderr.contains("after 0.0"), "{finished}");
+    let mut holder = holder;
+    let _ = holder.wait();
+}
