@@ -3,6 +3,7 @@
 //! that never shows the password. Nothing here connects; `readiness.rs` does.
 
 mod connection;
+mod hosts;
 pub mod pooler;
 pub mod standby;
 pub mod readiness;
@@ -58,8 +59,14 @@ pub struct DatabaseUrl {
 /// Where the database is: a server with its driver, or a SQLite file. Nothing else can be said.
 #[derive(Clone, PartialEq, Eq)]
 enum Location {
-    /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone.
-    Server { kind: Kind, url: Url },
+    /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone;
+    /// with libpq's multi-host form, the first host's, and the same URL for each other host.
+    Server {
+        kind: Kind,
+        url: Url,
+        others: Vec<Url>,
+        session: hosts::Session,
+    },
     /// SQLite: the file (`None` for an in-memory database) and the query (`mode=ro`, ...).
     Sqlite {
         file: Option<PathBuf>,
@@ -130,22 +137,43 @@ impl DatabaseUrl {
         } else {
             "mysql"
         };
-        let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
-            // libpq takes `postgres://user@/db?host=/run/postgresql`; the url crate wants a
-            // host there. Any stands in: the `host` parameter (a socket) overrides it.
-            Err(url::ParseError::EmptyHost) => Url::parse(&format!(
-                "{scheme}:{}",
-                rest.replacen("@/", "@localhost/", 1)
-            )),
-            parsed => parsed,
+        let each = match kind {
+            Kind::Postgres => hosts::split(rest),
+            _ => vec![rest.to_string()],
+        };
+        let mut urls = Vec::with_capacity(each.len());
+        for rest in each {
+            let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
+                // libpq takes `postgres://user@/db?host=/run/postgresql`; the url crate wants
+                // a host there. Any stands in: the `host` parameter (a socket) overrides it.
+                Err(url::ParseError::EmptyHost) => Url::parse(&format!(
+                    "{scheme}:{}",
+                    rest.replacen("@/", "@localhost/", 1)
+                )),
+                parsed => parsed,
+            }
+            .map_err(|e| format!("{source}: malformed URL: {e}"))?;
+            match kind {
+                Kind::Postgres => translate_asyncpg_ssl(&mut url),
+                _ => translate_pymysql_socket(&mut url),
+            }
+            urls.push(url);
         }
-        .map_err(|e| format!("{source}: malformed URL: {e}"))?;
-        match kind {
-            Kind::Postgres => translate_asyncpg_ssl(&mut url),
-            _ => translate_pymysql_socket(&mut url),
-        }
+        let url = urls.remove(0);
+        let session = match kind {
+            Kind::Postgres => {
+                hosts::Session::from_url(&url).map_err(|e| format!("{source}: {e}"))?
+            }
+            _ => hosts::Session::from_url(&Url::parse("mysql://h/").expect("UNWRAP: constant"))
+                .expect("UNWRAP: no parameters"),
+        };
         Ok(DatabaseUrl {
-            location: Location::Server { kind, url },
+            location: Location::Server {
+                kind,
+                url,
+                others: urls,
+                session,
+            },
             given: text.to_string(),
             source,
         })
@@ -194,38 +222,75 @@ impl DatabaseUrl {
     /// server (no user, no password), the file for SQLite.
     pub fn whereabouts(&self) -> String {
         match &self.location {
-            Location::Server { url, .. } => {
-                let host = url.host_str().unwrap_or("localhost");
-                let socket = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "host" || k == "socket")
-                    .map(|(_, v)| v.into_owned());
-                let at = match (socket, url.port()) {
-                    (Some(socket), _) => socket,
-                    (None, Some(port)) => format!("{host}:{port}"),
-                    (None, None) => host.to_string(),
-                };
-                format!("database {:?} on {at}", self.database_name())
+            Location::Server { url, others, .. } => {
+                let at: Vec<String> = std::iter::once(url).chain(others).map(host_of).collect();
+                format!("database {:?} on {}", self.database_name(), at.join(","))
             }
             Location::Sqlite { .. } => format!("SQLite database {}", self.database_name()),
         }
     }
 
-    /// Connects: one attempt, with its error as sqlx gives it.
+    /// Connects: one attempt at each host in turn (libpq's multi-host URLs), keeping the
+    /// first that answers and fits `target_session_attrs`; the last error otherwise.
     pub async fn connect(&self) -> Result<Connection, sqlx::Error> {
-        Connection::open(&self.connect_options()?).await
+        match &self.location {
+            Location::Server {
+                kind,
+                url,
+                others,
+                session,
+            } => {
+                let candidates = std::iter::once(url)
+                    .chain(others)
+                    .map(|u| (u, host_of(u)))
+                    .collect();
+                hosts::connect(candidates, session, |u| async move {
+                    Connection::open(&server_options(*kind, u)?).await
+                })
+                .await
+            }
+            Location::Sqlite { .. } => Connection::open(&self.connect_options()?).await,
+        }
     }
 
     /// sqlx's options, with statement logging off (roadie's queries are not the app's).
     pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
         match &self.location {
-            Location::Server { kind, url } => server_options(*kind, url),
+            Location::Server { kind, url, .. } => server_options(*kind, url),
             Location::Sqlite { file, query } => sqlite_options(file.as_deref(), query),
         }
     }
 }
 
+/// `host:port`, or the socket of a `host=` parameter, for messages.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("localhost");
+    let socket = url
+        .query_pairs()
+        .find(|(k, _)| k == "host" || k == "socket")
+        .map(|(_, v)| v.into_owned());
+    match (socket, url.port()) {
+        (Some(socket), _) => socket,
+        (None, Some(port)) => format!("{host}:{port}"),
+        (None, None) => host.to_string(),
+    }
+}
+
 fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
+    // libpq's own parameters are roadie's to honour (hosts.rs); sqlx would warn about them.
+    let mut url = url.clone();
+    if url.query_pairs().any(|(k, _)| hosts::LIBPQ_ONLY.contains(&k.as_ref())) {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !hosts::LIBPQ_ONLY.contains(&k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+    }
+    let url = &url;
     // sqlx takes the host as url's host_str(), brackets and all, and then fails to resolve
     // "[::1]": hand it the bare address.
     let ipv6 = match url.host() {
@@ -295,7 +360,19 @@ impl fmt::Display for DatabaseUrl {
     /// The URL with its password masked: `postgres://app:***@db:5432/app`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Location::Server { url, .. } => f.write_str(masked(url).as_str()),
+            Location::Server { url, others, .. } => {
+                let shown = masked(url).to_string();
+                let authority = |u: &Url| match u.port() {
+                    Some(port) => format!("{}:{port}", u.host_str().unwrap_or_default()),
+                    None => u.host_str().unwrap_or_default().to_string(),
+                };
+                if others.is_empty() {
+                    return f.write_str(&shown);
+                }
+                let first = authority(url);
+                let all: Vec<String> = std::iter::once(url).chain(others).map(authority).collect();
+                f.write_str(&shown.replacen(&format!("@{first}"), &format!("@{}", all.join(",")), 1))
+            }
             Location::Sqlite {
                 file: Some(path), ..
             } => write!(f, "sqlite:{}", path.display()),
@@ -586,6 +663,11 @@ mod tests {
         "mysql+pymysql://app:pw@localhost/app?unix_socket=/run/mysqld/mysqld.sock",
         Kind::MySql,
         "mysql://app:***@localhost/app?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
+    )]
+    #[case(
+        "postgresql://app:pw@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1",
+        Kind::Postgres,
+        "postgres://app:***@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1"
     )]
     #[case("sqlite:data.db", Kind::Sqlite, "sqlite:data.db")]
     #[case("sqlite://data.db", Kind::Sqlite, "sqlite:data.db")]
