@@ -382,3 +382,103 @@ fn roadie_and_a_service_using_sqlx_locking_serialise() {
     let mut holder = holder;
     let _ = holder.wait();
 }
+
+fn standby_boot(url: &str, dir: &Path, policy: &str, extra: &[&str]) -> Roadie {
+    let mut with = vec!["--on-standby", policy];
+    with.extend_from_slice(extra);
+    native(url, dir, &with)
+}
+
+#[test]
+fn a_standby_is_refused_at_once_waited_for_until_promoted_or_skipped() {
+    let primary = Postgres::started();
+    let standby = primary.standby();
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let host = format!("127.0.0.1:{}", standby.port);
+
+    standby_boot(&standby.app_url(), &migrations, "fail", &[])
+        .run()
+        .code(69)
+        .stderr_has(&host)
+        .stderr_has("read-only standby")
+        .stderr_lacks("app-started")
+        .faster_than(Duration::from_secs(5));
+
+    standby_boot(&standby.app_url(), &migrations, "skip", &[])
+        .run()
+        .code(0)
+        .stdout_has("app-started")
+        .stderr_has("--on-standby skip, not migrating");
+    assert!(!primary.table_exists("_sqlx_migrations"));
+
+    // The app's URL on the standby, the direct URL on the primary: the primary is migrated.
+    standby_boot(
+        &standby.app_url(),
+        &migrations,
+        "fail",
+        &["--migrate-database-url", &primary.app_url()],
+    )
+    .run()
+    .code(0)
+    .stdout_has("app-started");
+    assert!(primary.table_exists("applied_log"));
+}
+
+#[test]
+fn waiting_on_a_standby_proceeds_once_it_is_promoted() {
+    let primary = Postgres::started();
+    let standby = primary.standby();
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let waiting = standby_boot(&standby.app_url(), &migrations, "wait", &["--wait-timeout", "60s"]).start();
+    // The progress line (every 3 s) names the host and why.
+    waiting.stderr_containing(&format!(
+        "127.0.0.1:{} is a read-only standby",
+        standby.port
+    ));
+    standby.promote();
+    waiting
+        .finish_within(Duration::from_secs(20))
+        .code(0)
+        .stdout_has("app-started");
+    assert_eq!(
+        standby.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
+        "1,2,3"
+    );
+}
+
+#[test]
+fn a_multi_host_url_settles_on_the_primary_and_skips_a_host_that_is_down_or_hangs() {
+    let primary = Postgres::started();
+    let standby = primary.standby();
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let pw = crate::support::postgres::escape(crate::support::postgres::ROADIE_PASSWORD);
+    let url = |first: u16| {
+        format!(
+            "postgresql://roadie:{pw}@127.0.0.1:{first},127.0.0.1:{}/app?target_session_attrs=read-write&connect_timeout=1",
+            primary.port
+        )
+    };
+    // The standby first: read-write settles on the primary, second.
+    standby_boot(&url(standby.port), &migrations, "fail", &[])
+        .run()
+        .code(0)
+        .stdout_has("app-started");
+    assert!(primary.table_exists("applied_log"));
+    // The first host is down.
+    let down = crate::support::postgres::free_port();
+    native(&url(down), &migrations, &[]).run().code(0).stderr_has("schema up to date");
+    // The first host accepts TCP but never answers: connect_timeout (libpq: at least 2 s)
+    // bounds that attempt, and the next host is tried.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hanging.local_addr().unwrap().port();
+    native(&url(port), &migrations, &[])
+        .run()
+        .code(0)
+        .stderr_has("schema up to date")
+        .slower_than(Duration::from_millis(1900))
+        .faster_than(Duration::from_secs(10));
+    drop(hanging);
+}
