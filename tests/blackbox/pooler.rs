@@ -482,3 +482,35 @@ fn a_multi_host_url_settles_on_the_primary_and_skips_a_host_that_is_down_or_hang
         .faster_than(Duration::from_secs(10));
     drop(hanging);
 }
+
+#[test]
+fn a_read_only_mariadb_is_refused_or_waited_for_as_the_policy_says() {
+    let db = crate::support::mariadb::MariaDb::started();
+    db.sql("SET GLOBAL read_only = 1");
+    let dir = scratch();
+    let migrations = folder_for_mariadb(dir.path());
+    native(&db.app_url(), &migrations, &["--on-standby", "fail"])
+        .run()
+        .code(69)
+        .stderr_has("@@read_only is ON")
+        .stderr_lacks("app-started");
+    let waiting = native(&db.app_url(), &migrations, &["--wait-timeout", "60s"]).start();
+    waiting.stderr_containing("@@read_only is ON");
+    db.sql("SET GLOBAL read_only = 0");
+    waiting
+        .finish_within(Duration::from_secs(20))
+        .code(0)
+        .stdout_has("app-started");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM app.applied_log"), "1");
+}
+
+fn folder_for_mariadb(dir: &Path) -> PathBuf {
+    let path = dir.join("migrations");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(
+        path.join("1_log.sql"),
+        "CREATE TABLE applied_log (version INTEGER NOT NULL);\nINSERT INTO applied_log VALUES (1);",
+    )
+    .unwrap();
+    path
+}
