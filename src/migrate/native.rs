@@ -190,6 +190,7 @@ pub async fn run(
         return Ok(Summary::UpToDate { lock_waited: None });
     }
     let lock_session = refuse_transaction_pooling(url, &mut conn).await?;
+    keep_checking_the_client(url, &mut conn).await;
     let done_elsewhere = async || matches!(conn.applied().await, Ok(applied) if folder.pending(&applied).is_ok_and(|p| p.is_empty()));
     let acquired = supervision
         .until_stopped(MigrationLock::acquire_unless_done(
@@ -292,15 +293,11 @@ async fn refuse_transaction_pooling(
 }
 
 /// The migration session: the wait stage's connection when it still answers, else a new one.
-/// On Postgres it has the server check the client every second: if roadie dies
-/// mid-statement, the server would otherwise notice only when it next writes to the socket,
-/// and a long statement would keep its transaction (and the next replica waiting) until then
-/// (PostgreSQL 14+; an older server refuses the setting, which costs only that).
 pub(super) async fn migration_session(
     url: &DatabaseUrl,
     reused: Option<Connection>,
 ) -> Result<Connection, MigrateError> {
-    let mut conn = match Connection::if_alive(reused).await {
+    let conn = match Connection::if_alive(reused).await {
         Some(conn) => conn,
         None => {
             url.connect()
@@ -308,6 +305,15 @@ pub(super) async fn migration_session(
                 .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
         }
     };
+    Ok(conn)
+}
+
+/// On Postgres, has the server check the client every second: if roadie dies mid-statement,
+/// the server would otherwise notice only when it next writes to the socket, and a long
+/// statement would keep its transaction (and the next replica waiting) until then
+/// (PostgreSQL 14+; an older server refuses the setting, which costs only that). Session
+/// settings: only once the session is known not to be a transaction pooler's.
+async fn keep_checking_the_client(url: &DatabaseUrl, conn: &mut Connection) {
     if url.kind() == Kind::Postgres
         && let Err(e) = conn
             .execute(
@@ -318,7 +324,6 @@ pub(super) async fn migration_session(
     {
         tracing::debug!("the migration session keeps the server's defaults: {e}");
     }
-    Ok(conn)
 }
 
 /// What migrating needs of the connection, for whichever driver.
