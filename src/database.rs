@@ -300,14 +300,12 @@ fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> 
     Ok(match kind {
         #[cfg(feature = "postgres")]
         Kind::Postgres => {
-            // No statement cache: sqlx would name its prepared statements (`sqlx_s_1`) and
-            // reuse them later, and through a transaction pooler (PgBouncer) "later" is another
-            // server connection, maybe another client's. No application_name either: a
-            // startup parameter stays on the pooler's server connection after roadie is gone.
-            // No extra_float_digits (roadie reads no floats): PgBouncer refuses a startup
-            // parameter it does not track unless told to ignore it.
+            // No application_name: a startup parameter stays on a pooler's server connection
+            // after roadie is gone. No extra_float_digits (roadie reads no floats): PgBouncer
+            // refuses a startup parameter it does not track unless told to ignore it. (sqlx
+            // names every prepared statement, cache or not, and never closes it: whatever may
+            // go through a transaction pooler is sent as a simple query instead.)
             let mut options = PgConnectOptions::from_url(url)?
-                .statement_cache_capacity(0)
                 .extra_float_digits(None)
                 .disable_statement_logging();
             if let Some(host) = ipv6 {

@@ -184,10 +184,12 @@ pub async fn run(
 ) -> Result<Summary, MigrateError> {
     let mut conn = migration_session(url, reused).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise.
-    if let Ok(applied) = conn.applied().await
-        && folder.pending(&applied)?.is_empty()
-    {
-        return Ok(Summary::UpToDate { lock_waited: None });
+    match conn.applied().await {
+        Ok(applied) if folder.pending(&applied)?.is_empty() => {
+            return Ok(Summary::UpToDate { lock_waited: None });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("{e}; on to the lock"),
     }
     let lock_session = refuse_transaction_pooling(url, &mut conn).await?;
     keep_checking_the_client(url, &mut conn).await;
@@ -329,6 +331,14 @@ async fn keep_checking_the_client(url: &DatabaseUrl, conn: &mut Connection) {
 /// What migrating needs of the connection, for whichever driver.
 impl Connection {
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
+        // Postgres: a simple query, as it may go through a transaction pooler before roadie
+        // knows (sqlx's own names a prepared statement that stays on the server connection).
+        #[cfg(feature = "postgres")]
+        if let Connection::Postgres(c) = self {
+            return applied_simply(c)
+                .await
+                .map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")));
+        }
         on_each_driver!(self, c => c.list_applied_migrations(TABLE).await)
             .map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
     }
@@ -360,6 +370,35 @@ impl Connection {
     async fn run(&mut self, migrator: &Migrator) -> Result<(), SqlxMigrateError> {
         on_each_driver!(self, c => migrator.run_direct(None, c, false).await)
     }
+}
+
+/// What sqlx's `list_applied_migrations` reads, as one simple query (rows come as text).
+#[cfg(feature = "postgres")]
+async fn applied_simply(
+    c: &mut sqlx::postgres::PgConnection,
+) -> Result<Vec<AppliedMigration>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT version::text, encode(checksum, 'hex') FROM {TABLE} ORDER BY version"
+    )))
+    .fetch_all(c)
+    .await?;
+    let bad = |what: &str| sqlx::Error::Protocol(format!("{TABLE} holds {what}"));
+    rows.iter()
+        .map(|row| {
+            let version: String = row.try_get(0)?;
+            let checksum: String = row.try_get(1)?;
+            let bytes = (0..checksum.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(checksum.get(i..i + 2).unwrap_or("x"), 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| bad("a checksum that is not hex"))?;
+            Ok(AppliedMigration {
+                version: version.parse().map_err(|_| bad("a version that is not a number"))?,
+                checksum: bytes.into(),
+            })
+        })
+        .collect()
 }
 
 /// What a failed run leaves behind: each migration commits on its own, so the ones before the

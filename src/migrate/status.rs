@@ -150,8 +150,48 @@ async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, Migra
     Ok(rows)
 }
 
+/// Every row of the history table. Postgres: as one simple query, which a transaction pooler
+/// carries like any other (sqlx would name a prepared statement and leave it on the server
+/// connection); its rows come as text.
+#[cfg(feature = "postgres")]
+async fn history_simply(
+    c: &mut sqlx::postgres::PgConnection,
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "SELECT version::text, description, installed_on::text, success::text, \
+                encode(checksum, 'hex'), execution_time::text \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(c)
+    .await?;
+    let number = |text: String| {
+        text.parse::<i64>()
+            .map_err(|_| sqlx::Error::Protocol(format!("_sqlx_migrations holds {text:?}")))
+    };
+    rows.into_iter()
+        .map(|r| {
+            let hex: String = r.try_get(4)?;
+            Ok(Recorded {
+                version: number(r.try_get(0)?)?,
+                description: r.try_get(1)?,
+                installed_on: r.try_get(2)?,
+                success: r.try_get::<String, _>(3)? == "true",
+                checksum: (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect(),
+                execution_ns: number(r.try_get(5)?)?,
+            })
+        })
+        .collect()
+}
+
 /// Every row of the history table.
 async fn history(conn: &mut Connection) -> Result<Vec<Recorded>, sqlx::Error> {
+    #[cfg(feature = "postgres")]
+    if let Connection::Postgres(c) = conn {
+        return history_simply(c).await;
+    }
     // Each database spells "the timestamp as text" its own way.
     let installed_on = match conn.kind() {
         Kind::Postgres => "installed_on::text",
@@ -163,13 +203,10 @@ async fn history(conn: &mut Connection) -> Result<Vec<Recorded>, sqlx::Error> {
          FROM _sqlx_migrations ORDER BY version"
     );
     let sql = sqlx::AssertSqlSafe(sql);
-    // In a transaction: a transaction pooler keeps it on one server connection from the
-    // statement's preparation to its rows.
     let rows = on_each_driver!(conn, c => {
-        let mut tx = sqlx::Connection::begin(c).await?;
-        let rows = sqlx::query(sql).fetch_all(&mut *tx).await?;
-        tx.rollback().await?;
-        rows
+        sqlx::query(sql)
+            .fetch_all(c)
+            .await?
             .into_iter()
             .map(|r| Recorded {
                 version: r.get(0),

@@ -180,7 +180,7 @@ fn ten_replicas_through_a_session_pooler_migrate_a_native_folder_once() {
 }
 
 #[test]
-fn migrate_status_and_wait_work_through_a_transaction_pooler() {
+fn migrate_status_wait_and_an_up_to_date_boot_work_through_a_transaction_pooler() {
     let pg = Postgres::started();
     let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
     let dir = scratch();
@@ -200,6 +200,12 @@ fn migrate_status_and_wait_work_through_a_transaction_pooler() {
     .run()
     .code(0)
     .stdout_has("applied");
+    // Up to date, nothing to lock: the boot goes through the pooler without a direct URL.
+    native(&bouncer.app_url(), &migrations, &[])
+        .run()
+        .code(0)
+        .stderr_has("schema up to date")
+        .stdout_has("app-started");
     roadie(Mode::Subreaper, ["wait", "--database-url", &bouncer.app_url()])
         .run()
         .code(0)
