@@ -160,11 +160,12 @@ def main() -> int:
         replica_variants = [
             ("native, direct", native_rep(direct, False), "native", 0),
             ("native, PgBouncer + --migrate-database-url", native_rep(pooled, True), "native", 0),
-            ("native, PgBouncer without a direct URL", native_rep(pooled, False), "none", 78),
+            ("native, PgBouncer without a direct URL (78 expected)", native_rep(pooled, False), "none", 78),
             ("alembic, direct", alembic_rep(direct), "alembic", 0),
             ("alembic, PgBouncer (transaction)", alembic_rep(pooled), "alembic", 0),
         ]
-        rep = {name: {"wall": [], "failed": [], "codes": set(), "once": True} for name, *_ in replica_variants}
+        rep = {name: {"wall": [], "failed": [], "codes": set(), "once": True, "migrated_anyway": 0}
+               for name, *_ in replica_variants}
         for _ in range(args.rounds):
             for name, make, kind, ok_code in replica_variants:
                 db = fresh()
@@ -180,6 +181,8 @@ def main() -> int:
                 rep[name]["codes"].update(codes)
                 if kind != "none" and not check(db, kind):
                     rep[name]["once"] = False
+                if kind == "none" and psql("SELECT to_regclass('applied_log') IS NOT NULL", db) == "t":
+                    rep[name]["migrated_anyway"] += 1
 
         def q(xs):
             s = sorted(xs)
@@ -203,7 +206,11 @@ def main() -> int:
                   "| how | wall ms, median (IQR) | failed replicas (all rounds) | exit codes | each migration once |",
                   "| --- | --- | --- | --- | --- |"]
         for name, r in rep.items():
-            once = "n/a (nothing migrated)" if name.endswith("without a direct URL") else ("yes" if r["once"] else "NO")
+            if name.endswith("(78 expected)"):
+                once = (f"refused; the pooler not seen (migrated through it anyway) in "
+                        f"{r['migrated_anyway']} of {args.rounds} rounds")
+            else:
+                once = "yes" if r["once"] else "NO"
             lines.append(f"| {name} | {q(r['wall'])} | {sum(r['failed'])} of {10 * args.rounds} | "
                          f"{','.join(map(str, sorted(r['codes'])))} | {once} |")
         lines.append("")

@@ -5,9 +5,9 @@
 mod connection;
 mod hosts;
 pub mod pooler;
-pub mod standby;
 pub mod readiness;
 pub mod sqlstate;
+pub mod standby;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -279,7 +279,10 @@ fn host_of(url: &Url) -> String {
 fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
     // libpq's own parameters are roadie's to honour (hosts.rs); sqlx would warn about them.
     let mut url = url.clone();
-    if url.query_pairs().any(|(k, _)| hosts::LIBPQ_ONLY.contains(&k.as_ref())) {
+    if url
+        .query_pairs()
+        .any(|(k, _)| hosts::LIBPQ_ONLY.contains(&k.as_ref()))
+    {
         let kept: Vec<(String, String)> = url
             .query_pairs()
             .filter(|(k, _)| !hosts::LIBPQ_ONLY.contains(&k.as_ref()))
@@ -369,7 +372,11 @@ impl fmt::Display for DatabaseUrl {
                 }
                 let first = authority(url);
                 let all: Vec<String> = std::iter::once(url).chain(others).map(authority).collect();
-                f.write_str(&shown.replacen(&format!("@{first}"), &format!("@{}", all.join(",")), 1))
+                f.write_str(&shown.replacen(
+                    &format!("@{first}"),
+                    &format!("@{}", all.join(",")),
+                    1,
+                ))
             }
             Location::Sqlite {
                 file: Some(path), ..

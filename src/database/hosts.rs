@@ -12,7 +12,11 @@ use url::Url;
 use super::Connection;
 
 /// The libpq parameters roadie reads itself and sqlx never sees.
-pub const LIBPQ_ONLY: &[&str] = &["target_session_attrs", "connect_timeout", "load_balance_hosts"];
+pub const LIBPQ_ONLY: &[&str] = &[
+    "target_session_attrs",
+    "connect_timeout",
+    "load_balance_hosts",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attrs {
@@ -142,15 +146,17 @@ where
         for (url, name) in &hosts {
             let attempt = open(url);
             let opened = match session.connect_timeout {
-                Some(limit) => tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
-                    Err(sqlx::Error::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "{name}: no connection within connect_timeout={}s",
-                            limit.as_secs()
-                        ),
-                    )))
-                }),
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(sqlx::Error::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "{name}: no connection within connect_timeout={}s",
+                                limit.as_secs()
+                            ),
+                        )))
+                    }),
                 None => attempt.await,
             };
             let mut conn = match opened {
@@ -199,6 +205,11 @@ where
 }
 
 /// `pg_is_in_recovery()` and `transaction_read_only`, as one simple query.
+// A Postgres-only build has one driver: its `if let` always matches.
+#[cfg_attr(
+    not(any(feature = "mysql", feature = "sqlite")),
+    allow(irrefutable_let_patterns)
+)]
 async fn state(conn: &mut Connection) -> Result<(bool, bool), sqlx::Error> {
     #[cfg(feature = "postgres")]
     if let Connection::Postgres(c) = conn {

@@ -160,9 +160,7 @@ impl MigrationLock {
         }
         let conn = match Connection::if_alive(reused).await {
             Some(conn) => conn,
-            None => {
-                url.connect().await.map_err(LockError::Database)?
-            }
+            None => url.connect().await.map_err(LockError::Database)?,
         };
         match conn {
             #[cfg(feature = "postgres")]
@@ -349,14 +347,12 @@ impl MigrationLock {
     pub async fn cancel(&mut self, backend: i64) {
         let result = match self {
             #[cfg(feature = "postgres")]
-            MigrationLock::Postgres { conn, .. } => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "SELECT pg_cancel_backend({backend})"
-                )))
-                .execute(conn)
-                .await
-                .map(drop)
-            }
+            MigrationLock::Postgres { conn, .. } => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_cancel_backend({backend})"
+            )))
+            .execute(conn)
+            .await
+            .map(drop),
             #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, .. } => {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL QUERY {backend}")))

@@ -120,6 +120,15 @@ impl Folder {
 
     /// Turns sqlx's error into one that names the file, the line and what to do.
     fn explain(&self, error: SqlxMigrateError) -> MigrateError {
+        if let SqlxMigrateError::ExecuteMigration(e, _) | SqlxMigrateError::Execute(e) = &error
+            && pooler::lost_prepared_statement(e)
+        {
+            return MigrateError::Misconfigured(format!(
+                "{e}: a transaction pooler in front of the database lost a prepared statement \
+                 of the migration; give the direct URL with --migrate-database-url \
+                 (ROADIE_MIGRATE_DATABASE_URL), or use session pooling"
+            ));
+        }
         match error {
             SqlxMigrateError::ExecuteMigration(e, version) => {
                 let file = self.file_of(version);
@@ -301,11 +310,10 @@ pub(super) async fn migration_session(
 ) -> Result<Connection, MigrateError> {
     let conn = match Connection::if_alive(reused).await {
         Some(conn) => conn,
-        None => {
-            url.connect()
-                .await
-                .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
-        }
+        None => url
+            .connect()
+            .await
+            .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?,
     };
     Ok(conn)
 }
@@ -330,6 +338,11 @@ async fn keep_checking_the_client(url: &DatabaseUrl, conn: &mut Connection) {
 
 /// What migrating needs of the connection, for whichever driver.
 impl Connection {
+    // A Postgres-only build has one driver: its `if let` always matches.
+    #[cfg_attr(
+        not(any(feature = "mysql", feature = "sqlite")),
+        allow(irrefutable_let_patterns)
+    )]
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
         // Postgres: a simple query, as it may go through a transaction pooler before roadie
         // knows (sqlx's own names a prepared statement that stays on the server connection).
@@ -394,7 +407,9 @@ async fn applied_simply(
                 .collect::<Result<Vec<u8>, _>>()
                 .map_err(|_| bad("a checksum that is not hex"))?;
             Ok(AppliedMigration {
-                version: version.parse().map_err(|_| bad("a version that is not a number"))?,
+                version: version
+                    .parse()
+                    .map_err(|_| bad("a version that is not a number"))?,
                 checksum: bytes.into(),
             })
         })

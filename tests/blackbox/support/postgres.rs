@@ -253,7 +253,13 @@ impl Postgres {
 
     /// `pg_ctl promote`: a standby becomes a primary; returns once it accepts writes.
     pub fn promote(&self) {
-        let out = as_postgres(&[&format!("{BIN}/pg_ctl"), "-D", &self.data(), "-w", "promote"]);
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &self.data(),
+            "-w",
+            "promote",
+        ]);
         assert!(out.status.success(), "pg_ctl promote: {}", text(&out));
     }
 
