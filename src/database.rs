@@ -786,6 +786,45 @@ mod tests {
         assert_eq!(url.to_string(), shown);
     }
 
+    #[rstest]
+    #[case(Some("postgres://d:pw@direct/app"), &[], Ok(Some("--migrate-database-url")))]
+    #[case(None, &[("ROADIE_MIGRATE_DATABASE_URL", "postgres://d:pw@direct/app")], Ok(Some("ROADIE_MIGRATE_DATABASE_URL")))]
+    #[case(None, &[], Ok(None))]
+    #[case(Some("mysql://d:pw@direct/app"), &[], Err("must be the direct URL of the app's PostgreSQL server"))]
+    #[case(Some("postgres://d:pw@direct:nope/app"), &[], Err("--migrate-database-url: malformed URL"))]
+    #[case(None, &[("ROADIE_MIGRATE_DATABASE_URL", "postgres://d@h/a"), ("ROADIE_MIGRATE_DATABASE_URL_FILE", "/x")], Err("both ROADIE_MIGRATE_DATABASE_URL and ROADIE_MIGRATE_DATABASE_URL_FILE"))]
+    fn the_direct_url_comes_from_the_flag_or_its_variable(
+        #[case] flag: Option<&str>,
+        #[case] env: &[(&str, &str)],
+        #[case] expected: Result<Option<&str>, &str>,
+    ) {
+        let app = DatabaseUrl::parse("postgres://app:pw@pooler:6432/app", "DATABASE_URL").unwrap();
+        let got = resolve_migrate(flag, &env_of(env), Some(&app));
+        match (got, expected) {
+            (Ok(url), Ok(source)) => assert_eq!(url.map(|u| u.source), source.map(String::from)),
+            (Err(e), Err(says)) => {
+                assert!(e.contains(says), "{e}");
+                assert!(!e.contains(":pw@"), "{e}");
+            }
+            (got, expected) => panic!("{got:?} vs {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn the_direct_url_may_come_from_a_file_and_needs_the_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("direct");
+        std::fs::write(&file, "postgres://d:pw@direct/app\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let env = env_of(&[("ROADIE_MIGRATE_DATABASE_URL_FILE", &path)]);
+        let app = DatabaseUrl::parse("postgres://app:pw@pooler/app", "DATABASE_URL").unwrap();
+        let url = resolve_migrate(None, &env, Some(&app)).unwrap().unwrap();
+        assert_eq!(url.source, "ROADIE_MIGRATE_DATABASE_URL_FILE");
+        assert_eq!(url.as_given(), "postgres://d:pw@direct/app");
+        let err = resolve_migrate(None, &env, None).unwrap_err();
+        assert!(err.contains("no database is"), "{err}");
+    }
+
     #[test]
     fn nothing_set_means_no_database() {
         assert_eq!(

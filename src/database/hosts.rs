@@ -239,6 +239,45 @@ mod tests {
         assert_eq!(split(rest), urls);
     }
 
+    proptest::proptest! {
+        /// Whatever hosts a failover URL lists, each comes back once, in order, with the same
+        /// user, password, database and query, and no URL of them holds a comma in its hosts.
+        #[test]
+        fn every_listed_host_becomes_one_url(
+            hosts in proptest::collection::vec("[a-z0-9.-]{1,12}(:[0-9]{1,5})?", 1..5),
+            password in "[a-zA-Z0-9%,;:!*]{0,12}",
+            tail in "(/[a-z]{0,8})?(\\?[a-z_=&-]{0,20})?",
+        ) {
+            let rest = format!("//u:{password}@{}{tail}", hosts.join(","));
+            let urls = split(&rest);
+            if hosts.len() == 1 {
+                proptest::prop_assert_eq!(urls, vec![rest]);
+            } else {
+                let expected: Vec<String> = hosts
+                    .iter()
+                    .map(|h| format!("//u:{password}@{h}{tail}"))
+                    .collect();
+                proptest::prop_assert_eq!(urls, expected);
+            }
+        }
+
+        /// A multi-host URL is either read or refused, and a refusal never repeats it.
+        #[test]
+        fn a_multi_host_url_never_leaks_its_password(
+            hosts in proptest::collection::vec("[a-z0-9:.,\\[\\]-]{0,14}", 1..4),
+            query in "[a-z_=&0-9-]{0,30}",
+        ) {
+            let text = format!("postgres://u:secret-pw@{}/app?{query}", hosts.join(","));
+            match crate::database::DatabaseUrl::parse(&text, "DATABASE_URL") {
+                Ok(url) => {
+                    let shown = format!("{url} {url:?}");
+                    proptest::prop_assert!(!shown.contains("secret-pw"), "{}", shown)
+                }
+                Err(e) => proptest::prop_assert!(!e.contains("secret-pw"), "{}", e),
+            }
+        }
+    }
+
     #[rstest]
     #[case(Attrs::ReadWrite, false, false, true)]
     #[case(Attrs::ReadWrite, true, true, false)]

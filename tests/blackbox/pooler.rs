@@ -460,6 +460,32 @@ fn roadie_and_a_service_using_sqlx_locking_serialise() {
     assert!(!finished.stderr.contains("after 0.0"), "{finished}");
     let mut holder = holder;
     let _ = holder.wait();
+    // And the other way round: while roadie holds its transaction-scoped lock through the
+    // pooler, sqlx's session lock on the same key is not to be had.
+    let mut migrating = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &bouncer.app_url(),
+            "--migrate-command",
+            "sh -c 'echo migrating; sleep 1'",
+            "--",
+            "true",
+        ],
+    )
+    .start();
+    migrating.line_containing("migrating");
+    assert_eq!(
+        pg.psql(&format!("SELECT pg_try_advisory_lock({APP_KEY})")),
+        "f"
+    );
+    migrating.finish().code(0);
+    assert_eq!(
+        pg.psql(&format!(
+            "SELECT pg_try_advisory_lock({APP_KEY}) AND pg_advisory_unlock({APP_KEY})"
+        )),
+        "t"
+    );
 }
 
 fn standby_boot(url: &str, dir: &Path, policy: &str, extra: &[&str]) -> Roadie {
