@@ -628,3 +628,46 @@ fn folder_for_mariadb(dir: &Path) -> PathBuf {
     .unwrap();
     path
 }
+
+#[test]
+fn standby_and_prefer_standby_choose_as_libpq_does() {
+    let primary = Postgres::started();
+    let standby = primary.standby();
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    let pw = crate::support::postgres::escape(crate::support::postgres::ROADIE_PASSWORD);
+    let url = |ports: &[u16], attrs: &str| {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "postgresql://roadie:{pw}@{}/app?target_session_attrs={attrs}",
+            hosts.join(",")
+        )
+    };
+    // The primary first: `standby` and `prefer-standby` both settle on the standby, second,
+    // which --on-standby skip then leaves unmigrated.
+    for attrs in ["standby", "prefer-standby"] {
+        standby_boot(
+            &url(&[primary.port, standby.port], attrs),
+            &migrations,
+            "skip",
+            &[],
+        )
+        .run()
+        .code(0)
+        .stdout_has("app-started")
+        .stderr_has("is a read-only standby (pg_is_in_recovery() is true): --on-standby skip");
+    }
+    assert!(!primary.table_exists("applied_log"));
+    // No standby among the hosts: prefer-standby takes any, so the primary is migrated.
+    let down = crate::support::postgres::free_port();
+    standby_boot(
+        &url(&[down, primary.port], "prefer-standby"),
+        &migrations,
+        "fail",
+        &[],
+    )
+    .run()
+    .code(0)
+    .stdout_has("app-started");
+    assert!(primary.table_exists("applied_log"));
+}
