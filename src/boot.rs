@@ -50,7 +50,9 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     }
     let runtime = runtime_for(&config)?;
     let mut timings = Timings::default();
-    let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config)?;
+    // `roadie wait` answers "ready to migrate?": a standby is reported whatever the plan.
+    let writes = matches!(job, Job::Wait) || !matches!(config.migrate, Plan::Skip(_));
+    let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config, writes)?;
     timings.waited = waited;
     match job {
         Job::Wait => {
@@ -109,16 +111,17 @@ fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
 }
 
 /// Waits for the database and the --wait-for targets, in parallel; what it waited for, when
-/// there was anything, and the database's ready connection, for the migrate stage.
+/// there was anything, and the database's ready connection, for the migrate stage. `writes`:
+/// a standby is not ready (or refused), as `--on-standby` says.
 fn wait_stage(
     runtime: Option<&Runtime>,
     supervision: &Supervision,
     config: &Config,
+    writes: bool,
 ) -> Result<(Option<Waited>, Option<Connection>), BootError> {
     // The database that is migrated hands its connection on, and is checked for a standby
     // when migrations will run there.
-    let migrates = !matches!(config.migrate, Plan::Skip(_));
-    let check = (migrates && config.on_standby != OnStandby::Skip).then_some(config.on_standby);
+    let check = (writes && config.on_standby != OnStandby::Skip).then_some(config.on_standby);
     let mut targets: Vec<Target> = match (&config.database, &config.migrate_database) {
         (Some(app), Some(direct)) => vec![
             Target::database(app.clone(), "database", false, None),

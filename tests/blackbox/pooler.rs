@@ -510,6 +510,36 @@ fn a_standby_is_refused_at_once_waited_for_until_promoted_or_skipped() {
         .stderr_lacks("app-started")
         .faster_than(Duration::from_secs(5));
 
+    // `roadie wait` reports it too, with or without migrations to run.
+    roadie(
+        Mode::Subreaper,
+        [
+            "wait",
+            "--database-url",
+            &standby.app_url(),
+            "--on-standby",
+            "fail",
+        ],
+    )
+    .run()
+    .code(69)
+    .stderr_has(&host)
+    .stderr_has("read-only standby");
+    roadie(
+        Mode::Subreaper,
+        [
+            "wait",
+            "--database-url",
+            &standby.app_url(),
+            "--wait-timeout",
+            "1s",
+        ],
+    )
+    .run()
+    .code(69)
+    .stderr_has("not ready after --wait-timeout 1s")
+    .stderr_has("waiting for a primary (--on-standby wait)");
+
     standby_boot(&standby.app_url(), &migrations, "skip", &[])
         .run()
         .code(0)
