@@ -25,7 +25,8 @@ Exit codes:
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
   78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
-              exit code or user, missing migrations folder or directory of a SQLite file
+              exit code or user, missing migrations folder or directory of a SQLite file,
+              native migrations through a transaction pooler without --migrate-database-url
   126 / 127   COMMAND found but not executable / not found
 
 Signals: everything a process can catch is forwarded to the app (after --rewrite-signal),

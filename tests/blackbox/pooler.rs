@@ -532,13 +532,14 @@ fn a_standby_is_refused_at_once_waited_for_until_promoted_or_skipped() {
             "--database-url",
             &standby.app_url(),
             "--wait-timeout",
-            "1s",
+            "4s",
         ],
     )
     .run()
     .code(69)
-    .stderr_has("not ready after --wait-timeout 1s")
-    .stderr_has("waiting for a primary (--on-standby wait)");
+    .stderr_has("not ready after --wait-timeout 4s")
+    // The progress line, 3 s in (the last error may be the attempt the deadline cut short).
+    .stderr_has("is a read-only standby (pg_is_in_recovery() is true); waiting for a primary");
 
     standby_boot(&standby.app_url(), &migrations, "skip", &[])
         .run()
@@ -623,7 +624,7 @@ fn a_multi_host_url_settles_on_the_primary_and_skips_a_host_that_is_down_or_hang
         .code(0)
         .stderr_has("schema up to date")
         .slower_than(Duration::from_millis(1900))
-        .faster_than(Duration::from_secs(10));
+        .faster_than(Duration::from_secs(25));
     drop(hanging);
 }
 
