@@ -84,7 +84,7 @@ def main() -> int:
         pw = pwd.getpwnam("postgres")
         for p in [pgb_dir, *[os.path.join(pgb_dir, n) for n in os.listdir(pgb_dir)]]:
             os.chown(p, pw.pw_uid, pw.pw_gid)
-        as_postgres(["pgbouncer", "-d", os.path.join(pgb_dir, "pgbouncer.ini")], 30, "pgbouncer")
+        as_postgres([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", "-d", os.path.join(pgb_dir, "pgbouncer.ini")], 30, "pgbouncer")
         pgb = os.path.join(pgb_dir, "pid")
         time.sleep(0.3)
 

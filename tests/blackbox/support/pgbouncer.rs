@@ -65,7 +65,7 @@ impl PgBouncer {
         .expect("userlist");
         super::run("chown", &["-R", "postgres:postgres", &d.to_string()]);
         let out = Command::new("runuser")
-            .args(["-u", "postgres", "--", "pgbouncer", "-d"])
+            .args(["-u", "postgres", "--", "/usr/sbin/pgbouncer", "-d"])
             .arg(dir.join("pgbouncer.ini"))
             .current_dir("/")
             .output()
