@@ -11,6 +11,7 @@ need_apt=()
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v ps >/dev/null || need_apt+=(procps)
+command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
 [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 # mariadbd, mariadb-install-db, the mariadb client and the mysql user: mariadb-server (it
 # pulls mariadb-client); the tests run mariadbd themselves, never the service.

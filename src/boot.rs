@@ -11,7 +11,8 @@ use tracing::info;
 
 use crate::cli::Invocation;
 use crate::config::{Config, Stages};
-use crate::database::Connection;
+use crate::database::standby::{self, OnStandby};
+use crate::database::{Connection, DatabaseUrl};
 use crate::error::BootError;
 use crate::handoff::{self, Handoff};
 use crate::hooks;
@@ -52,7 +53,9 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     }
     let runtime = runtime_for(&config)?;
     let mut timings = Timings::default();
-    let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config)?;
+    // `roadie wait` answers "ready to migrate?": a standby is reported whatever the plan.
+    let writes = matches!(job, Job::Wait) || !matches!(config.migrate, Plan::Skip(_));
+    let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config, writes)?;
     timings.waited = waited;
     match job {
         Job::Wait if !config.wait_for_schema => {
@@ -157,18 +160,32 @@ fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
 }
 
 /// Waits for the database and the --wait-for targets, in parallel; what it waited for, when
-/// there was anything, and the database's ready connection, for the migrate stage.
+/// there was anything, and the database's ready connection, for the migrate stage. `writes`:
+/// a standby is not ready (or refused), as `--on-standby` says.
 fn wait_stage(
     runtime: Option<&Runtime>,
     supervision: &Supervision,
     config: &Config,
+    writes: bool,
 ) -> Result<(Option<Waited>, Option<Connection>), BootError> {
-    let mut targets: Vec<Target> = config
-        .database
-        .iter()
-        .cloned()
-        .map(Target::database)
-        .collect();
+    // The database that is migrated hands its connection on, and is checked for a standby
+    // when migrations will run there.
+    let check = (writes && config.on_standby != OnStandby::Skip).then_some(config.on_standby);
+    let mut targets: Vec<Target> = match (&config.database, &config.migrate_database) {
+        (Some(app), Some(direct)) => vec![
+            Target::database(app.clone(), "database", false, None),
+            Target::database(direct.clone(), "migration database", true, check),
+        ],
+        (Some(app), None) => vec![Target::database(app.clone(), "database", true, check)],
+        (None, _) => Vec::new(),
+    };
+    if let Some(direct) = &config.migrate_database {
+        info!(
+            "migrating through the {} ({})",
+            direct.whereabouts(),
+            direct.source
+        );
+    }
     match &config.database {
         Some(url) => info!("waiting for the {} ({})", url.whereabouts(), url.source),
         None => info!(
@@ -202,10 +219,14 @@ fn migrate_stage<'r>(
     config: &Config,
     connection: Option<Connection>,
 ) -> Result<(Option<Migrated>, Option<Held<'r>>), BootError> {
-    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+    let (Some(runtime), Some(url)) = (runtime, config.migrated_database()) else {
         return Ok((None, None));
     };
     logging::enter(Phase::Migrate);
+    let connection = match skip_on_standby(runtime, config, url, connection)? {
+        Some(connection) => connection,
+        None => return Ok((None, None)),
+    };
     let keep_lock = config.locked_hooks.is_some();
     let locking = Locking {
         timeout: config.lock_timeout,
@@ -260,6 +281,7 @@ fn migrate_stage<'r>(
                 connection,
                 locking,
                 scripts.as_ref(),
+                config.migrate_database.as_ref().map(|d| d.as_given()),
             )
             .map_err(BootError::Migrate)?;
             (Some(summary), lock, None)
@@ -289,9 +311,43 @@ fn migrate_stage<'r>(
     Ok((migrated, lock.map(|lock| Held { lock, runtime })))
 }
 
+/// `--on-standby skip`: a standby is migrated by nobody; the app starts. `Some` hands the
+/// connection back when migrating goes on.
+fn skip_on_standby(
+    runtime: &Runtime,
+    config: &Config,
+    url: &DatabaseUrl,
+    connection: Option<Connection>,
+) -> Result<Option<Option<Connection>>, BootError> {
+    if config.on_standby != OnStandby::Skip || matches!(config.migrate, Plan::Skip(_)) {
+        return Ok(Some(connection));
+    }
+    let read_only = runtime.block_on(async {
+        let mut conn = match Connection::if_alive(connection).await {
+            Some(conn) => conn,
+            None => url.connect().await?,
+        };
+        standby::read_only(&mut conn).await.map(|r| (r, conn))
+    });
+    match read_only {
+        Ok((None, conn)) => Ok(Some(Some(conn))),
+        Ok((Some(why), conn)) => {
+            info!(
+                "the {} is {why}: --on-standby skip, not migrating",
+                url.whereabouts()
+            );
+            runtime.block_on(conn.close());
+            Ok(None)
+        }
+        Err(e) => Err(BootError::Migrate(migrate::MigrateError::Unavailable(
+            format!("checking for a standby: {e}"),
+        ))),
+    }
+}
+
 /// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
 fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<u8, BootError> {
-    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
+    let (Some(runtime), Some(url)) = (runtime, config.migrated_database()) else {
         return Err(BootError::Migrate(MigrateError::Unavailable(
             "no database configured: nothing to show".into(),
         )));

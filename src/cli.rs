@@ -26,7 +26,8 @@ Exit codes:
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
   78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
-              exit code or user, missing migrations folder or directory of a SQLite file
+              exit code or user, missing migrations folder or directory of a SQLite file,
+              native migrations through a transaction pooler without --migrate-database-url
   126 / 127   COMMAND (or a hook, or the migration command) not executable or its #!
               interpreter missing / not found
 
@@ -353,6 +354,24 @@ pub struct DatabaseArgs {
     /// POSTGRES_PASSWORD(_FILE), POSTGRES_DB. With none, roadie is a plain init.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// The direct URL for the lock and the migrations when the app's URL goes through a pooler
+    /// (like Prisma's directUrl); waited for too. Without it: ROADIE_MIGRATE_DATABASE_URL (or
+    /// the file named by ROADIE_MIGRATE_DATABASE_URL_FILE), else the app's URL. A migration
+    /// command gets it as DATABASE_URL and ROADIE_MIGRATE_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub migrate_database_url: Option<String>,
+
+    /// When the database to migrate is a read-only standby: wait (for a failover, until
+    /// --wait-timeout), fail (exit 69 at once), or skip (start the app without migrating).
+    #[arg(
+        long,
+        env = "ROADIE_ON_STANDBY",
+        hide_env_values = true,
+        default_value = "wait",
+        value_name = "wait|fail|skip"
+    )]
+    pub on_standby: String,
 
     /// Give up waiting for the database and --wait-for targets after this long (exit 69).
     #[arg(

@@ -10,6 +10,7 @@ use nix::unistd::{AccessFlags, access};
 
 use crate::children::Program;
 use crate::cli::{MigrateArgs, Options};
+use crate::database::standby::OnStandby;
 use crate::database::{self, DatabaseUrl};
 use crate::migrate::schema::VersionTable;
 use crate::migrate::{self, Asked, DdlLimits, Decision, Plan};
@@ -26,6 +27,10 @@ pub struct Config {
     pub app: Option<Program>,
     /// The database to wait for; `None`: roadie is a plain init.
     pub database: Option<DatabaseUrl>,
+    /// `--migrate-database-url`: the direct URL for the lock and migrations, waited for too.
+    pub migrate_database: Option<DatabaseUrl>,
+    /// `--on-standby`: what a read-only standby means before migrating.
+    pub on_standby: OnStandby,
     pub wait_timeout: Duration,
     /// `--wait-for` targets, waited for beside the database.
     pub wait_for: Vec<Target>,
@@ -125,6 +130,22 @@ impl Config {
         if let Some(url) = &database {
             database::check_sqlite_directory(url).map_err(ConfigError::Invalid)?;
         }
+        let migrate_database =
+            database::resolve_migrate(d.migrate_database_url.as_deref(), env, database.as_ref())
+                .map_err(ConfigError::Invalid)?;
+        if let (Some(direct), Some(app)) = (&migrate_database, &database)
+            && direct.database_name() != app.database_name()
+        {
+            tracing::warn!(
+                "{} names database {:?}, the app's URL ({}) {:?}: fine when the pooler aliases \
+                 it, else the app will not see what is migrated",
+                direct.source,
+                direct.database_name(),
+                app.source,
+                app.database_name()
+            );
+        }
+        let on_standby = OnStandby::parse(&d.on_standby).map_err(ConfigError::Invalid)?;
         let wait_timeout = duration("--wait-timeout", &d.wait_timeout)?;
         let wait_for = d
             .wait_for
@@ -199,6 +220,8 @@ impl Config {
         Ok(Config {
             app,
             database,
+            migrate_database,
+            on_standby,
             wait_timeout,
             wait_for,
             migrate,
@@ -243,6 +266,13 @@ fn ddl_limits(m: &MigrateArgs) -> Result<DdlLimits, ConfigError> {
         lock_timeout,
         retries,
     })
+}
+
+impl Config {
+    /// The database the lock and migrations go to: the direct URL, else the app's.
+    pub fn migrated_database(&self) -> Option<&DatabaseUrl> {
+        self.migrate_database.as_ref().or(self.database.as_ref())
+    }
 }
 
 /// Decides which migrations run (migrate.rs has the rules), resolving the commands involved.

@@ -3,8 +3,11 @@
 //! that never shows the password. Nothing here connects; `readiness.rs` does.
 
 mod connection;
+mod hosts;
+pub mod pooler;
 pub mod readiness;
 pub mod sqlstate;
+pub mod standby;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,8 @@ impl Kind {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     location: Location,
+    /// As given (password and all), for a child that must reach the same database.
+    given: String,
     /// Where the URL came from, for messages: `--database-url`, `DATABASE_URL_FILE`, ...
     pub source: String,
 }
@@ -54,8 +59,14 @@ pub struct DatabaseUrl {
 /// Where the database is: a server with its driver, or a SQLite file. Nothing else can be said.
 #[derive(Clone, PartialEq, Eq)]
 enum Location {
-    /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone.
-    Server { kind: Kind, url: Url },
+    /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone;
+    /// with libpq's multi-host form, the first host's, and the same URL for each other host.
+    Server {
+        kind: Kind,
+        url: Url,
+        others: Vec<Url>,
+        session: hosts::Session,
+    },
     /// SQLite: the file (`None` for an in-memory database) and the query (`mode=ro`, ...).
     Sqlite {
         file: Option<PathBuf>,
@@ -112,6 +123,7 @@ impl DatabaseUrl {
             let (file, query) = sqlite_target(rest);
             return Ok(DatabaseUrl {
                 location: Location::Sqlite { file, query },
+                given: text.to_string(),
                 source,
             });
         }
@@ -125,24 +137,51 @@ impl DatabaseUrl {
         } else {
             "mysql"
         };
-        let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
-            // libpq takes `postgres://user@/db?host=/run/postgresql` and `postgres://:5433/db`;
-            // the url crate wants a host there. Any stands in: the `host` parameter (a socket)
-            // overrides it.
-            Err(url::ParseError::EmptyHost) => {
-                Url::parse(&format!("{scheme}:{}", with_placeholder_host(rest)))
+        let each = match kind {
+            Kind::Postgres => hosts::split(rest),
+            _ => vec![rest.to_string()],
+        };
+        let mut urls = Vec::with_capacity(each.len());
+        for rest in each {
+            let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
+                // libpq takes `postgres://user@/db?host=/run/postgresql` and
+                // `postgres://:5433/db`; the url crate wants a host there. Any stands in: the
+                // `host` parameter (a socket) overrides it.
+                Err(url::ParseError::EmptyHost) => {
+                    Url::parse(&format!("{scheme}:{}", with_placeholder_host(&rest)))
+                }
+                parsed => parsed,
             }
-            parsed => parsed,
+            .map_err(|e| format!("{source}: malformed URL: {e}"))?;
+            match kind {
+                Kind::Postgres => translate_asyncpg_ssl(&mut url),
+                _ => translate_pymysql_socket(&mut url),
+            }
+            urls.push(url);
         }
-        .map_err(|e| format!("{source}: malformed URL: {e}"))?;
-        match kind {
-            Kind::Postgres => translate_asyncpg_ssl(&mut url),
-            _ => translate_pymysql_socket(&mut url),
-        }
+        let url = urls.remove(0);
+        let session = match kind {
+            Kind::Postgres => {
+                hosts::Session::from_url(&url).map_err(|e| format!("{source}: {e}"))?
+            }
+            _ => hosts::Session::from_url(&Url::parse("mysql://h/").expect("UNWRAP: constant"))
+                .expect("UNWRAP: no parameters"),
+        };
         Ok(DatabaseUrl {
-            location: Location::Server { kind, url },
+            location: Location::Server {
+                kind,
+                url,
+                others: urls,
+                session,
+            },
+            given: text.to_string(),
             source,
         })
+    }
+
+    /// The URL as given, password included: only for a child's environment, never a log.
+    pub fn as_given(&self) -> &str {
+        &self.given
     }
 
     pub fn kind(&self) -> Kind {
@@ -183,33 +222,95 @@ impl DatabaseUrl {
     /// server (no user, no password), the file for SQLite.
     pub fn whereabouts(&self) -> String {
         match &self.location {
-            Location::Server { url, .. } => {
-                let host = url.host_str().unwrap_or("localhost");
-                let socket = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "host" || k == "socket")
-                    .map(|(_, v)| v.into_owned());
-                let at = match (socket, url.port()) {
-                    (Some(socket), _) => socket,
-                    (None, Some(port)) => format!("{host}:{port}"),
-                    (None, None) => host.to_string(),
-                };
-                format!("database {:?} on {at}", self.database_name())
+            Location::Server { url, others, .. } => {
+                let at: Vec<String> = std::iter::once(url).chain(others).map(host_of).collect();
+                format!("database {:?} on {}", self.database_name(), at.join(","))
             }
             Location::Sqlite { .. } => format!("SQLite database {}", self.database_name()),
+        }
+    }
+
+    /// Connects: one attempt at each host in turn (libpq's multi-host URLs), keeping the
+    /// first that answers and fits `target_session_attrs`; the last error otherwise.
+    pub async fn connect(&self) -> Result<Connection, sqlx::Error> {
+        self.connect_with_settings(&[]).await
+    }
+
+    /// Connects as `connect` does, with PostgreSQL `settings` given at connection start (the
+    /// startup `options`): a session's own `RESET` cannot undo them. Other databases ignore
+    /// them.
+    pub async fn connect_with_settings(
+        &self,
+        settings: &[(&str, String)],
+    ) -> Result<Connection, sqlx::Error> {
+        match &self.location {
+            Location::Server {
+                kind,
+                url,
+                others,
+                session,
+            } => {
+                let candidates = std::iter::once(url)
+                    .chain(others)
+                    .map(|u| (u, host_of(u)))
+                    .collect();
+                hosts::connect(candidates, session, |u| async move {
+                    let options = match server_options(*kind, u)? {
+                        #[cfg(feature = "postgres")]
+                        ConnectOptions::Postgres(o) if !settings.is_empty() => {
+                            ConnectOptions::Postgres(o.options(settings.iter().cloned()))
+                        }
+                        options => options,
+                    };
+                    Connection::open(&options).await
+                })
+                .await
+            }
+            Location::Sqlite { .. } => Connection::open(&self.connect_options()?).await,
         }
     }
 
     /// sqlx's options, with statement logging off (roadie's queries are not the app's).
     pub fn connect_options(&self) -> Result<ConnectOptions, sqlx::Error> {
         match &self.location {
-            Location::Server { kind, url } => server_options(*kind, url),
+            Location::Server { kind, url, .. } => server_options(*kind, url),
             Location::Sqlite { file, query } => sqlite_options(file.as_deref(), query),
         }
     }
 }
 
+/// `host:port`, or the socket of a `host=` parameter, for messages.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("localhost");
+    let socket = url
+        .query_pairs()
+        .find(|(k, _)| k == "host" || k == "socket")
+        .map(|(_, v)| v.into_owned());
+    match (socket, url.port()) {
+        (Some(socket), _) => socket,
+        (None, Some(port)) => format!("{host}:{port}"),
+        (None, None) => host.to_string(),
+    }
+}
+
 fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
+    // libpq's own parameters are roadie's to honour (hosts.rs); sqlx would warn about them.
+    let mut url = url.clone();
+    if url
+        .query_pairs()
+        .any(|(k, _)| hosts::LIBPQ_ONLY.contains(&k.as_ref()))
+    {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !hosts::LIBPQ_ONLY.contains(&k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+    }
+    let url = &url;
     // sqlx takes the host as url's host_str(), brackets and all, and then fails to resolve
     // "[::1]": hand it the bare address.
     let ipv6 = match url.host() {
@@ -219,8 +320,13 @@ fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> 
     Ok(match kind {
         #[cfg(feature = "postgres")]
         Kind::Postgres => {
+            // No application_name: a startup parameter stays on a pooler's server connection
+            // after roadie is gone. No extra_float_digits (roadie reads no floats): PgBouncer
+            // refuses a startup parameter it does not track unless told to ignore it. (sqlx
+            // names every prepared statement, cache or not, and never closes it: whatever may
+            // go through a transaction pooler is sent as a simple query instead.)
             let mut options = PgConnectOptions::from_url(url)?
-                .application_name("roadie")
+                .extra_float_digits(None)
                 .disable_statement_logging();
             if let Some(host) = ipv6 {
                 options = options.host(&host);
@@ -272,7 +378,23 @@ impl fmt::Display for DatabaseUrl {
     /// The URL with its password masked: `postgres://app:***@db:5432/app`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Location::Server { url, .. } => f.write_str(masked(url).as_str()),
+            Location::Server { url, others, .. } => {
+                let shown = masked(url).to_string();
+                let authority = |u: &Url| match u.port() {
+                    Some(port) => format!("{}:{port}", u.host_str().unwrap_or_default()),
+                    None => u.host_str().unwrap_or_default().to_string(),
+                };
+                if others.is_empty() {
+                    return f.write_str(&shown);
+                }
+                let first = authority(url);
+                let all: Vec<String> = std::iter::once(url).chain(others).map(authority).collect();
+                f.write_str(&shown.replacen(
+                    &format!("@{first}"),
+                    &format!("@{}", all.join(",")),
+                    1,
+                ))
+            }
             Location::Sqlite {
                 file: Some(path), ..
             } => write!(f, "sqlite:{}", path.display()),
@@ -412,6 +534,43 @@ pub fn resolve(
     DatabaseUrl::parse(url.as_str(), "POSTGRES_* variables").map(Some)
 }
 
+/// The direct URL for migrations: `--migrate-database-url`, else `ROADIE_MIGRATE_DATABASE_URL`
+/// (or its `_FILE`). It must be the app's kind of database; another database name than the
+/// app's is allowed (a pooler may alias it: PgBouncer's `[databases]`), and the caller warns.
+pub fn resolve_migrate(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    app: Option<&DatabaseUrl>,
+) -> Result<Option<DatabaseUrl>, String> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    let found = match flag {
+        Some(text) => Some((text.to_string(), "--migrate-database-url".to_string())),
+        None => secret("ROADIE_MIGRATE_DATABASE_URL", &env)?,
+    };
+    let Some((text, source)) = found else {
+        return Ok(None);
+    };
+    let url = DatabaseUrl::parse(&text, &source)?;
+    let Some(app) = app else {
+        return Err(format!(
+            "{source} is set but no database is: it is the direct URL of the app's database \
+             (--database-url, ROADIE_DATABASE_URL, DATABASE_URL or POSTGRES_HOST)"
+        ));
+    };
+    if url.kind() != app.kind() || url.kind() == Kind::Sqlite {
+        return Err(format!(
+            "{source} must be the direct URL of the app's {} server ({})",
+            match app.kind() {
+                Kind::Postgres => "PostgreSQL",
+                Kind::MySql => "MySQL",
+                Kind::Sqlite => "(SQLite has no",
+            },
+            app.source
+        ));
+    }
+    Ok(Some(url))
+}
+
 /// `NAME`, or the contents of the file `NAME_FILE` names (as the official images read Docker
 /// secrets), with the source for messages. Both set is an error, as in the postgres image.
 fn secret(
@@ -537,6 +696,11 @@ mod tests {
         Kind::MySql,
         "mysql://app:***@localhost/app?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
     )]
+    #[case(
+        "postgresql://app:pw@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1",
+        Kind::Postgres,
+        "postgres://app:***@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1"
+    )]
     #[case("sqlite:data.db", Kind::Sqlite, "sqlite:data.db")]
     #[case("sqlite://data.db", Kind::Sqlite, "sqlite:data.db")]
     #[case("sqlite:///relative.db", Kind::Sqlite, "sqlite:relative.db")]
@@ -647,6 +811,45 @@ mod tests {
     ) {
         let url = resolve(None, &env_of(env)).unwrap().expect("configured");
         assert_eq!(url.to_string(), shown);
+    }
+
+    #[rstest]
+    #[case(Some("postgres://d:pw@direct/app"), &[], Ok(Some("--migrate-database-url")))]
+    #[case(None, &[("ROADIE_MIGRATE_DATABASE_URL", "postgres://d:pw@direct/app")], Ok(Some("ROADIE_MIGRATE_DATABASE_URL")))]
+    #[case(None, &[], Ok(None))]
+    #[case(Some("mysql://d:pw@direct/app"), &[], Err("must be the direct URL of the app's PostgreSQL server"))]
+    #[case(Some("postgres://d:pw@direct:nope/app"), &[], Err("--migrate-database-url: malformed URL"))]
+    #[case(None, &[("ROADIE_MIGRATE_DATABASE_URL", "postgres://d@h/a"), ("ROADIE_MIGRATE_DATABASE_URL_FILE", "/x")], Err("both ROADIE_MIGRATE_DATABASE_URL and ROADIE_MIGRATE_DATABASE_URL_FILE"))]
+    fn the_direct_url_comes_from_the_flag_or_its_variable(
+        #[case] flag: Option<&str>,
+        #[case] env: &[(&str, &str)],
+        #[case] expected: Result<Option<&str>, &str>,
+    ) {
+        let app = DatabaseUrl::parse("postgres://app:pw@pooler:6432/app", "DATABASE_URL").unwrap();
+        let got = resolve_migrate(flag, &env_of(env), Some(&app));
+        match (got, expected) {
+            (Ok(url), Ok(source)) => assert_eq!(url.map(|u| u.source), source.map(String::from)),
+            (Err(e), Err(says)) => {
+                assert!(e.contains(says), "{e}");
+                assert!(!e.contains(":pw@"), "{e}");
+            }
+            (got, expected) => panic!("{got:?} vs {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn the_direct_url_may_come_from_a_file_and_needs_the_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("direct");
+        std::fs::write(&file, "postgres://d:pw@direct/app\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let env = env_of(&[("ROADIE_MIGRATE_DATABASE_URL_FILE", &path)]);
+        let app = DatabaseUrl::parse("postgres://app:pw@pooler/app", "DATABASE_URL").unwrap();
+        let url = resolve_migrate(None, &env, Some(&app)).unwrap().unwrap();
+        assert_eq!(url.source, "ROADIE_MIGRATE_DATABASE_URL_FILE");
+        assert_eq!(url.as_given(), "postgres://d:pw@direct/app");
+        let err = resolve_migrate(None, &env, None).unwrap_err();
+        assert!(err.contains("no database is"), "{err}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl BootError {
                 MigrateError::Exec { error, .. } => error.exit_code(),
                 MigrateError::LockTimedOut { .. } => 75,
                 MigrateError::Unavailable(_) | MigrateError::SchemaNotCurrent { .. } => 69,
-                MigrateError::Config(_) => 78,
+                MigrateError::Misconfigured(_) => 78,
                 MigrateError::Stopped(signal) => stopped_by(*signal),
                 MigrateError::Internal { .. } => 70,
             },
@@ -137,6 +137,7 @@ mod tests {
     #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1), note: None }), 65)]
     #[case(BootError::Migrate(MigrateError::LockTimedOut { timeout: std::time::Duration::ZERO, holder: None }), 75)]
     #[case(BootError::Migrate(MigrateError::Unavailable("gone".into())), 69)]
+    #[case(BootError::Migrate(MigrateError::Misconfigured("pooler".into())), 78)]
     #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
         assert_eq!(error.exit_code(), code);

@@ -449,8 +449,9 @@ pub enum MigrateError {
     },
     /// The database went away (exit 69).
     Unavailable(String),
-    /// What the migration needs is configured wrong (exit 78): alembic's own configuration.
-    Config(String),
+    /// What roadie was pointed at cannot work, whatever the wait (exit 78): native migrations
+    /// through a transaction pooler, alembic's own configuration.
+    Misconfigured(String),
     /// `--wait-for-schema`: still missing these after `--wait-timeout` (exit 69).
     SchemaNotCurrent {
         timeout: Duration,
@@ -525,7 +526,7 @@ impl fmt::Display for MigrateError {
                 humantime::format_duration(*timeout),
                 missing.join(", ")
             ),
-            MigrateError::Config(message) => f.write_str(message),
+            MigrateError::Misconfigured(message) => f.write_str(message),
             MigrateError::Unavailable(message) => {
                 write!(f, "the database is unavailable: {message}")
             }

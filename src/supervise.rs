@@ -32,8 +32,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub enum Child<'a> {
     /// An executable of `--hooks`: its stage logs the summary.
     Hook,
-    /// The migration command, run under the migration lock, with `env` added to roadie's
-    /// environment (`PGOPTIONS` for `--ddl-lock-timeout`).
+    /// The migration command, run under the migration lock, with `env` set in (or replacing)
+    /// roadie's environment: `PGOPTIONS` for `--ddl-lock-timeout`, the direct URL of
+    /// `--migrate-database-url`.
     Migrator { env: &'a [(OsString, OsString)] },
     /// The app: it gets the terminal; `announce` logs its start line (with the boot's
     /// timings); `settled` is called with its pid once it has run for a moment (the boot is

@@ -8,7 +8,7 @@ use std::io;
 #[cfg(feature = "mysql")]
 use sqlx::mysql::MySqlDatabaseError;
 
-use super::{ConnectOptions, Connection, DatabaseUrl, Kind, sqlstate};
+use super::{Connection, DatabaseUrl, Kind, sqlstate};
 
 /// Why an attempt failed, and whether another may succeed. The wait stage paces its next
 /// attempt by it: see `wait.rs`.
@@ -28,8 +28,8 @@ pub enum Verdict {
 
 /// One attempt: connect and `SELECT 1`; the open connection is the caller's. The query goes
 /// as a simple query: one round trip, where a prepared statement takes two.
-pub async fn probe(options: &ConnectOptions) -> Result<Connection, sqlx::Error> {
-    let mut connection = Connection::open(options).await?;
+pub async fn probe(url: &DatabaseUrl) -> Result<Connection, sqlx::Error> {
+    let mut connection = url.connect().await?;
     connection.execute("SELECT 1").await?;
     Ok(connection)
 }

@@ -67,7 +67,7 @@ impl Scripts {
             upgrade.name.as_deref(),
             env_config.as_deref(),
         )
-        .map_err(|why| MigrateError::Config(format!("alembic: {why}")))?;
+        .map_err(|why| MigrateError::Misconfigured(format!("alembic: {why}")))?;
         let graph = match alembic::load(&files, cwd) {
             Ok(graph) => graph,
             Err(LoadError::Fallback(fallback)) => {
@@ -79,7 +79,7 @@ impl Scripts {
                 return Ok(None);
             }
             Err(LoadError::Config(e)) => {
-                return Err(MigrateError::Config(format!(
+                return Err(MigrateError::Misconfigured(format!(
                     "alembic configuration {}: {}",
                     e.file.display(),
                     e.why

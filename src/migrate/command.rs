@@ -27,6 +27,12 @@ use crate::supervise::{Child, RunError, Supervision};
 /// that waited for the lock checks again under it and usually finds the work done.
 /// Meanwhile a watch (see [`CommandWatch`]) asks the database on a session of its own whether
 /// it still answers and, with `ddl.lock_timeout`, whether the command waits for a table lock.
+/// With `--migrate-database-url`, `url` is that direct URL (`direct`, as given), and the
+/// command finds it in its environment as `DATABASE_URL` (what alembic's env.py and most
+/// frameworks read) and as `ROADIE_MIGRATE_DATABASE_URL`: it migrates the database roadie
+/// locks, not the pooler.
+// The stage's whole context, each a different concern; grouping them would only rename it.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     runtime: &Runtime,
     supervision: &mut Supervision,
@@ -35,6 +41,7 @@ pub fn run(
     reused: Option<Connection>,
     locking: Locking,
     scripts: Option<&Scripts>,
+    direct: Option<&str>,
 ) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
     let ddl = locking.ddl;
     let mut reused = reused;
@@ -80,10 +87,15 @@ pub fn run(
     }
     let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.kind() == Kind::Postgres);
     let (watch, server_version) = CommandWatch::start(url, ddl_lock_timeout);
-    let env = match ddl_lock_timeout {
+    let mut env = match ddl_lock_timeout {
         Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
         None => Vec::new(),
     };
+    if let Some(text) = direct {
+        for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
+            env.push((name.into(), text.into()));
+        }
+    }
     let started = Instant::now();
     let ended = supervision.run(program, Child::Migrator { env: &env });
     let seen = watch.map(CommandWatch::stop).unwrap_or_default();

@@ -1,9 +1,11 @@
-//! The cluster-wide migration lock, around any kind of migration. Postgres: a session advisory
-//! lock polled with `pg_try_advisory_lock` on a dedicated connection that holds no transaction
-//! (a blocking waiter holds a snapshot and deadlocks with `CREATE INDEX CONCURRENTLY`), with
-//! sqlx's key so roadie serialises with apps that run `sqlx::migrate!()`. MySQL: `GET_LOCK` with
-//! sqlx's name. SQLite: an flock on a file beside the database. Released on every path: by
-//! `release`, and, should roadie die, by the server when the connection goes.
+//! The cluster-wide migration lock, around any kind of migration. Postgres: a transaction-scoped
+//! advisory lock (`pg_try_advisory_xact_lock`, sqlx's key, so roadie serialises with apps that run
+//! `sqlx::migrate!()`) taken in a READ COMMITTED transaction kept open on a dedicated connection:
+//! a transaction pins one server connection in every pooling mode (PgBouncer's transaction mode
+//! too), holds no snapshot while idle (`CREATE INDEX CONCURRENTLY` elsewhere is not blocked), and
+//! the lock goes with COMMIT, ROLLBACK or disconnect. Everything is sent as simple queries and
+//! `SET LOCAL`: nothing outlives the transaction on a shared server connection. MySQL:
+//! `GET_LOCK` with sqlx's name. SQLite: an flock on a file beside the database.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -176,31 +178,16 @@ impl MigrationLock {
         }
         let conn = match Connection::if_alive(reused).await {
             Some(conn) => conn,
-            None => {
-                let options = url.connect_options().map_err(LockError::Database)?;
-                Connection::open(&options)
-                    .await
-                    .map_err(LockError::Database)?
-            }
+            None => url.connect().await.map_err(LockError::Database)?,
         };
         match conn {
             #[cfg(feature = "postgres")]
             Connection::Postgres(mut conn) => {
-                // Named, for the holder report of the replicas that wait. A lock held by a
-                // host that vanished is released once the server notices: within about
-                // 5 + 2 * 3 seconds, instead of the kernel's two hours.
-                sqlx::raw_sql(
-                    "SET application_name = 'roadie (migration lock)'; \
-                     SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
-                     SET tcp_keepalives_count = 3",
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(LockError::Database)?;
-                let database: String = sqlx::query_scalar("SELECT current_database()")
-                    .fetch_one(&mut conn)
+                // A simple query: no prepared statement for a transaction pooler to lose.
+                let database: String = simple_scalar(&mut conn, "SELECT current_database()::text")
                     .await
-                    .map_err(LockError::Database)?;
+                    .map_err(LockError::Database)?
+                    .unwrap_or_default();
                 Ok(MigrationLock::Postgres {
                     conn,
                     key: sqlx_key(&database),
@@ -247,10 +234,34 @@ impl MigrationLock {
         match self {
             #[cfg(feature = "postgres")]
             MigrationLock::Postgres { conn, key } => {
-                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(*key)
-                    .fetch_one(conn)
-                    .await
+                // One simple query, so one round trip and one server connection even through
+                // a transaction pooler. READ COMMITTED explicitly: a role or server whose
+                // default_transaction_isolation is repeatable read would keep a snapshot for
+                // the whole migration, and a CREATE INDEX CONCURRENTLY would wait for it.
+                // SET LOCAL: the name (for the holder report) and the keepalives (a lock held
+                // by a host that vanished is freed within about 5 + 2 * 3 s) end with the
+                // transaction; no idle_in_transaction_session_timeout may end it under a long
+                // migration.
+                let sql = format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                     SET LOCAL application_name = 'roadie (migration lock)'; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0; \
+                     SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 2; \
+                     SET LOCAL tcp_keepalives_count = 3; \
+                     SELECT pg_try_advisory_xact_lock({key})::text"
+                );
+                let got = simple_scalar(conn, &sql).await;
+                match got {
+                    Ok(Some(ref t)) if t == "true" => Ok(true),
+                    _ => {
+                        // Not taken (or failed): end the transaction, so a waiting replica
+                        // pins no server connection between polls.
+                        let ended = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                        got?;
+                        ended?;
+                        Ok(false)
+                    }
+                }
             }
             #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, name } => {
@@ -277,20 +288,22 @@ impl MigrationLock {
             MigrationLock::Postgres { conn, key } => {
                 // Another role's session shows only pid, user and application_name unless
                 // roadie's role may read all statistics: the rest is NULL then.
-                let row = sqlx::query(
-                    "SELECT a.pid, a.usename::text, a.application_name, host(a.client_addr), \
+                let sql = format!(
+                    "SELECT a.pid::text, a.usename::text, a.application_name, host(a.client_addr), \
                             to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                      WHERE l.locktype = 'advisory' AND l.granted \
-                       AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid \
-                       AND l.objsubid = 1",
-                )
-                .bind(*key)
-                .fetch_optional(conn)
-                .await
-                .ok()??;
+                       AND l.classid = ({key}::bigint >> 32)::oid \
+                       AND l.objid = ({key}::bigint & 4294967295)::oid \
+                       AND l.objsubid = 1 LIMIT 1"
+                );
+                let row = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .fetch_optional(conn)
+                    .await
+                    .ok()??;
                 let text = |i: usize| row.try_get::<Option<String>, _>(i).ok().flatten();
-                let pid: i32 = row.try_get(0).ok()?;
+                // A simple query's row is text.
+                let pid: i32 = text(0)?.parse().ok()?;
                 let mut holder = format!("pid {pid}");
                 if let Some(user) = text(1) {
                     holder.push_str(&format!(" (user {user}"));
@@ -352,13 +365,12 @@ impl MigrationLock {
     pub async fn cancel(&mut self, backend: i64) {
         let result = match self {
             #[cfg(feature = "postgres")]
-            MigrationLock::Postgres { conn, .. } => {
-                sqlx::query("SELECT pg_cancel_backend($1::int)")
-                    .bind(backend)
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            }
+            MigrationLock::Postgres { conn, .. } => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_cancel_backend({backend})"
+            )))
+            .execute(conn)
+            .await
+            .map(drop),
             #[cfg(feature = "mysql")]
             MigrationLock::MySql { conn, .. } => {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL QUERY {backend}")))
@@ -390,13 +402,11 @@ impl MigrationLock {
     pub async fn release(self) {
         let result = match self {
             #[cfg(feature = "postgres")]
-            MigrationLock::Postgres { mut conn, key } => {
-                let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .fetch_one(&mut conn)
-                    .await;
+            MigrationLock::Postgres { mut conn, .. } => {
+                // The transaction-scoped lock goes with the transaction.
+                let ended = sqlx::raw_sql("COMMIT").execute(&mut conn).await;
                 let _ = conn.close().await;
-                unlocked.map(drop)
+                ended.map(drop)
             }
             #[cfg(feature = "mysql")]
             MigrationLock::MySql { mut conn, name } => {
@@ -416,6 +426,20 @@ impl MigrationLock {
             Err(e) => debug!("releasing the migration lock: {e} (the closed connection frees it)"),
         }
     }
+}
+
+/// The first column (of type text) of the last row a simple query returns: one message, one round trip, no prepared statement.
+#[cfg(feature = "postgres")]
+pub(crate) async fn simple_scalar(
+    conn: &mut PgConnection,
+    sql: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .last()
+        .and_then(|row| row.try_get::<Option<String>, _>(0).ok().flatten()))
 }
 
 #[cfg(test)]

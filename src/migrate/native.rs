@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use super::lock::{Acquired, MigrationLock};
 use super::{DdlLimits, Locking, MigrateError, Summary, bounded};
-use crate::database::{ConnectOptions, Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
+use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, pooler, sqlstate};
 use crate::logging;
 use crate::supervise::Supervision;
 
@@ -152,6 +152,15 @@ impl Folder {
 
     /// Turns sqlx's error into one that names the file, the line and what to do.
     fn explain(&self, error: SqlxMigrateError) -> MigrateError {
+        if let SqlxMigrateError::ExecuteMigration(e, _) | SqlxMigrateError::Execute(e) = &error
+            && pooler::lost_prepared_statement(e)
+        {
+            return MigrateError::Misconfigured(format!(
+                "{e}: a transaction pooler in front of the database lost a prepared statement \
+                 of the migration; give the direct URL with --migrate-database-url \
+                 (ROADIE_MIGRATE_DATABASE_URL), or use session pooling"
+            ));
+        }
         match error {
             SqlxMigrateError::ExecuteMigration(e, version) => {
                 let file = self.file_of(version);
@@ -221,13 +230,18 @@ pub async fn run(
     let mut conn = migration_session(url, reused, ddl.lock_timeout).await?;
     // Fast path, without the lock: nothing pending means nothing to serialise. No table yet
     // is an error here, and means "pending".
-    if !keep_lock
-        && let Ok(applied) = bounded(READING, conn.applied()).await?
-        && folder.pending(&applied)?.is_empty()
-    {
-        let _ = bounded("closing the migration session", conn.close()).await;
-        return Ok((Summary::UpToDate { lock_waited: None }, None));
+    if !keep_lock {
+        match bounded(READING, conn.applied()).await? {
+            Ok(applied) if folder.pending(&applied)?.is_empty() => {
+                let _ = bounded("closing the migration session", conn.close()).await;
+                return Ok((Summary::UpToDate { lock_waited: None }, None));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("{e}; on to the lock"),
+        }
     }
+    let lock_session = refuse_transaction_pooling(url, &mut conn).await?;
+    keep_checking_the_client(url, &mut conn).await;
     let done_elsewhere = async || {
         !keep_lock
             && matches!(bounded(READING, conn.applied()).await, Ok(Ok(applied)) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
@@ -235,7 +249,7 @@ pub async fn run(
     let acquired = supervision
         .until_stopped(MigrationLock::acquire_unless_done(
             url,
-            None,
+            lock_session,
             locking.timeout,
             done_elsewhere,
         ))
@@ -505,16 +519,13 @@ impl Watch {
         if url.kind() == Kind::Sqlite {
             return Ok(None);
         }
-        let mut options = url
-            .connect_options()
-            .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-        #[cfg(feature = "postgres")]
-        if let ConnectOptions::Postgres(o) = options {
-            options = ConnectOptions::Postgres(o.application_name("roadie (migration watch)"));
-        }
-        let mut conn = bounded("connecting the watch session", Connection::open(&options))
-            .await?
-            .map_err(|e| MigrateError::Unavailable(format!("connecting the watch session: {e}")))?;
+        let named = [("application_name", "roadie (migration watch)".to_string())];
+        let mut conn = bounded(
+            "connecting the watch session",
+            url.connect_with_settings(&named),
+        )
+        .await?
+        .map_err(|e| MigrateError::Unavailable(format!("connecting the watch session: {e}")))?;
         // Should roadie's host vanish, the server ends this session too within the bound.
         if url.kind() == Kind::Postgres
             && let Err(e) =
@@ -701,11 +712,37 @@ const MIGRATION_SESSION_BOUNDS: &str = "SET tcp_keepalives_idle = 5; \
      SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
      SET tcp_user_timeout = 11000; SET client_connection_check_interval = '1s'";
 
+/// The lock's session, opened beside the migration session: with both, a transaction pooler
+/// shows (see `pooler.rs`). sqlx's migrator prepares each statement in one round trip and runs
+/// it in the next, outside any transaction, and a transaction pooler may hand those two round
+/// trips to two server connections: refuse (78) and name the fix, rather than fail by chance.
+async fn refuse_transaction_pooling(
+    url: &DatabaseUrl,
+    conn: &mut Connection,
+) -> Result<Option<Connection>, MigrateError> {
+    if url.kind() != Kind::Postgres {
+        return Ok(None);
+    }
+    let mut lock_session = url
+        .connect()
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("connecting to take the lock: {e}")))?;
+    let seen = pooler::transaction_pooling(conn, &mut lock_session)
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("checking for a pooler: {e}")))?;
+    let Some(seen) = seen else {
+        return Ok(Some(lock_session));
+    };
+    lock_session.close().await;
+    Err(MigrateError::Misconfigured(format!(
+        "{} goes through a transaction pooler ({seen}): native migrations need a session of \
+         their own, so roadie does not migrate through it; give the direct URL with \
+         --migrate-database-url (ROADIE_MIGRATE_DATABASE_URL), or use session pooling",
+        url.whereabouts()
+    )))
+}
+
 /// The migration session: the wait stage's connection when it still answers, else a new one.
-/// On Postgres it has the server check the client every second: if roadie dies
-/// mid-statement, the server would otherwise notice only when it next writes to the socket,
-/// and a long statement would keep its transaction (and the next replica waiting) until then
-/// (PostgreSQL 14+; an older server refuses the setting, which costs only that).
 /// With `ddl_lock_timeout`, `lock_timeout` is a startup option of a new session (never the
 /// handed-on one): a migration's own `RESET lock_timeout` or `RESET ALL` returns to the
 /// session's default, which a startup option sets, where a `SET` would be wiped.
@@ -729,39 +766,57 @@ pub(super) async fn migration_session(
     .await
     .ok()
     .flatten();
-    let mut conn = match alive {
+    let conn = match alive {
         Some(conn) => conn,
         None => {
-            let mut options = url
-                .connect_options()
-                .map_err(|e| MigrateError::Unavailable(e.to_string()))?;
-            #[cfg(feature = "postgres")]
-            if let (ConnectOptions::Postgres(o), Some(t)) = (&options, startup_lock_timeout) {
-                options = ConnectOptions::Postgres(
-                    o.clone()
-                        .options([("lock_timeout", format!("{}ms", t.as_millis().max(1)))]),
-                );
-            }
-            bounded("connecting to migrate", Connection::open(&options))
-                .await?
-                .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
+            let settings: Vec<(&str, String)> = startup_lock_timeout
+                .map(|t| ("lock_timeout", format!("{}ms", t.as_millis().max(1))))
+                .into_iter()
+                .collect();
+            bounded(
+                "connecting to migrate",
+                url.connect_with_settings(&settings),
+            )
+            .await?
+            .map_err(|e| MigrateError::Unavailable(format!("connecting to migrate: {e}")))?
         }
     };
+    Ok(conn)
+}
+
+/// On Postgres, has the server check the client every second: if roadie dies mid-statement,
+/// the server would otherwise notice only when it next writes to the socket, and a long
+/// statement would keep its transaction (and the next replica waiting) until then
+/// (PostgreSQL 14+; an older server refuses the setting, which costs only that). Session
+/// settings: only once the session is known not to be a transaction pooler's.
+async fn keep_checking_the_client(url: &DatabaseUrl, conn: &mut Connection) {
     if url.kind() == Kind::Postgres
-        && let Err(e) = bounded(
+        && let Ok(Err(e)) = bounded(
             "setting up the migration session",
             conn.execute(MIGRATION_SESSION_BOUNDS),
         )
-        .await?
+        .await
     {
         tracing::debug!("the migration session keeps the server's defaults: {e}");
     }
-    Ok(conn)
 }
 
 /// What migrating needs of the connection, for whichever driver.
 impl Connection {
+    // A Postgres-only build has one driver: its `if let` always matches.
+    #[cfg_attr(
+        not(any(feature = "mysql", feature = "sqlite")),
+        allow(irrefutable_let_patterns)
+    )]
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>, MigrateError> {
+        // Postgres: a simple query, as it may go through a transaction pooler before roadie
+        // knows (sqlx's own names a prepared statement that stays on the server connection).
+        #[cfg(feature = "postgres")]
+        if let Connection::Postgres(c) = self {
+            return applied_simply(c)
+                .await
+                .map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")));
+        }
         on_each_driver!(self, c => c.list_applied_migrations(TABLE).await)
             .map_err(|e| MigrateError::Unavailable(format!("reading {TABLE}: {e}")))
     }
@@ -793,6 +848,37 @@ impl Connection {
     async fn run(&mut self, migrator: &Migrator) -> Result<(), SqlxMigrateError> {
         on_each_driver!(self, c => migrator.run_direct(None, c, false).await)
     }
+}
+
+/// What sqlx's `list_applied_migrations` reads, as one simple query (rows come as text).
+#[cfg(feature = "postgres")]
+async fn applied_simply(
+    c: &mut sqlx::postgres::PgConnection,
+) -> Result<Vec<AppliedMigration>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT version::text, encode(checksum, 'hex') FROM {TABLE} ORDER BY version"
+    )))
+    .fetch_all(c)
+    .await?;
+    let bad = |what: &str| sqlx::Error::Protocol(format!("{TABLE} holds {what}"));
+    rows.iter()
+        .map(|row| {
+            let version: String = row.try_get(0)?;
+            let checksum: String = row.try_get(1)?;
+            let bytes = (0..checksum.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(checksum.get(i..i + 2).unwrap_or("x"), 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| bad("a checksum that is not hex"))?;
+            Ok(AppliedMigration {
+                version: version
+                    .parse()
+                    .map_err(|_| bad("a version that is not a number"))?,
+                checksum: bytes.into(),
+            })
+        })
+        .collect()
 }
 
 /// What a failed run leaves behind: each migration commits on its own, so the ones before the

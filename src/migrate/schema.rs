@@ -212,7 +212,7 @@ pub async fn await_current(
         }
         // Config accepts a command only when it is alembic upgrade head.
         _ => {
-            return Err(MigrateError::Config(
+            return Err(MigrateError::Misconfigured(
                 "--wait-for-schema: roadie cannot read the alembic project of the migration \
                  command without Python (the line above says why)"
                     .into(),

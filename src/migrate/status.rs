@@ -9,7 +9,7 @@ use tokio::runtime::Runtime;
 
 use super::alembic::{RevisionStatus, State};
 use super::at_head::Scripts;
-use super::native::{Folder, migration_session};
+use super::native::Folder;
 use super::{MigrateError, Plan, bounded, schema};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
 
@@ -46,7 +46,7 @@ pub fn show(
             }
         }
         (Plan::Command(program), None) if json => {
-            return Err(MigrateError::Config(format!(
+            return Err(MigrateError::Misconfigured(format!(
                 "migrate status --json: roadie cannot read what {:?} applies; ask that tool \
                  (e.g. `alembic current`)",
                 program.command_line()
@@ -160,7 +160,11 @@ pub struct Status {
 
 /// Every migration of the folder and of the history table, merged.
 async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, MigrateError> {
-    let mut conn = migration_session(url, None, None).await?;
+    // A plain session: nothing set on it that a pooler's server connection would keep.
+    let mut conn = url
+        .connect()
+        .await
+        .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))?;
     // No table yet: everything is pending.
     let recorded = bounded("reading _sqlx_migrations", history(&mut conn))
         .await?
@@ -204,8 +208,53 @@ async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, Migra
     Ok(rows)
 }
 
+/// Every row of the history table. Postgres: as one simple query, which a transaction pooler
+/// carries like any other (sqlx would name a prepared statement and leave it on the server
+/// connection); its rows come as text.
+#[cfg(feature = "postgres")]
+async fn history_simply(
+    c: &mut sqlx::postgres::PgConnection,
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let rows = sqlx::raw_sql(
+        "SELECT version::text, description, installed_on::text, success::text, \
+                encode(checksum, 'hex'), execution_time::text \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(c)
+    .await?;
+    let number = |text: String| {
+        text.parse::<i64>()
+            .map_err(|_| sqlx::Error::Protocol(format!("_sqlx_migrations holds {text:?}")))
+    };
+    rows.into_iter()
+        .map(|r| {
+            let hex: String = r.try_get(4)?;
+            Ok(Recorded {
+                version: number(r.try_get(0)?)?,
+                description: r.try_get(1)?,
+                installed_on: r.try_get(2)?,
+                success: r.try_get::<String, _>(3)? == "true",
+                checksum: (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect(),
+                execution_ns: number(r.try_get(5)?)?,
+            })
+        })
+        .collect()
+}
+
 /// Every row of the history table.
+// A Postgres-only build has one driver: its `if let` always matches.
+#[cfg_attr(
+    not(any(feature = "mysql", feature = "sqlite")),
+    allow(irrefutable_let_patterns)
+)]
 async fn history(conn: &mut Connection) -> Result<Vec<Recorded>, sqlx::Error> {
+    #[cfg(feature = "postgres")]
+    if let Connection::Postgres(c) = conn {
+        return history_simply(c).await;
+    }
     // Each database spells "the timestamp as text" its own way.
     let installed_on = match conn.kind() {
         Kind::Postgres => "installed_on::text",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::database::readiness::{self, Verdict};
+use crate::database::standby::{self, OnStandby};
 use crate::database::{self, ConnectOptions, Connection, DatabaseUrl};
 
 /// A host name is looked up at most this often (20 times a second): compose's DNS answers
@@ -21,8 +22,10 @@ pub enum Target {
     Database {
         url: DatabaseUrl,
         name: String,
-        /// The boot's own database: its ready connection goes on to the migrate stage.
+        /// The database the boot migrates: its ready connection goes on to the migrate stage.
         hand_on: bool,
+        /// Whether a read-only standby is not ready (wait) or refused (fail).
+        standby: Option<OnStandby>,
     },
     Tcp {
         host: String,
@@ -39,11 +42,17 @@ impl std::fmt::Debug for Target {
     /// As derived, but an http(s) URL is shown masked, by its name: it may hold a password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Database { url, name, hand_on } => f
+            Target::Database {
+                url,
+                name,
+                hand_on,
+                standby,
+            } => f
                 .debug_struct("Database")
                 .field("url", url)
                 .field("name", name)
                 .field("hand_on", hand_on)
+                .field("standby", standby)
                 .finish(),
             Target::Tcp { host, port, name } => f
                 .debug_struct("Tcp")
@@ -57,11 +66,18 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    pub fn database(url: DatabaseUrl) -> Self {
+    /// The boot's own database (`name` in logs), or its direct URL for migrations.
+    pub fn database(
+        url: DatabaseUrl,
+        name: &str,
+        hand_on: bool,
+        standby: Option<OnStandby>,
+    ) -> Self {
         Target::Database {
             url,
-            name: "database".into(),
-            hand_on: true,
+            name: name.into(),
+            hand_on,
+            standby,
         }
     }
 
@@ -114,6 +130,7 @@ impl Target {
                     name: url.to_string(),
                     url,
                     hand_on: false,
+                    standby: None,
                 })
             }
         }
@@ -149,13 +166,35 @@ impl Target {
         http: Option<&reqwest::Client>,
     ) -> Result<Option<Connection>, Verdict> {
         match self {
-            Target::Database { url, hand_on, .. } => {
-                let options = url
-                    .connect_options()
-                    .map_err(|e| readiness::classify(&e, url))?;
-                let connection = readiness::probe(&options)
+            Target::Database {
+                url,
+                hand_on,
+                standby,
+                ..
+            } => {
+                let mut connection = readiness::probe(url)
                     .await
                     .map_err(|e| readiness::classify(&e, url))?;
+                if let Some(policy) = standby {
+                    let read_only = standby::read_only(&mut connection)
+                        .await
+                        .map_err(|e| readiness::classify(&e, url))?;
+                    if let Some(why) = read_only {
+                        connection.close().await;
+                        let cause = format!("the {} is {why}", url.whereabouts());
+                        return Err(match policy {
+                            OnStandby::Fail => Verdict::Permanent {
+                                cause,
+                                hint: "--on-standby fail: point the URL at the primary, or \
+                                       use --on-standby wait or skip"
+                                    .into(),
+                            },
+                            _ => Verdict::Transient(format!(
+                                "{cause}; waiting for a primary (--on-standby wait)"
+                            )),
+                        });
+                    }
+                }
                 if *hand_on {
                     return Ok(Some(connection));
                 }

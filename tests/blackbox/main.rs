@@ -17,6 +17,7 @@ mod migrating_alembic_at_head;
 mod migrating_ddl;
 mod migrating_other_databases;
 mod migrating_partitions;
+mod pooler;
 mod prestart;
 mod reaping;
 mod shipping;

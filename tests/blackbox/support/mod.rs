@@ -8,6 +8,7 @@ pub mod dns;
 pub mod http;
 pub mod mariadb;
 pub mod netns;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod sessions;
 pub mod terminal;

@@ -293,6 +293,48 @@ impl Postgres {
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
     }
 
+    /// A streaming standby of this (started) server: `pg_basebackup -R` over the socket, on
+    /// its own port, started and accepting read-only logins.
+    pub fn standby(&self) -> Postgres {
+        let hba = self.dir.join("data/pg_hba.conf");
+        let mut rules = fs::read_to_string(&hba).expect("pg_hba");
+        if !rules.contains("replication") {
+            rules.push_str("local replication all trust\n");
+            fs::write(&hba, rules).expect("pg_hba");
+            self.psql("SELECT pg_reload_conf()");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("roadie-pg-standby-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        chown_postgres(&dir);
+        let data = dir.join("data");
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_basebackup"),
+            "-h",
+            &self.socket_dir(),
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+            &data.to_string_lossy(),
+            "-R",
+            "-X",
+            "stream",
+        ]);
+        assert!(out.status.success(), "pg_basebackup: {}", text(&out));
+        let mut standby = Postgres {
+            port: free_port(),
+            dir,
+            running: false,
+            options: Vec::new(),
+        };
+        standby.start();
+        standby
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").to_string_lossy().into_owned()
     }
