@@ -237,8 +237,10 @@ impl DatabaseUrl {
     }
 
     /// Connects as `connect` does, with PostgreSQL `settings` given at connection start (the
-    /// startup `options`): a session's own `RESET` cannot undo them. Other databases ignore
-    /// them.
+    /// startup `options`, so a session's own `RESET` cannot undo them; `application_name` as
+    /// its own startup parameter). A pooler that refuses the startup `options` (PgBouncer:
+    /// "unsupported startup parameter: options") gets them as `SET`s once connected instead.
+    /// Other databases ignore them.
     pub async fn connect_with_settings(
         &self,
         settings: &[(&str, String)],
@@ -255,13 +257,11 @@ impl DatabaseUrl {
                     .map(|u| (u, host_of(u)))
                     .collect();
                 hosts::connect(candidates, session, |u| async move {
-                    let options = match server_options(*kind, u)? {
-                        #[cfg(feature = "postgres")]
-                        ConnectOptions::Postgres(o) if !settings.is_empty() => {
-                            ConnectOptions::Postgres(o.options(settings.iter().cloned()))
-                        }
-                        options => options,
-                    };
+                    let options = server_options(*kind, u)?;
+                    #[cfg(feature = "postgres")]
+                    if let ConnectOptions::Postgres(o) = &options {
+                        return connect_postgres_with(o, settings).await;
+                    }
                     Connection::open(&options).await
                 })
                 .await
@@ -276,6 +276,36 @@ impl DatabaseUrl {
             Location::Server { kind, url, .. } => server_options(*kind, url),
             Location::Sqlite { file, query } => sqlite_options(file.as_deref(), query),
         }
+    }
+}
+
+/// One PostgreSQL connection with `settings` (see `connect_with_settings`).
+#[cfg(feature = "postgres")]
+async fn connect_postgres_with(
+    options: &PgConnectOptions,
+    settings: &[(&str, String)],
+) -> Result<Connection, sqlx::Error> {
+    let mut named = options.clone();
+    let mut startup = Vec::new();
+    for (name, value) in settings {
+        match *name {
+            "application_name" => named = named.application_name(value),
+            _ => startup.push((*name, value.clone())),
+        }
+    }
+    if startup.is_empty() {
+        return Connection::open(&ConnectOptions::Postgres(named)).await;
+    }
+    let with_options = ConnectOptions::Postgres(named.clone().options(startup.iter().cloned()));
+    match Connection::open(&with_options).await {
+        Err(e) if sqlstate::refuses_startup_options(&e) => {
+            let mut conn = Connection::open(&ConnectOptions::Postgres(named)).await?;
+            for (name, value) in &startup {
+                conn.set(name, value).await?;
+            }
+            Ok(conn)
+        }
+        opened => opened,
     }
 }
 

@@ -69,6 +69,13 @@ impl Connection {
         on_each_driver!(self, c => sqlx::raw_sql(sql).execute(c).await.map(drop))
     }
 
+    /// `SET name = 'value'` for the session, as a simple query (a transaction pooler has no
+    /// prepared statements). `name` is roadie's own; the value is quoted.
+    pub async fn set(&mut self, name: &str, value: &str) -> Result<(), sqlx::Error> {
+        let sql = format!("SET {name} = '{}'", value.replace('\'', "''"));
+        on_each_driver!(self, c => sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await.map(drop))
+    }
+
     /// A handed-on connection, if it still answers: it may have idled while other targets
     /// were waited for, and the server may have gone since.
     pub async fn if_alive(reused: Option<Self>) -> Option<Self> {

@@ -29,6 +29,18 @@ pub fn is_connection_loss(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a login failed because a pooler refuses the startup `options` parameter (PgBouncer
+/// answers 08P01 "unsupported startup parameter: options" unless told to ignore it).
+pub fn refuses_startup_options(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some("08P01")
+                && d.message().contains("unsupported startup parameter")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,18 +223,16 @@ impl CommandWatch {
     /// the line to log when the database did not answer within the bound, `Ok(None)` when the
     /// session could not be had for another reason (no watch then).
     async fn connect(url: &DatabaseUrl) -> Result<Option<(Connection, Option<i32>)>, String> {
-        let Ok(options) = url.connect_options() else {
-            return Ok(None);
+        // Each host of a multi-host URL in turn, as the command's own driver would. Unnamed:
+        // behind a transaction pooler a name would stay on the server connection.
+        let mut conn = match bounded("connecting the watch session", url.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                debug!("no watch beside the migration command: {e}");
+                return Ok(None);
+            }
+            Err(silence) => return Err(said(silence)),
         };
-        let mut conn =
-            match bounded("connecting the watch session", Connection::open(&options)).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
-                    debug!("no watch beside the migration command: {e}");
-                    return Ok(None);
-                }
-                Err(silence) => return Err(said(silence)),
-            };
         if url.kind() == Kind::Postgres
             && let Ok(Err(e)) = bounded("", conn.execute(SERVER_BOUNDS)).await
         {

@@ -211,6 +211,30 @@ fn ten_replicas_through_a_session_pooler_migrate_a_native_folder_once() {
 }
 
 #[test]
+fn a_ddl_lock_timeout_through_a_pooler_refusing_startup_options_is_set_in_the_session() {
+    // PgBouncer refuses the startup `options` roadie gives a direct server; the timeout must
+    // still reach the migration's session, and the watch session must still open.
+    let pg = Postgres::started();
+    let bouncer = PgBouncer::start_with(&pg, PoolMode::Session, 10);
+    let dir = scratch();
+    let migrations = folder(dir.path());
+    std::fs::write(
+        migrations.join("4_seen.sql"),
+        "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout;",
+    )
+    .unwrap();
+    native(
+        &bouncer.app_url(),
+        &migrations,
+        &["--ddl-lock-timeout", "250ms"],
+    )
+    .run()
+    .code(0)
+    .stdout_has("app-started");
+    assert_eq!(pg.psql("SELECT lock_timeout FROM seen"), "250ms");
+}
+
+#[test]
 fn migrate_status_wait_and_an_up_to_date_boot_work_through_a_transaction_pooler() {
     let pg = Postgres::started();
     let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
