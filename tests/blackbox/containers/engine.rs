@@ -511,9 +511,13 @@ impl Project {
     /// GET `path` from inside replica `n` of the app (its own loopback) until it answers 200.
     pub fn answers(&self, n: u32, path: &str, deadline: Duration) -> String {
         let name = self.container("app", n);
+        // A generous timeout, so no abandoned request is left in flight: under load aardvark
+        // (podman's DNS) can keep the app's lookup of `postgres` waiting for many seconds, and
+        // a request still stuck there at `stop` holds its uvicorn worker past the stop grace
+        // (SIGKILL, 137) for a reason that is neither roadie's nor the compose file's.
         let script = format!(
             "import urllib.request\n\
-             print(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5).read().decode())"
+             print(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=60).read().decode())"
         );
         let start = Instant::now();
         loop {
