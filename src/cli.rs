@@ -21,13 +21,16 @@ Exit codes:
   128+S       the app was killed by signal S, or roadie was stopped by S before the app started
   64          usage error: unknown flag, missing command
   65          a boot step failed: SQL error, checksum mismatch, applied migration missing,
-              migration command or --hooks executable exited non-zero (the message names it)
+              migration command or --hooks executable exited non-zero (the message names it),
+              several alembic heads or a recorded revision the scripts do not have
   69          a dependency is unavailable (not ready in time, or refused for good)
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
   78          configuration error: malformed URL, unreadable *_FILE, bad duration, signal,
               exit code or user, missing migrations folder or directory of a SQLite file,
-              native migrations through a transaction pooler without --migrate-database-url
+              native migrations through a transaction pooler without --migrate-database-url,
+              migrations found (alembic.ini, ./migrations) but no database named, an alembic
+              configuration roadie cannot read
   126 / 127   COMMAND (or a hook, or the migration command) not executable or its #!
               interpreter missing / not found
 
