@@ -241,6 +241,8 @@ impl DatabaseUrl {
     /// its own startup parameter). A pooler that refuses the startup `options` (PgBouncer:
     /// "unsupported startup parameter: options") gets them as `SET`s once connected instead.
     /// Other databases ignore them.
+    // A build with PostgreSQL alone has no other kind of options.
+    #[allow(irrefutable_let_patterns)]
     pub async fn connect_with_settings(
         &self,
         settings: &[(&str, String)],

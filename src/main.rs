@@ -1,14 +1,16 @@
 //! roadie: the ENTRYPOINT (PID 1) of a database-backed container.
 //!
 //! `main` blocks signals before anything else, parses the command line, starts logging and
-//! hands over to the boot pipeline (`boot.rs`, the only file that knows the stage order):
+//! hands over to the boot pipeline (`boot.rs`, the only file that knows the stage order;
+//! `boot/timings.rs` the line that starts the app):
 //!
 //! - `cli.rs` (flags and env as typed), `config.rs` (resolved and checked: a typo fails in
 //!   milliseconds), `logging.rs` (roadie's own lines on stderr, text or JSON)
 //! - `database.rs`: the URL in every form, masked; `database/` connects, classifies errors
 //!   (`readiness.rs`, `sqlstate.rs`) and dispatches per driver (`connection.rs`)
 //! - `wait.rs` (+ `wait/target.rs`): the database and `--wait-for` targets, in parallel
-//! - `migrate.rs`: the plan; `migrate/` the lock, native folders, a migration command, status
+//! - `migrate.rs`: the plan; `migrate/` the stage as the boot runs it (`stage.rs`), the lock,
+//!   native folders, a migration command, alembic read without Python, status
 //! - `hooks.rs`: `--hooks DIR`, each a supervised child
 //! - `supervise.rs`: the one way to run a child (spawn, reap, forward, stop within a grace),
 //!   and `until_stopped` for the async stages; `children.rs` (spawn, `children/reaper.rs` the

@@ -1,7 +1,7 @@
 //! The migrate stage: which migrations run (the plan: skip, native folder or external command),
 //! and the summary line. Both kinds run under the cluster-wide lock (`lock.rs`); the native kind
-//! is `native.rs`, the command kind `command.rs` (a supervised child like the app), and
-//! `roadie migrate status` is `status.rs`.
+//! is `native.rs`, the command kind `command.rs` (a supervised child like the app),
+//! `roadie migrate status` is `status.rs`, and `stage.rs` is the stage as the boot runs it.
 
 pub mod alembic;
 pub mod at_head;
@@ -9,6 +9,7 @@ pub mod command;
 pub mod lock;
 pub mod native;
 pub mod schema;
+pub mod stage;
 pub mod status;
 
 use std::ffi::{OsStr, OsString};
@@ -24,9 +25,6 @@ use crate::signals;
 use crate::supervise::Stop;
 use lock::LockError;
 
-/// How migrations treat the table locks they need (`--ddl-lock-timeout`, `--ddl-retries`):
-/// without a timeout, an `ALTER TABLE` queued behind one long query stalls every query behind
-/// it; with one, it gives up after that long and a native migration is retried from its start.
 /// How the migrate stage deals with locks: how long a replica waits for another's migration
 /// (`--lock-timeout`), whether it keeps the migration lock afterwards for `--locked-hooks`,
 /// and how its migrations wait for table locks (`--ddl-*`).
@@ -37,6 +35,9 @@ pub struct Locking {
     pub ddl: DdlLimits,
 }
 
+/// How migrations treat the table locks they need (`--ddl-lock-timeout`, `--ddl-retries`):
+/// without a timeout, an `ALTER TABLE` queued behind one long query stalls every query behind
+/// it; with one, it gives up after that long and a native migration is retried from its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DdlLimits {
     /// PostgreSQL `lock_timeout`, set at connection start; `None`: the server's (none).

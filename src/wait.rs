@@ -12,8 +12,10 @@ use libc::c_int;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
+use crate::config::Config;
 use crate::database::Connection;
 use crate::database::readiness::Verdict;
+use crate::database::standby::OnStandby;
 use crate::signals;
 use crate::supervise::{Stop, Supervision};
 pub use target::Target;
@@ -102,6 +104,39 @@ pub struct Waited {
     pub took: Duration,
     /// "database", or the name of the target that was ready last.
     pub last: String,
+}
+
+/// What the boot waits for: the database (and the direct one it migrates through, which hands
+/// its connection on and is checked for a standby when `writes`, as `--on-standby` says), then
+/// the `--wait-for` targets. Names the databases once at info.
+pub fn targets(config: &Config, writes: bool) -> Vec<Target> {
+    // The database that is migrated hands its connection on, and is checked for a standby
+    // when migrations will run there.
+    let check = (writes && config.on_standby != OnStandby::Skip).then_some(config.on_standby);
+    let mut targets: Vec<Target> = match (&config.database, &config.migrate_database) {
+        (Some(app), Some(direct)) => vec![
+            Target::database(app.clone(), "database", false, None),
+            Target::database(direct.clone(), "migration database", true, check),
+        ],
+        (Some(app), None) => vec![Target::database(app.clone(), "database", true, check)],
+        (None, _) => Vec::new(),
+    };
+    if let Some(direct) = &config.migrate_database {
+        info!(
+            "migrating through the {} ({})",
+            direct.whereabouts(),
+            direct.source
+        );
+    }
+    match &config.database {
+        Some(url) => info!("waiting for the {} ({})", url.whereabouts(), url.source),
+        None => info!(
+            "no database configured (--database-url, ROADIE_DATABASE_URL, DATABASE_URL, \
+             POSTGRES_HOST): nothing to wait for or migrate"
+        ),
+    }
+    targets.extend(config.wait_for.iter().cloned());
+    targets
 }
 
 /// Waits for every target, in parallel, up to `timeout`, or until a stop signal. Returns the
