@@ -54,6 +54,7 @@ def main() -> int:
         raise harness.BenchError(f"no roadie at {roadie} (set ROADIE_BIN)")
     harness.become_child_subreaper()
     with tempfile.TemporaryDirectory(prefix="bench-alembic-") as work:
+        os.chmod(work, 0o755)  # the postgres user enters it to reach its own directory
         cluster = Cluster(work, harness.free_port())
         cluster.initdb()
         cluster.start()
