@@ -101,29 +101,35 @@ fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() 
     assert!(version.starts_with("roadie "), "{version}");
 }
 
-#[test]
-fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_kill() {
-    images();
-    let mut cleanup = Cleanup::new("stop-example");
-    let network = postgres(&mut cleanup);
+/// The FastAPI example detached on a network with PostgreSQL, its port published on loopback,
+/// `extra` before the image; returned once it answers. Its name and port.
+fn example_serving(cleanup: &mut Cleanup, extra: &[&str]) -> (String, u16) {
+    let network = postgres(cleanup);
     let name = cleanup.container("app");
     let port = free_port();
-    podman([
-        "run",
-        "--detach",
-        "--name",
-        &name,
-        "--network",
-        &network,
+    let publish = format!("127.0.0.1:{port}:8000");
+    let url = format!("DATABASE_URL={EXAMPLE_URL}");
+    let mut args = vec!["run", "--detach", "--name", &name, "--network", &network];
+    args.extend_from_slice(extra);
+    args.extend([
         "--publish",
-        &format!("127.0.0.1:{port}:8000"),
+        &publish,
         "-e",
-        &format!("DATABASE_URL={EXAMPLE_URL}"),
+        &url,
         "-e",
         SLOW_DNS_WAIT,
         EXAMPLE,
     ]);
+    podman(args);
     healthy_within(&name, port, Duration::from_secs(240));
+    (name, port)
+}
+
+#[test]
+fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_kill() {
+    images();
+    let mut cleanup = Cleanup::new("stop-example");
+    let (name, _) = example_serving(&mut cleanup, &[]);
     // A 30 s grace: only a graceful stop ends it in the bound below; the engine's default
     // kill would come at 10 s.
     let (took, code) = stop(&name, 30);
@@ -290,26 +296,7 @@ fn podman_run_it_bash_gets_a_terminal_with_job_control_and_skips_the_boot() {
 fn the_example_boots_and_serves_with_a_read_only_root_filesystem() {
     images();
     let mut cleanup = Cleanup::new("read-only");
-    let network = postgres(&mut cleanup);
-    let name = cleanup.container("app");
-    let port = free_port();
-    podman([
-        "run",
-        "--detach",
-        "--read-only",
-        "--name",
-        &name,
-        "--network",
-        &network,
-        "--publish",
-        &format!("127.0.0.1:{port}:8000"),
-        "-e",
-        &format!("DATABASE_URL={EXAMPLE_URL}"),
-        "-e",
-        SLOW_DNS_WAIT,
-        EXAMPLE,
-    ]);
-    healthy_within(&name, port, Duration::from_secs(240));
+    let (_, port) = example_serving(&mut cleanup, &["--read-only"]);
     let (status, body) = http_get(port, "/customers").expect("GET /customers");
     assert_eq!(
         status, 200,

@@ -23,7 +23,13 @@ const SEEDED: [(&str, i64, i64); 2] = [("Ada Lovelace", 2, 4700), ("Grace Hopper
 const GRACEFUL: &str = "[rust-service] SIGTERM received: shutting down gracefully";
 
 fn service_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/rust-service");
+    // Beside this test binary (target/debug/deps/), so a CARGO_TARGET_DIR elsewhere is honoured.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/");
+    let bin = profile.join("examples/rust-service");
     assert!(
         bin.is_file(),
         "{} is missing: run cargo build --examples (scripts/test.sh does)",

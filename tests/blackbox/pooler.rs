@@ -7,9 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rstest::rstest;
+
 use crate::support::pgbouncer::{PgBouncer, PoolMode};
 use crate::support::postgres::Postgres;
-use crate::support::{Mode, Roadie, app, roadie, scratch};
+use crate::support::{Finished, Mode, Roadie, app, roadie, scratch};
 
 const APP_KEY: i64 = 3469795979745788610;
 
@@ -80,41 +82,37 @@ fn nothing_left(pg: &Postgres) {
     );
 }
 
-#[test]
-fn ten_replicas_through_a_transaction_pooler_run_alembic_once_and_none_fails() {
-    let pg = Postgres::started();
-    let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
-    let replicas: Vec<_> = (0..10)
-        .map(|_| {
-            alembic(&bouncer.app_url(), &[])
-                .env("ALEMBIC_APP_SLEEP", "0.3")
-                .start()
-        })
-        .collect();
-    for r in replicas {
-        r.finish_within(Duration::from_secs(90))
-            .code(0)
-            .stdout_has("app-started")
-            .stderr_lacks("Traceback");
-    }
-    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
-    nothing_left(&pg);
+/// Ten replicas started at once, each run to its end (within `limit`).
+fn ten_at_once(replica: impl Fn() -> Roadie, limit: Duration) -> Vec<Finished> {
+    let started: Vec<_> = (0..10).map(|_| replica().start()).collect();
+    started
+        .into_iter()
+        .map(|r| r.finish_within(limit))
+        .collect()
 }
 
-#[test]
-fn ten_replicas_with_a_direct_url_run_alembic_on_it_once_and_none_fails() {
+/// The versions `applied_log` holds (each test migration appends its own), in order.
+fn applied(pg: &Postgres) -> String {
+    pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log")
+}
+
+/// Alembic through a transaction pooler, with or without `--migrate-database-url`: the lock
+/// holds either way (alembic needs no session state across transactions).
+#[rstest]
+#[case::through_a_transaction_pooler(false)]
+#[case::with_a_direct_url_for_the_migration(true)]
+fn ten_replicas_run_alembic_once_and_none_fails(#[case] direct: bool) {
     let pg = Postgres::started();
     let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
-    let direct = pg.app_url();
-    let replicas: Vec<_> = (0..10)
-        .map(|_| {
-            alembic(&bouncer.app_url(), &["--migrate-database-url", &direct])
-                .env("ALEMBIC_APP_SLEEP", "0.3")
-                .start()
-        })
-        .collect();
-    for r in replicas {
-        r.finish_within(Duration::from_secs(90))
+    let url = pg.app_url();
+    let extra: &[&str] = if direct {
+        &["--migrate-database-url", &url]
+    } else {
+        &[]
+    };
+    let replica = || alembic(&bouncer.app_url(), extra).env("ALEMBIC_APP_SLEEP", "0.3");
+    for finished in ten_at_once(replica, Duration::from_secs(90)) {
+        finished
             .code(0)
             .stdout_has("app-started")
             .stderr_lacks("Traceback");
@@ -142,19 +140,13 @@ fn native_migrations_through_a_transaction_pooler_are_refused_with_78_naming_the
     // Ten at once: busy clients can hide a pooler from one replica (the detection samples a
     // few times; bench/pooler.py saw it in 100 of 100 replicas), so the claim is the one that
     // holds for certain: never "unavailable" (69), and never a half-migrated schema.
-    let replicas: Vec<_> = (0..10)
-        .map(|_| native(&bouncer.app_url(), &migrations, &[]).start())
-        .collect();
-    for r in replicas {
-        let finished = r.finish_within(Duration::from_secs(60));
+    let replica = || native(&bouncer.app_url(), &migrations, &[]);
+    for finished in ten_at_once(replica, Duration::from_secs(60)) {
         assert!(matches!(finished.code, Some(0 | 78)), "{finished}");
         finished.stderr_lacks("roadie-secret-pw");
     }
     if pg.table_exists("applied_log") {
-        assert_eq!(
-            pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
-            "1,2,3"
-        );
+        assert_eq!(applied(&pg), "1,2,3");
     }
     nothing_left(&pg);
 }
@@ -166,25 +158,17 @@ fn ten_replicas_with_a_direct_url_migrate_a_native_folder_once_and_none_fails() 
     let dir = scratch();
     let migrations = folder(dir.path());
     let direct = pg.app_url();
-    let replicas: Vec<_> = (0..10)
-        .map(|_| {
-            native(
-                &bouncer.app_url(),
-                &migrations,
-                &["--migrate-database-url", &direct],
-            )
-            .start()
-        })
-        .collect();
-    for r in replicas {
-        r.finish_within(Duration::from_secs(60))
-            .code(0)
-            .stdout_has("app-started");
+    let replica = || {
+        native(
+            &bouncer.app_url(),
+            &migrations,
+            &["--migrate-database-url", &direct],
+        )
+    };
+    for finished in ten_at_once(replica, Duration::from_secs(60)) {
+        finished.code(0).stdout_has("app-started");
     }
-    assert_eq!(
-        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
-        "1,2,3"
-    );
+    assert_eq!(applied(&pg), "1,2,3");
     nothing_left(&pg);
 }
 
@@ -196,18 +180,11 @@ fn ten_replicas_through_a_session_pooler_migrate_a_native_folder_once() {
     let bouncer = PgBouncer::start_with(&pg, PoolMode::Session, 25);
     let dir = scratch();
     let migrations = folder(dir.path());
-    let replicas: Vec<_> = (0..10)
-        .map(|_| native(&bouncer.app_url(), &migrations, &[]).start())
-        .collect();
-    for r in replicas {
-        r.finish_within(Duration::from_secs(60))
-            .code(0)
-            .stdout_has("app-started");
+    let replica = || native(&bouncer.app_url(), &migrations, &[]);
+    for finished in ten_at_once(replica, Duration::from_secs(60)) {
+        finished.code(0).stdout_has("app-started");
     }
-    assert_eq!(
-        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM applied_log"),
-        "1,2,3"
-    );
+    assert_eq!(applied(&pg), "1,2,3");
 }
 
 #[test]
