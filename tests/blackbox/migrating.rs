@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::{BIN, Postgres};
-use crate::support::{Finished, Mode, roadie, scratch};
+use crate::support::{Finished, Mode, migrating, roadie, scratch};
 
 /// sqlx's lock key for the database `app`: 0x3d32ad9e * crc32("app").
 const APP_KEY: i64 = 3469795979745788610;
@@ -57,15 +57,7 @@ fn five(dir: &Path) -> PathBuf {
 }
 
 fn migrate(pg: &Postgres, dir: &Path, extra: &[&str]) -> crate::support::Roadie {
-    let mut args = vec![
-        "--database-url".to_string(),
-        pg.app_url(),
-        "--migrations".into(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
-    roadie(Mode::Subreaper, args)
+    migrating(&pg.app_url(), dir, extra)
 }
 
 fn lock_is_free(pg: &Postgres) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::postgres::Postgres;
 use crate::support::sessions::{Blocker, longest_query_time, query_time};
-use crate::support::{Mode, Roadie, app, roadie, scratch};
+use crate::support::{Mode, Roadie, app, migrating, roadie, scratch};
 
 const APP_KEY: i64 = 3469795979745788610;
 
@@ -27,15 +27,7 @@ fn folder(dir: &Path, second: &str) -> PathBuf {
 }
 
 fn migrate(pg: &Postgres, dir: &Path, extra: &[&str]) -> Roadie {
-    let mut args = vec![
-        "--database-url".to_string(),
-        pg.app_url(),
-        "--migrations".into(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
-    roadie(Mode::Subreaper, args)
+    migrating(&pg.app_url(), dir, extra)
 }
 
 /// A cluster with migration 1 applied (roadie's own run, so the table is roadie's role's).

@@ -11,7 +11,7 @@ use rstest::rstest;
 
 use crate::support::pgbouncer::{PgBouncer, PoolMode};
 use crate::support::postgres::Postgres;
-use crate::support::{Finished, Mode, Roadie, app, roadie, scratch};
+use crate::support::{Finished, Mode, Roadie, app, migrating, roadie, scratch};
 
 const APP_KEY: i64 = 3469795979745788610;
 
@@ -39,18 +39,6 @@ fn folder(dir: &Path) -> PathBuf {
         std::fs::write(path.join(format!("{version}_{name}.sql")), sql).unwrap();
     }
     path
-}
-
-fn native(url: &str, dir: &Path, extra: &[&str]) -> Roadie {
-    let mut args = vec![
-        "--database-url".to_string(),
-        url.to_string(),
-        "--migrations".into(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
-    roadie(Mode::Subreaper, args)
 }
 
 fn venv_bin() -> PathBuf {
@@ -129,7 +117,7 @@ fn native_migrations_through_a_transaction_pooler_are_refused_with_78_naming_the
     let migrations = folder(dir.path());
     // Alone, a replica's two connections get the server connection PgBouncer was given back
     // last (LIFO): the pooler shows for certain.
-    native(&bouncer.app_url(), &migrations, &[])
+    migrating(&bouncer.app_url(), &migrations, &[])
         .run()
         .code(78)
         .stderr_has("goes through a transaction pooler (two of roadie's connections were served by the same server process")
@@ -140,7 +128,7 @@ fn native_migrations_through_a_transaction_pooler_are_refused_with_78_naming_the
     // Ten at once: busy clients can hide a pooler from one replica (the detection samples a
     // few times; bench/pooler.py saw it in 100 of 100 replicas), so the claim is the one that
     // holds for certain: never "unavailable" (69), and never a half-migrated schema.
-    let replica = || native(&bouncer.app_url(), &migrations, &[]);
+    let replica = || migrating(&bouncer.app_url(), &migrations, &[]);
     for finished in ten_at_once(replica, Duration::from_secs(60)) {
         assert!(matches!(finished.code, Some(0 | 78)), "{finished}");
         finished.stderr_lacks("roadie-secret-pw");
@@ -159,7 +147,7 @@ fn ten_replicas_with_a_direct_url_migrate_a_native_folder_once_and_none_fails() 
     let migrations = folder(dir.path());
     let direct = pg.app_url();
     let replica = || {
-        native(
+        migrating(
             &bouncer.app_url(),
             &migrations,
             &["--migrate-database-url", &direct],
@@ -180,7 +168,7 @@ fn ten_replicas_through_a_session_pooler_migrate_a_native_folder_once() {
     let bouncer = PgBouncer::start_with(&pg, PoolMode::Session, 25);
     let dir = scratch();
     let migrations = folder(dir.path());
-    let replica = || native(&bouncer.app_url(), &migrations, &[]);
+    let replica = || migrating(&bouncer.app_url(), &migrations, &[]);
     for finished in ten_at_once(replica, Duration::from_secs(60)) {
         finished.code(0).stdout_has("app-started");
     }
@@ -200,7 +188,7 @@ fn a_ddl_lock_timeout_through_a_pooler_refusing_startup_options_is_set_in_the_se
         "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout;",
     )
     .unwrap();
-    native(
+    migrating(
         &bouncer.app_url(),
         &migrations,
         &["--ddl-lock-timeout", "250ms"],
@@ -217,7 +205,7 @@ fn migrate_status_wait_and_an_up_to_date_boot_work_through_a_transaction_pooler(
     let bouncer = PgBouncer::start(&pg, PoolMode::Transaction);
     let dir = scratch();
     let migrations = folder(dir.path());
-    native(&pg.app_url(), &migrations, &[]).run().code(0);
+    migrating(&pg.app_url(), &migrations, &[]).run().code(0);
     roadie(
         Mode::Subreaper,
         [
@@ -233,7 +221,7 @@ fn migrate_status_wait_and_an_up_to_date_boot_work_through_a_transaction_pooler(
     .code(0)
     .stdout_has("applied");
     // Up to date, nothing to lock: the boot goes through the pooler without a direct URL.
-    native(&bouncer.app_url(), &migrations, &[])
+    migrating(&bouncer.app_url(), &migrations, &[])
         .run()
         .code(0)
         .stderr_has("schema up to date")
@@ -355,9 +343,9 @@ fn create_index_concurrently_through_the_pooler_runs_while_another_replica_waits
     .unwrap();
     let direct = pg.app_url();
     let with = ["--migrate-database-url", direct.as_str()];
-    let first = native(&bouncer.app_url(), &path, &with).start();
+    let first = migrating(&bouncer.app_url(), &path, &with).start();
     std::thread::sleep(Duration::from_millis(300));
-    let second = native(&bouncer.app_url(), &path, &with).start();
+    let second = migrating(&bouncer.app_url(), &path, &with).start();
     first.finish_within(Duration::from_secs(30)).code(0);
     second.finish_within(Duration::from_secs(30)).code(0);
     assert_eq!(
@@ -492,7 +480,7 @@ fn roadie_and_a_service_using_sqlx_locking_serialise() {
 fn standby_boot(url: &str, dir: &Path, policy: &str, extra: &[&str]) -> Roadie {
     let mut with = vec!["--on-standby", policy];
     with.extend_from_slice(extra);
-    native(url, dir, &with)
+    migrating(url, dir, &with)
 }
 
 #[test]
@@ -612,7 +600,7 @@ fn a_multi_host_url_settles_on_the_primary_and_skips_a_host_that_is_down_or_hang
     assert!(primary.table_exists("applied_log"));
     // The first host is down.
     let down = crate::support::postgres::free_port();
-    native(&url(down), &migrations, &[])
+    migrating(&url(down), &migrations, &[])
         .run()
         .code(0)
         .stderr_has("schema up to date");
@@ -620,7 +608,7 @@ fn a_multi_host_url_settles_on_the_primary_and_skips_a_host_that_is_down_or_hang
     // bounds that attempt, and the next host is tried.
     let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = hanging.local_addr().unwrap().port();
-    native(&url(port), &migrations, &[])
+    migrating(&url(port), &migrations, &[])
         .run()
         .code(0)
         .stderr_has("schema up to date")
@@ -635,12 +623,12 @@ fn a_read_only_mariadb_is_refused_or_waited_for_as_the_policy_says() {
     db.sql("SET GLOBAL read_only = 1");
     let dir = scratch();
     let migrations = folder_for_mariadb(dir.path());
-    native(&db.app_url(), &migrations, &["--on-standby", "fail"])
+    migrating(&db.app_url(), &migrations, &["--on-standby", "fail"])
         .run()
         .code(69)
         .stderr_has("@@read_only is ON")
         .stderr_lacks("app-started");
-    let waiting = native(&db.app_url(), &migrations, &["--wait-timeout", "60s"]).start();
+    let waiting = migrating(&db.app_url(), &migrations, &["--wait-timeout", "60s"]).start();
     waiting.stderr_containing("@@read_only is ON");
     db.sql("SET GLOBAL read_only = 0");
     waiting

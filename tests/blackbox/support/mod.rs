@@ -66,6 +66,20 @@ where
     }
 }
 
+/// roadie in `Mode::Subreaper` migrating `url` from the folder `dir`, with `extra` flags,
+/// then running an app that prints `app-started`: the native-migration boot most tests start.
+pub fn migrating(url: &str, dir: &Path, extra: &[&str]) -> Roadie {
+    let mut args = vec![
+        "--database-url".to_string(),
+        url.to_string(),
+        "--migrations".into(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
+    roadie(Mode::Subreaper, args)
+}
+
 /// `roadie ARGS...` started through `script`, an image's ENTRYPOINT script that execs roadie
 /// (found on the `PATH` the test gives it), in `mode`.
 pub fn entrypoint<I, S>(mode: Mode, script: &Path, args: I) -> Roadie
