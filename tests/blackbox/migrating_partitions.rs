@@ -15,17 +15,25 @@ use crate::support::{Finished, Mode, Roadie, Running, entrypoint, roadie, roadie
 const BOUND: Duration = Duration::from_secs(30);
 
 /// A cluster listening on loopback and on the host's end of `ns`'s veth pair, with a `pause`
-/// table the migration reads its sleep from.
-fn cluster(ns_seed: &mut Option<Namespace>) -> Postgres {
+/// table the migration reads its sleep from. The namespace comes first: bindings drop in
+/// reverse, so the server stops before its veth goes.
+fn cluster() -> (Namespace, Postgres) {
     let mut pg = Postgres::new();
     let ns = Namespace::new(pg.port);
     pg.start_also_on(&ns.host_address, &ns.network);
-    *ns_seed = Some(ns);
     pg.psql(
         "CREATE TABLE pause (seconds float8); INSERT INTO pause VALUES (60); \
          GRANT SELECT ON pause TO roadie;",
     );
-    pg
+    (ns, pg)
+}
+
+/// `cluster()` with `slow_folder` in a scratch directory, as its path.
+fn cluster_and_slow_folder() -> (Namespace, Postgres, tempfile::TempDir, String) {
+    let (ns, pg) = cluster();
+    let dir = scratch();
+    let folder = slow_folder(dir.path()).to_string_lossy().into_owned();
+    (ns, pg, dir, folder)
 }
 
 /// One migration that sleeps as long as `pause` says, then records that it got there.
@@ -120,12 +128,7 @@ fn after_the_cut(
 
 #[test]
 fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock_for_the_next() {
-    let mut ns = None;
-    let pg = cluster(&mut ns);
-    let ns = ns.expect("namespace");
-    let dir = scratch();
-    let path = slow_folder(dir.path());
-    let folder = path.to_string_lossy().into_owned();
+    let (ns, pg, _dir, folder) = cluster_and_slow_folder();
     let started = Instant::now();
     let partitioned = inside(
         &ns,
@@ -166,12 +169,7 @@ fn a_partitioned_roadie_exits_69_in_bounded_time_while_the_server_frees_the_lock
 
 #[test]
 fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
-    let mut ns = None;
-    let pg = cluster(&mut ns);
-    let ns = ns.expect("namespace");
-    let dir = scratch();
-    let path = slow_folder(dir.path());
-    let folder = path.to_string_lossy().into_owned();
+    let (ns, pg, _dir, folder) = cluster_and_slow_folder();
     let running = inside(
         &ns,
         &pg,
@@ -207,9 +205,7 @@ fn a_dead_host_holding_the_lock_frees_it_within_the_keepalive_bound() {
 
 #[test]
 fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time() {
-    let mut ns = None;
-    let pg = cluster(&mut ns);
-    let ns = ns.expect("namespace");
+    let (ns, pg) = cluster();
     let psql = |host: &str| {
         format!(
             "{}/psql -X -v ON_ERROR_STOP=1 -c \"CREATE TABLE done (id int); \
@@ -267,12 +263,7 @@ fn a_partitioned_roadie_stops_its_migration_command_and_exits_69_in_bounded_time
 
 #[test]
 fn a_partitioned_roadie_waiting_for_the_lock_exits_69_in_bounded_time() {
-    let mut ns = None;
-    let pg = cluster(&mut ns);
-    let ns = ns.expect("namespace");
-    let dir = scratch();
-    let path = slow_folder(dir.path());
-    let folder = path.to_string_lossy().into_owned();
+    let (ns, pg, _dir, folder) = cluster_and_slow_folder();
     // A replica on the host holds the lock for a minute...
     let holder = roadie(
         Mode::Subreaper,
