@@ -776,9 +776,9 @@ class Bench:
               f" {m[k] - m['alembic']:+.1f}" + (f" ({c[0]:+.1f} … {c[1]:+.1f})" if c else "") + " |"
               for k, c in (("alembic", None), ("roadie", ci), ("roadie at head", ci_head), ("roadie as init", ci_init))],
             "",
-            f"- roadie adds {added:+.1f} ms: its one login (the wait stage's connection then holds the"
-            " lock: application name and keepalive settings, `SELECT current_database()`,"
-            " `pg_try_advisory_lock`), `pg_advisory_unlock` and close, and starting `true`. alembic's"
+            f"- roadie adds {added:+.1f} ms: its logins (the wait, then the lock's connection: a READ"
+            " COMMITTED transaction with `SET LOCAL` names and keepalives and"
+            " `pg_try_advisory_xact_lock`, ended after the command), and starting `true`. alembic's"
             " own run-to-run spread (IQR above) is larger than that, so the interval is wide."
             f" By default (no `--no-alembic-shortcut`) roadie reads `alembic_version` and the scripts'"
             f" heads itself and does not start alembic at head: {m['roadie at head']:.1f} ms, or"
