@@ -37,12 +37,7 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     let started = Instant::now();
     logging::enter(Phase::Config);
     let (config, job) = configure(invocation)?;
-    let mut supervision = Supervision::new(
-        signals,
-        config.forward.clone(),
-        config.stop_grace,
-        config.run_as.clone(),
-    );
+    let mut supervision = Supervision::new(signals, &config.supervise);
     if let Some(app) = config.app.as_ref().filter(|app| app.is_debug_shell()) {
         info!(
             "{} is an interactive shell: skipping wait, migrations and hooks",
@@ -53,17 +48,18 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     let runtime = runtime_for(&config)?;
     let mut timings = Timings::default();
     // `roadie wait` answers "ready to migrate?": a standby is reported whatever the plan.
-    let writes = matches!(job, Job::Wait) || !matches!(config.migrate, Plan::Skip(_));
+    let writes = matches!(job, Job::Wait) || !matches!(config.migrate.plan, Plan::Skip(_));
     let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config, writes)?;
     timings.waited = waited;
     match job {
-        Job::Wait if !config.wait_for_schema => {
+        Job::Wait if !config.migrate.wait_for_schema => {
             close(runtime.as_ref(), connection);
             return Ok(0);
         }
         Job::Status { json } => {
             close(runtime.as_ref(), connection);
-            migrate::stage::status(runtime.as_ref(), &config, json).map_err(BootError::Migrate)?;
+            migrate::stage::status(runtime.as_ref(), &config.migrate, json)
+                .map_err(BootError::Migrate)?;
             return Ok(0);
         }
         Job::Run | Job::Migrate | Job::Wait => {}
@@ -71,13 +67,13 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     let (migrated, held) = match runtime.as_ref() {
         Some(runtime) => {
             logging::enter(Phase::Migrate);
-            migrate::stage::run(runtime, &mut supervision, &config, connection)
+            migrate::stage::run(runtime, &mut supervision, &config.migrate, connection)
                 .map_err(BootError::Migrate)?
         }
         None => (None, None),
     };
     timings.migrated = migrated;
-    if let (Some(held), Some(dir)) = (held, &config.locked_hooks) {
+    if let (Some(held), Some(dir)) = (held, &config.hooks.locked) {
         // Hooks that must run once cluster-wide (seed data), under the migration lock.
         let ran = hooks_stage(dir, &mut supervision);
         held.release();
@@ -87,7 +83,7 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
         // A DNS lookup stuck in the blocking pool must not hold the boot up.
         runtime.shutdown_background();
     }
-    if let Some(dir) = &config.hooks {
+    if let Some(dir) = &config.hooks.unlocked {
         let (ran, took) = hooks_stage(dir, &mut supervision)?;
         let (before, before_took) = timings.hooks.unwrap_or_default();
         timings.hooks = Some((before + ran, before_took + took));
@@ -137,7 +133,7 @@ fn configure(invocation: Invocation) -> Result<(Config, Job), BootError> {
 }
 
 fn runtime_for(config: &Config) -> Result<Option<Runtime>, BootError> {
-    if config.database.is_none() && config.wait_for.is_empty() {
+    if config.wait.is_empty() {
         return Ok(None);
     }
     tokio::runtime::Builder::new_current_thread()
@@ -160,12 +156,12 @@ fn wait_stage(
     config: &Config,
     writes: bool,
 ) -> Result<(Option<Waited>, Option<Connection>), BootError> {
-    let targets = wait::targets(config, writes);
+    let targets = wait::targets(&config.wait, writes);
     let Some(runtime) = runtime.filter(|_| !targets.is_empty()) else {
         return Ok((None, None));
     };
     logging::enter(Phase::Wait);
-    let (waited, connection) = wait::wait_for(runtime, supervision, &targets, config.wait_timeout)
+    let (waited, connection) = wait::wait_for(runtime, supervision, &targets, config.wait.timeout)
         .map_err(BootError::Wait)?;
     Ok((Some(waited), connection))
 }
@@ -196,9 +192,9 @@ fn run_app(
         Some(log) => handoff::settle(&Handoff {
             pid,
             name: name.clone(),
-            stop_grace: config.stop_grace,
-            forward: config.forward.clone(),
-            success_codes: config.success_codes.clone(),
+            stop_grace: config.supervise.stop_grace,
+            forward: config.supervise.forward.clone(),
+            success_codes: config.supervise.success_codes.clone(),
             log,
         }),
         None => handoff::release_boot_memory(),
@@ -209,7 +205,7 @@ fn run_app(
             Child::App {
                 announce: &|pid| timings.log_start(started, &name, pid),
                 settled: &settled,
-                success_codes: &config.success_codes,
+                success_codes: &config.supervise.success_codes,
             },
         )
         .map_err(|e| match e {
@@ -222,5 +218,5 @@ fn run_app(
                 source,
             },
         })?;
-    Ok(ended.reported_code(&config.success_codes))
+    Ok(ended.reported_code(&config.supervise.success_codes))
 }

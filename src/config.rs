@@ -9,49 +9,38 @@ use std::time::Duration;
 use nix::unistd::{AccessFlags, access};
 
 use crate::children::Program;
-use crate::cli::{MigrateArgs, Options};
+use crate::cli::{DatabaseArgs, MigrateArgs, Options, SuperviseArgs};
 use crate::database::standby::OnStandby;
 use crate::database::{self, DatabaseUrl};
-use crate::migrate::schema::VersionTable;
-use crate::migrate::{self, Asked, DdlLimits, Decision, Plan};
+use crate::migrate::history::VersionTable;
+use crate::migrate::{self, AlembicSettings, Asked, DdlLimits, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
-use crate::user::{self, RunAs};
-use crate::wait::Target;
+use crate::supervise;
+use crate::user;
+use crate::wait::{self, Target};
 
 /// PATH when the environment has none (what a shell would use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Everything the boot will do, one settings value per stage, each defined by the stage that
+/// reads it: settings flow down the pipeline, never back up.
 #[derive(Debug)]
 pub struct Config {
-    /// The app; `None` for `roadie wait`.
+    /// The app; `None` for `roadie wait` and `roadie migrate`.
     pub app: Option<Program>,
-    /// The database to wait for; `None`: roadie is a plain init.
-    pub database: Option<DatabaseUrl>,
-    /// `--migrate-database-url`: the direct URL for the lock and migrations, waited for too.
-    pub migrate_database: Option<DatabaseUrl>,
-    /// `--on-standby`: what a read-only standby means before migrating.
-    pub on_standby: OnStandby,
-    pub wait_timeout: Duration,
-    /// `--wait-for` targets, waited for beside the database.
-    pub wait_for: Vec<Target>,
-    /// Which migrations run.
-    pub migrate: Plan,
-    /// `--hooks DIR`: executables run before the app.
-    pub hooks: Option<PathBuf>,
-    /// `--locked-hooks DIR`: executables run under the migration lock, after the migrations.
-    pub locked_hooks: Option<PathBuf>,
-    pub lock_timeout: Duration,
-    /// `--wait-for-schema`: wait for another process's migrations instead of running them.
-    pub wait_for_schema: bool,
-    /// alembic's version table, and whether roadie may skip starting alembic at head.
-    pub alembic: AlembicSettings,
-    /// `--ddl-lock-timeout` and `--ddl-retries`.
-    pub ddl: DdlLimits,
-    pub stop_grace: Duration,
-    pub forward: ForwardPolicy,
-    /// `--success-exit-code`: app exit codes reported as 0.
-    pub success_codes: Vec<u8>,
-    pub run_as: Option<RunAs>,
+    pub wait: wait::Settings,
+    pub migrate: migrate::Settings,
+    pub hooks: HookDirs,
+    pub supervise: supervise::Settings,
+}
+
+/// `--hooks DIR` and `--locked-hooks DIR`.
+#[derive(Debug, Default)]
+pub struct HookDirs {
+    /// Executables run before the app.
+    pub unlocked: Option<PathBuf>,
+    /// Executables run under the migration lock, after the migrations.
+    pub locked: Option<PathBuf>,
 }
 
 /// The stages an invocation has besides waiting (`roadie wait` has none, `migrate status` no
@@ -60,14 +49,6 @@ pub struct Config {
 pub struct Stages {
     pub migrate: bool,
     pub hooks: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlembicSettings {
-    /// `--alembic-version-table`.
-    pub version_table: VersionTable,
-    /// Not `--no-alembic-shortcut`: at head, alembic is not started.
-    pub shortcut: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -114,132 +95,167 @@ impl Config {
     }
 
     fn resolve_with_env(
-        mut options: Options,
+        options: Options,
         command: Option<Vec<OsString>>,
         stages: Stages,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let migrates = stages.migrate;
-        if !stages.hooks {
-            options.hooks = None;
-            options.locked_hooks = None;
-        }
-        let d = options.database;
-        let database =
-            database::resolve(d.database_url.as_deref(), env).map_err(ConfigError::Invalid)?;
-        if let Some(url) = &database {
-            database::check_sqlite_directory(url).map_err(ConfigError::Invalid)?;
-        }
-        let migrate_database =
-            database::resolve_migrate(d.migrate_database_url.as_deref(), env, database.as_ref())
-                .map_err(ConfigError::Invalid)?;
-        if let (Some(direct), Some(app)) = (&migrate_database, &database)
-            && direct.database_name() != app.database_name()
-        {
-            tracing::warn!(
-                "{} names database {:?}, the app's URL ({}) {:?}: fine when the pooler aliases \
-                 it, else the app will not see what is migrated",
-                direct.source,
-                direct.database_name(),
-                app.source,
-                app.database_name()
-            );
-        }
-        let on_standby = OnStandby::parse(&d.on_standby).map_err(ConfigError::Invalid)?;
-        let wait_timeout = duration("--wait-timeout", &d.wait_timeout)?;
-        let wait_for = d
-            .wait_for
-            .iter()
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| Target::parse(t))
-            .collect::<Result<_, _>>()
-            .map_err(ConfigError::Invalid)?;
-        for (flag, dir) in [
-            ("--hooks", &options.hooks),
-            ("--locked-hooks", &options.locked_hooks),
-        ] {
-            if let Some(dir) = dir
-                && !dir.is_dir()
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "{flag} {}: not a directory",
-                    dir.display()
-                )));
-            }
-        }
-        if options.locked_hooks.is_some() && database.is_none() {
-            return Err(ConfigError::Invalid(
-                "--locked-hooks need a database to lock; none is configured (--database-url, \
-                 ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or POSTGRES_SERVER)"
-                    .into(),
-            ));
-        }
-        let hooks = options.hooks;
-        let locked_hooks = options.locked_hooks;
-        let m = options.migrate;
+        let (database, migrate_database) = databases(&options.database, env)?;
+        let wait = wait::Settings {
+            on_standby: OnStandby::parse(&options.database.on_standby)
+                .map_err(ConfigError::Invalid)?,
+            timeout: duration("--wait-timeout", &options.database.wait_timeout)?,
+            wait_for: wait_targets(&options.database.wait_for)?,
+            database,
+            migrate_database,
+        };
+        let hooks = match stages.hooks {
+            true => hook_dirs(&options, wait.database.is_some())?,
+            false => HookDirs::default(),
+        };
+        let m = &options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let alembic = AlembicSettings {
             version_table: VersionTable::parse(&m.alembic_version_table)
                 .map_err(ConfigError::Invalid)?,
             shortcut: !m.no_alembic_shortcut,
         };
-        let wait_for_schema = m.wait_for_schema;
-        let ddl = ddl_limits(&m)?;
-        let s = options.supervise;
-        let stop_grace = duration("--stop-grace", &s.stop_grace)?;
-        let rewrites = s
-            .rewrite_signal
-            .iter()
-            .map(|r| signals::parse_rewrite(r))
-            .collect::<Result<_, _>>()
-            .map_err(ConfigError::Invalid)?;
-        let success_codes = s
-            .success_exit_code
-            .iter()
-            .map(|c| success_code(c))
-            .collect::<Result<_, _>>()?;
-        let run_as = s
-            .user
-            .as_deref()
-            .map(user::resolve)
-            .transpose()
-            .map_err(ConfigError::Invalid)?;
+        let ddl = ddl_limits(m)?;
+        let supervise = supervise_settings(&options.supervise)?;
         let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
         let app = command
             .map(|argv| resolve_command(argv, &path_var))
             .transpose()?;
         // A debug shell skips every stage, so what it would have migrated does not matter.
-        let migrate = if !migrates || app.as_ref().is_some_and(Program::is_debug_shell) {
+        let plan = if !stages.migrate || app.as_ref().is_some_and(Program::is_debug_shell) {
             Plan::Skip(None)
         } else {
-            migration_plan(&m, database.is_some(), app.as_ref(), &path_var)?
+            migration_plan(m, wait.database.is_some(), app.as_ref(), &path_var)?
         };
-        if m.wait_for_schema && migrates {
-            schema_to_wait_for(&migrate)?;
+        if m.wait_for_schema && stages.migrate {
+            schema_to_wait_for(&plan)?;
         }
-        Ok(Config {
-            app,
-            database,
-            migrate_database,
-            on_standby,
-            wait_timeout,
-            wait_for,
-            migrate,
-            hooks,
-            locked_hooks,
+        let migrate = migrate::Settings {
+            database: wait.migrate_database.clone().or(wait.database.clone()),
+            direct_url: wait
+                .migrate_database
+                .as_ref()
+                .map(|d| d.as_given().to_string()),
+            on_standby: wait.on_standby,
+            plan,
             lock_timeout,
-            wait_for_schema,
+            keep_lock: hooks.locked.is_some(),
+            wait_for_schema: m.wait_for_schema,
+            wait_timeout: wait.timeout,
             alembic,
             ddl,
-            stop_grace,
-            forward: ForwardPolicy {
-                rewrites,
-                group: s.signal_group,
-            },
-            success_codes,
-            run_as,
+            stop_grace: supervise.stop_grace,
+        };
+        Ok(Config {
+            app,
+            wait,
+            migrate,
+            hooks,
+            supervise,
         })
     }
+}
+
+/// The app's database and the direct one it is migrated through, if any; a different database
+/// name on the two is allowed (a pooler may alias it), with a warning.
+type Databases = (Option<DatabaseUrl>, Option<DatabaseUrl>);
+
+fn databases(
+    d: &DatabaseArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Databases, ConfigError> {
+    let database =
+        database::resolve(d.database_url.as_deref(), env).map_err(ConfigError::Invalid)?;
+    if let Some(url) = &database {
+        database::check_sqlite_directory(url).map_err(ConfigError::Invalid)?;
+    }
+    let migrate_database =
+        database::resolve_migrate(d.migrate_database_url.as_deref(), env, database.as_ref())
+            .map_err(ConfigError::Invalid)?;
+    if let (Some(direct), Some(app)) = (&migrate_database, &database)
+        && direct.database_name() != app.database_name()
+    {
+        tracing::warn!(
+            "{} names database {:?}, the app's URL ({}) {:?}: fine when the pooler aliases \
+             it, else the app will not see what is migrated",
+            direct.source,
+            direct.database_name(),
+            app.source,
+            app.database_name()
+        );
+    }
+    Ok((database, migrate_database))
+}
+
+/// `--wait-for` targets; blank ones (an empty `ROADIE_WAIT_FOR` item) are none.
+fn wait_targets(texts: &[String]) -> Result<Vec<Target>, ConfigError> {
+    texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Target::parse(t))
+        .collect::<Result<_, _>>()
+        .map_err(ConfigError::Invalid)
+}
+
+/// `--hooks` and `--locked-hooks`: directories; locked hooks need a database to lock.
+fn hook_dirs(options: &Options, database: bool) -> Result<HookDirs, ConfigError> {
+    for (flag, dir) in [
+        ("--hooks", &options.hooks),
+        ("--locked-hooks", &options.locked_hooks),
+    ] {
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{flag} {}: not a directory",
+                dir.display()
+            )));
+        }
+    }
+    if options.locked_hooks.is_some() && !database {
+        return Err(ConfigError::Invalid(
+            "--locked-hooks need a database to lock; none is configured (--database-url, \
+             ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or POSTGRES_SERVER)"
+                .into(),
+        ));
+    }
+    Ok(HookDirs {
+        unlocked: options.hooks.clone(),
+        locked: options.locked_hooks.clone(),
+    })
+}
+
+/// `--stop-grace`, `--rewrite-signal`, `--signal-group`, `--success-exit-code`, `--user`.
+fn supervise_settings(s: &SuperviseArgs) -> Result<supervise::Settings, ConfigError> {
+    let rewrites = s
+        .rewrite_signal
+        .iter()
+        .map(|r| signals::parse_rewrite(r))
+        .collect::<Result<_, _>>()
+        .map_err(ConfigError::Invalid)?;
+    Ok(supervise::Settings {
+        stop_grace: duration("--stop-grace", &s.stop_grace)?,
+        forward: ForwardPolicy {
+            rewrites,
+            group: s.signal_group,
+        },
+        success_codes: s
+            .success_exit_code
+            .iter()
+            .map(|c| success_code(c))
+            .collect::<Result<_, _>>()?,
+        run_as: s
+            .user
+            .as_deref()
+            .map(user::resolve)
+            .transpose()
+            .map_err(ConfigError::Invalid)?,
+    })
 }
 
 /// `--ddl-lock-timeout` (off unless set; at least 1ms, as PostgreSQL's 0 would mean "off")
@@ -266,13 +282,6 @@ fn ddl_limits(m: &MigrateArgs) -> Result<DdlLimits, ConfigError> {
         lock_timeout,
         retries,
     })
-}
-
-impl Config {
-    /// The database the lock and migrations go to: the direct URL, else the app's.
-    pub fn migrated_database(&self) -> Option<&DatabaseUrl> {
-        self.migrate_database.as_ref().or(self.database.as_ref())
-    }
 }
 
 /// Decides which migrations run (migrate.rs has the rules), resolving the commands involved.

@@ -16,7 +16,7 @@ use tracing::debug;
 use crate::error::BootError;
 use crate::logging::{self, Phase, Settings};
 use crate::signals::{ForwardPolicy, SignalSource};
-use crate::supervise::Supervision;
+use crate::supervise::{self, Supervision};
 
 /// argv[1] of a handed-over supervisor: no user types it (a command of that name is reachable
 /// with `roadie run -- ...`).
@@ -121,7 +121,13 @@ impl Handoff {
         if let Err(e) = nix::sys::prctl::set_name(c"roadie") {
             debug!("keeping the process name: {e}");
         }
-        let mut supervision = Supervision::new(signals, self.forward, self.stop_grace, None);
+        let settings = supervise::Settings {
+            stop_grace: self.stop_grace,
+            forward: self.forward,
+            success_codes: Vec::new(),
+            run_as: None,
+        };
+        let mut supervision = Supervision::new(signals, &settings);
         let ended = supervision
             .resume(
                 self.pid,

@@ -6,9 +6,10 @@
 pub mod alembic;
 pub mod at_head;
 pub mod command;
+pub mod history;
 pub mod lock;
 pub mod native;
-pub mod schema;
+pub mod schema_wait;
 pub mod stage;
 pub mod status;
 
@@ -21,9 +22,47 @@ use std::time::Duration;
 use libc::c_int;
 
 use crate::children::{ChildExit, ExecError, Program};
+use crate::database::DatabaseUrl;
+use crate::database::standby::OnStandby;
 use crate::signals;
 use crate::supervise::Stop;
 use lock::LockError;
+
+/// What the migrate stage needs, resolved by `config.rs`.
+#[derive(Debug)]
+pub struct Settings {
+    /// The database the lock and migrations go to: `--migrate-database-url`, else the app's.
+    pub database: Option<DatabaseUrl>,
+    /// `--migrate-database-url` as given (password and all): a migration command gets it as
+    /// `DATABASE_URL`, so it migrates the database roadie locks, not the pooler.
+    pub direct_url: Option<String>,
+    /// `--on-standby`: `skip` starts the app on a standby without migrating.
+    pub on_standby: OnStandby,
+    /// Which migrations run.
+    pub plan: Plan,
+    /// `--lock-timeout`: how long a replica waits for another's migration.
+    pub lock_timeout: Duration,
+    /// `--locked-hooks` follow: the lock is taken even with nothing to migrate, and kept.
+    pub keep_lock: bool,
+    /// `--wait-for-schema`: wait for another process's migrations instead of running them.
+    pub wait_for_schema: bool,
+    /// `--wait-timeout`, which bounds `--wait-for-schema` too.
+    pub wait_timeout: Duration,
+    /// alembic's version table, and whether roadie may skip starting alembic at head.
+    pub alembic: AlembicSettings,
+    /// `--ddl-lock-timeout` and `--ddl-retries`.
+    pub ddl: DdlLimits,
+    /// `--stop-grace`: how long a cancelled migration may take to end.
+    pub stop_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlembicSettings {
+    /// `--alembic-version-table`.
+    pub version_table: history::VersionTable,
+    /// Not `--no-alembic-shortcut`: at head, alembic is not started.
+    pub shortcut: bool,
+}
 
 /// How the migrate stage deals with locks: how long a replica waits for another's migration
 /// (`--lock-timeout`), whether it keeps the migration lock afterwards for `--locked-hooks`,

@@ -84,6 +84,19 @@ impl Ended {
     }
 }
 
+/// What the supervisor needs, resolved by `config.rs`.
+#[derive(Debug)]
+pub struct Settings {
+    /// `--stop-grace`: how long a stopped child and what it left may take before SIGKILL.
+    pub stop_grace: Duration,
+    /// `--rewrite-signal` and `--signal-group`.
+    pub forward: ForwardPolicy,
+    /// `--success-exit-code`: app exit codes reported as 0.
+    pub success_codes: Vec<u8>,
+    /// `--user`.
+    pub run_as: Option<RunAs>,
+}
+
 pub struct Supervision {
     signals: SignalSource,
     reaper: Reaper,
@@ -94,18 +107,13 @@ pub struct Supervision {
 
 impl Supervision {
     /// Takes over the signal source and becomes the reaper of every orphan below roadie.
-    pub fn new(
-        signals: SignalSource,
-        forward: ForwardPolicy,
-        stop_grace: Duration,
-        run_as: Option<RunAs>,
-    ) -> Self {
+    pub fn new(signals: SignalSource, settings: &Settings) -> Self {
         Supervision {
             signals,
             reaper: Reaper::adopt_orphans(),
-            forward,
-            stop_grace,
-            run_as,
+            forward: settings.forward.clone(),
+            stop_grace: settings.stop_grace,
+            run_as: settings.run_as.clone(),
         }
     }
 

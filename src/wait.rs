@@ -12,8 +12,8 @@ use libc::c_int;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
-use crate::config::Config;
 use crate::database::Connection;
+use crate::database::DatabaseUrl;
 use crate::database::readiness::Verdict;
 use crate::database::standby::OnStandby;
 use crate::signals;
@@ -106,10 +106,32 @@ pub struct Waited {
     pub last: String,
 }
 
+/// What the wait stage needs, resolved by `config.rs`.
+#[derive(Debug)]
+pub struct Settings {
+    /// The database to wait for; `None`: roadie is a plain init.
+    pub database: Option<DatabaseUrl>,
+    /// `--migrate-database-url`: the direct URL for the lock and migrations, waited for too.
+    pub migrate_database: Option<DatabaseUrl>,
+    /// `--on-standby`: what a read-only standby means before migrating.
+    pub on_standby: OnStandby,
+    /// `--wait-timeout`.
+    pub timeout: Duration,
+    /// `--wait-for` targets, waited for beside the database.
+    pub wait_for: Vec<Target>,
+}
+
+impl Settings {
+    /// Whether there is anything to wait for (else the boot needs no runtime).
+    pub fn is_empty(&self) -> bool {
+        self.database.is_none() && self.wait_for.is_empty()
+    }
+}
+
 /// What the boot waits for: the database (and the direct one it migrates through, which hands
 /// its connection on and is checked for a standby when `writes`, as `--on-standby` says), then
 /// the `--wait-for` targets. Names the databases once at info.
-pub fn targets(config: &Config, writes: bool) -> Vec<Target> {
+pub fn targets(config: &Settings, writes: bool) -> Vec<Target> {
     // The database that is migrated hands its connection on, and is checked for a standby
     // when migrations will run there.
     let check = (writes && config.on_standby != OnStandby::Skip).then_some(config.on_standby);

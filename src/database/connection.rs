@@ -89,6 +89,18 @@ impl Connection {
         }
     }
 
+    /// A session holding no state: `reused` when it still answers, else a new one on the
+    /// URL's first host.
+    pub async fn reused_or_opened(
+        url: &super::DatabaseUrl,
+        reused: Option<Self>,
+    ) -> Result<Self, sqlx::Error> {
+        if let Some(conn) = Self::if_alive(reused).await {
+            return Ok(conn);
+        }
+        Self::open(&url.connect_options()?).await
+    }
+
     /// Says goodbye to the server (it logs no broken connection); errors are of no use here.
     pub async fn close(self) {
         let _ = on_each_driver!(self, c => c.close().await);

@@ -9,7 +9,7 @@ use std::path::Path;
 use tracing::info;
 
 use super::alembic::{self, ConfigFiles, Graph, LoadError, Verdict};
-use super::schema::{self, VersionTable};
+use super::history::{self, VersionTable};
 use super::{AlembicUpgradeHead, MigrateError};
 use crate::children::Program;
 use crate::database::Connection;
@@ -112,7 +112,7 @@ impl Scripts {
     /// Reads the version table (one simple query: fine through a transaction pooler) and
     /// judges it. A revision no script knows is 65: the image is older than the schema.
     pub async fn reading(&self, conn: &mut Connection) -> Result<Reading, MigrateError> {
-        let rows = schema::alembic_revisions(conn, &self.table).await?;
+        let rows = history::alembic_revisions(conn, &self.table).await?;
         match self.graph.verdict(&rows) {
             Verdict::AtHead => Ok(Reading::AtHead(self.graph.heads().join(", "))),
             Verdict::Pending { missing } => Ok(Reading::Pending(missing)),

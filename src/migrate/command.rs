@@ -14,7 +14,7 @@ use tracing::debug;
 use super::at_head::{Reading, Scripts};
 use super::lock::MigrationLock;
 use super::native::{BlockerRow, SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
-use super::schema;
+use super::schema_wait;
 use super::{Locking, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
@@ -47,7 +47,7 @@ pub fn run(
     let mut reused = reused;
     let mut reader = None;
     if let Some(scripts) = scripts {
-        let mut conn = runtime.block_on(schema::session(url, reused.take()))?;
+        let mut conn = runtime.block_on(schema_wait::session(url, reused.take()))?;
         if let Reading::AtHead(head) = runtime.block_on(scripts.reading(&mut conn))?
             && !locking.keep
         {

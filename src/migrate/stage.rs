@@ -11,8 +11,7 @@ use tracing::info;
 use super::at_head::Scripts;
 use super::lock::MigrationLock;
 use super::native::{self, Folder};
-use super::{Locking, MigrateError, Plan, Summary};
-use crate::config::Config;
+use super::{Locking, MigrateError, Plan, Settings, Summary};
 use crate::database::standby::{self, OnStandby};
 use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::Supervision;
@@ -38,24 +37,24 @@ impl Held<'_> {
 pub fn run<'r>(
     runtime: &'r Runtime,
     supervision: &mut Supervision,
-    config: &Config,
+    config: &Settings,
     connection: Option<Connection>,
 ) -> Result<(Option<Migrated>, Option<Held<'r>>), MigrateError> {
-    let Some(url) = config.migrated_database() else {
+    let Some(url) = config.database.as_ref() else {
         return Ok((None, None));
     };
     let connection = match skip_on_standby(runtime, config, url, connection)? {
         Some(connection) => connection,
         None => return Ok((None, None)),
     };
-    let keep_lock = config.locked_hooks.is_some();
+    let keep_lock = config.keep_lock;
     let locking = Locking {
         timeout: config.lock_timeout,
         keep: keep_lock,
         ddl: config.ddl,
     };
     let began = Instant::now();
-    let (summary, lock, connection) = match &config.migrate {
+    let (summary, lock, connection) = match &config.plan {
         Plan::Skip(why) => {
             if let Some(why) = why {
                 info!("{why}");
@@ -64,7 +63,7 @@ pub fn run<'r>(
         }
         plan if config.wait_for_schema => {
             let scripts = alembic_scripts(config)?;
-            let wait = super::schema::await_current(
+            let wait = super::schema_wait::await_current(
                 url,
                 plan,
                 scripts.as_ref(),
@@ -100,7 +99,7 @@ pub fn run<'r>(
                 connection,
                 locking,
                 scripts.as_ref(),
-                config.migrate_database.as_ref().map(|d| d.as_given()),
+                config.direct_url.as_deref(),
             )?;
             (Some(summary), lock, None)
         }
@@ -134,11 +133,11 @@ pub fn run<'r>(
 /// connection back when migrating goes on.
 fn skip_on_standby(
     runtime: &Runtime,
-    config: &Config,
+    config: &Settings,
     url: &DatabaseUrl,
     connection: Option<Connection>,
 ) -> Result<Option<Option<Connection>>, MigrateError> {
-    if config.on_standby != OnStandby::Skip || matches!(config.migrate, Plan::Skip(_)) {
+    if config.on_standby != OnStandby::Skip || matches!(config.plan, Plan::Skip(_)) {
         return Ok(Some(connection));
     }
     let read_only = runtime.block_on(async {
@@ -165,20 +164,24 @@ fn skip_on_standby(
 }
 
 /// `roadie migrate status`: a table on stdout, or one JSON array with `--json`.
-pub fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<(), MigrateError> {
-    let (Some(runtime), Some(url)) = (runtime, config.migrated_database()) else {
+pub fn status(
+    runtime: Option<&Runtime>,
+    config: &Settings,
+    json: bool,
+) -> Result<(), MigrateError> {
+    let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
         return Err(MigrateError::Unavailable(
             "no database configured: nothing to show".into(),
         ));
     };
     let scripts = alembic_scripts(config)?;
-    super::status::show(runtime, url, &config.migrate, scripts.as_ref(), json)
+    super::status::show(runtime, url, &config.plan, scripts.as_ref(), json)
 }
 
 /// The alembic project the plan's command works on, when it is `alembic upgrade head` and
 /// roadie can read it without Python.
-fn alembic_scripts(config: &Config) -> Result<Option<Scripts>, MigrateError> {
-    match &config.migrate {
+fn alembic_scripts(config: &Settings) -> Result<Option<Scripts>, MigrateError> {
+    match &config.plan {
         Plan::Command(program) => Scripts::of_command(program, &config.alembic.version_table),
         _ => Ok(None),
     }

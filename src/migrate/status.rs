@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use super::alembic::{RevisionStatus, State};
 use super::at_head::Scripts;
 use super::native::Folder;
-use super::{MigrateError, Plan, bounded, schema};
+use super::{MigrateError, Plan, bounded, history, schema_wait};
 use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
 
 /// Prints the status of `plan`'s migrations; `scripts`: the alembic project of its command.
@@ -33,8 +33,8 @@ pub fn show(
         }
         (Plan::Command(_), Some(scripts)) => {
             let rows = runtime.block_on(async {
-                let mut conn = schema::session(url, None).await?;
-                let rows = schema::alembic_revisions(&mut conn, scripts.table()).await;
+                let mut conn = schema_wait::session(url, None).await?;
+                let rows = history::alembic_revisions(&mut conn, scripts.table()).await;
                 conn.close().await;
                 rows
             })?;
