@@ -10,9 +10,9 @@ use nix::unistd::{AccessFlags, access};
 
 use crate::children::Program;
 use crate::cli::{DatabaseArgs, MigrateArgs, Options, SuperviseArgs};
+use crate::database::history::VersionTable;
 use crate::database::standby::OnStandby;
 use crate::database::{self, DatabaseUrl};
-use crate::migrate::history::VersionTable;
 use crate::migrate::{self, AlembicSettings, Asked, DdlLimits, Decision, Plan};
 use crate::signals::{self, ForwardPolicy};
 use crate::supervise;
@@ -420,6 +420,9 @@ fn resolve_command(argv: Vec<OsString>, path_var: &OsStr) -> Result<Program, Con
 fn is_executable_file(path: &Path) -> bool {
     path.is_file() && access(path, AccessFlags::X_OK).is_ok()
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

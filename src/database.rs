@@ -3,9 +3,17 @@
 //! that never shows the password. Nothing here connects; `readiness.rs` does.
 
 mod connection;
+pub mod history;
 mod hosts;
+pub mod lock;
+#[cfg(feature = "mysql")]
+mod mysql;
 pub mod pooler;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod readiness;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 pub mod sqlstate;
 pub mod standby;
 
@@ -22,24 +30,47 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use url::Url;
 
-pub use connection::Connection;
 pub(crate) use connection::on_each_driver;
+pub use connection::{Blocked, Connection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Driver {
     Postgres,
     MySql,
     Sqlite,
 }
 
-impl Kind {
+/// What each driver can do, asked of the driver instead of matched on outside `database/`.
+impl Driver {
+    /// A server with sessions (PostgreSQL, MySQL), not a file (SQLite): sessions to watch,
+    /// to cancel, to keep alive.
+    pub fn has_server(self) -> bool {
+        self != Driver::Sqlite
+    }
+
+    /// PostgreSQL's `lock_timeout` (`--ddl-lock-timeout`), its startup options and `PGOPTIONS`.
+    pub fn has_lock_timeout(self) -> bool {
+        self == Driver::Postgres
+    }
+
+    /// Whether a transaction pooler (PgBouncer) may sit in front of it, which native
+    /// migrations cannot go through.
+    pub fn has_transaction_poolers(self) -> bool {
+        self == Driver::Postgres
+    }
+
+    /// MySQL and MariaDB commit DDL as they go: a failed migration may leave part of itself.
+    pub fn commits_ddl_as_it_goes(self) -> bool {
+        self == Driver::MySql
+    }
+
     /// The cargo feature that builds this driver in, when this build lacks it: a smaller
     /// Postgres-only roadie refuses a mysql:// URL by name instead of failing to connect.
     fn missing_feature(self) -> Option<&'static str> {
         let (feature, built) = match self {
-            Kind::Postgres => ("postgres", cfg!(feature = "postgres")),
-            Kind::MySql => ("mysql", cfg!(feature = "mysql")),
-            Kind::Sqlite => ("sqlite", cfg!(feature = "sqlite")),
+            Driver::Postgres => ("postgres", cfg!(feature = "postgres")),
+            Driver::MySql => ("mysql", cfg!(feature = "mysql")),
+            Driver::Sqlite => ("sqlite", cfg!(feature = "sqlite")),
         };
         (!built).then_some(feature)
     }
@@ -62,7 +93,7 @@ enum Location {
     /// Postgres or MySQL: the URL with the scheme sqlx knows and SQLAlchemy's `+driver` gone;
     /// with libpq's multi-host form, the first host's, and the same URL for each other host.
     Server {
-        kind: Kind,
+        kind: Driver,
         url: Url,
         others: Vec<Url>,
         session: hosts::Session,
@@ -104,9 +135,9 @@ impl DatabaseUrl {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let kind = match base.as_str() {
-            "postgres" | "postgresql" => Kind::Postgres,
-            "mysql" | "mariadb" => Kind::MySql,
-            "sqlite" | "sqlite3" => Kind::Sqlite,
+            "postgres" | "postgresql" => Driver::Postgres,
+            "mysql" | "mariadb" => Driver::MySql,
+            "sqlite" | "sqlite3" => Driver::Sqlite,
             _ => {
                 return Err(format!(
                     "{source}: unsupported scheme {scheme:?} (expected postgres://, mysql:// or sqlite:...)"
@@ -119,7 +150,7 @@ impl DatabaseUrl {
             ));
         }
         let source = source.to_string();
-        if kind == Kind::Sqlite {
+        if kind == Driver::Sqlite {
             let (file, query) = sqlite_target(rest);
             return Ok(DatabaseUrl {
                 location: Location::Sqlite { file, query },
@@ -132,13 +163,13 @@ impl DatabaseUrl {
                 "{source}: expected {base}://[user[:password]@]host[:port]/database"
             ));
         }
-        let scheme = if kind == Kind::Postgres {
+        let scheme = if kind == Driver::Postgres {
             "postgres"
         } else {
             "mysql"
         };
         let each = match kind {
-            Kind::Postgres => hosts::split(rest),
+            Driver::Postgres => hosts::split(rest),
             _ => vec![rest.to_string()],
         };
         let mut urls = Vec::with_capacity(each.len());
@@ -154,14 +185,14 @@ impl DatabaseUrl {
             }
             .map_err(|e| format!("{source}: malformed URL: {e}"))?;
             match kind {
-                Kind::Postgres => translate_asyncpg_ssl(&mut url),
+                Driver::Postgres => translate_asyncpg_ssl(&mut url),
                 _ => translate_pymysql_socket(&mut url),
             }
             urls.push(url);
         }
         let url = urls.remove(0);
         let session = match kind {
-            Kind::Postgres => {
+            Driver::Postgres => {
                 hosts::Session::from_url(&url).map_err(|e| format!("{source}: {e}"))?
             }
             _ => hosts::Session::from_url(&Url::parse("mysql://h/").expect("UNWRAP: constant"))
@@ -184,10 +215,10 @@ impl DatabaseUrl {
         &self.given
     }
 
-    pub fn kind(&self) -> Kind {
+    pub fn driver(&self) -> Driver {
         match &self.location {
             Location::Server { kind, .. } => *kind,
-            Location::Sqlite { .. } => Kind::Sqlite,
+            Location::Sqlite { .. } => Driver::Sqlite,
         }
     }
 
@@ -325,7 +356,7 @@ fn host_of(url: &Url) -> String {
     }
 }
 
-fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
+fn server_options(kind: Driver, url: &Url) -> Result<ConnectOptions, sqlx::Error> {
     // libpq's own parameters are roadie's to honour (hosts.rs); sqlx would warn about them.
     let mut url = url.clone();
     if url
@@ -351,7 +382,7 @@ fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> 
     };
     Ok(match kind {
         #[cfg(feature = "postgres")]
-        Kind::Postgres => {
+        Driver::Postgres => {
             // No application_name: a startup parameter stays on a pooler's server connection
             // after roadie is gone. No extra_float_digits (roadie reads no floats): PgBouncer
             // refuses a startup parameter it does not track unless told to ignore it. (sqlx
@@ -366,7 +397,7 @@ fn server_options(kind: Kind, url: &Url) -> Result<ConnectOptions, sqlx::Error> 
             ConnectOptions::Postgres(options)
         }
         #[cfg(feature = "mysql")]
-        Kind::MySql => {
+        Driver::MySql => {
             let mut options = MySqlConnectOptions::from_url(url)?.disable_statement_logging();
             if let Some(host) = ipv6 {
                 options = options.host(&host);
@@ -589,13 +620,13 @@ pub fn resolve_migrate(
              (--database-url, ROADIE_DATABASE_URL, DATABASE_URL or POSTGRES_HOST)"
         ));
     };
-    if url.kind() != app.kind() || url.kind() == Kind::Sqlite {
+    if url.driver() != app.driver() || url.driver() == Driver::Sqlite {
         return Err(format!(
             "{source} must be the direct URL of the app's {} server ({})",
-            match app.kind() {
-                Kind::Postgres => "PostgreSQL",
-                Kind::MySql => "MySQL",
-                Kind::Sqlite => "(SQLite has no",
+            match app.driver() {
+                Driver::Postgres => "PostgreSQL",
+                Driver::MySql => "MySQL",
+                Driver::Sqlite => "(SQLite has no",
             },
             app.source
         ));
@@ -645,6 +676,10 @@ pub fn check_sqlite_directory(url: &DatabaseUrl) -> Result<(), String> {
     }
 }
 
+// The URL properties need all three drivers, as the default build has them.
+#[cfg(all(test, feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod properties;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,100 +689,100 @@ mod tests {
     #[rstest]
     #[case(
         "postgres://app:pw@db:5432/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db:5432/app"
     )]
     #[case(
         "postgresql://app:pw@db/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app"
     )]
     #[case(
         "postgresql+asyncpg://app:pw@db/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app"
     )]
     #[case(
         "postgresql+psycopg2://app:pw@db/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app"
     )]
     #[case(
         "postgresql+psycopg://app:pw@db/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app"
     )]
     #[case(
         "postgres://app:p%40ss%2Fw%3Ard@db/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app"
     )]
     #[case(
         "postgres://app:pw@[::1]:5433/app",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@[::1]:5433/app"
     )]
     #[case(
         "postgres://app@/app?host=/run/postgresql",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app@localhost/app?host=/run/postgresql"
     )]
     #[case(
         "postgresql:///app?host=/run/postgresql",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres:///app?host=/run/postgresql"
     )]
     #[case(
         "postgres://app:pw@db/app?sslmode=require",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app?sslmode=require"
     )]
     #[case(
         "postgresql+asyncpg://app:pw@db/app?ssl=require",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@db/app?sslmode=require"
     )]
     #[case(
         "postgres://db/app?user=app&password=pw",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://db/app?user=app&password=***"
     )]
     #[case(
         "mysql://app:pw@db:3306/app",
-        Kind::MySql,
+        Driver::MySql,
         "mysql://app:***@db:3306/app"
     )]
-    #[case("mariadb://app:pw@db/app", Kind::MySql, "mysql://app:***@db/app")]
+    #[case("mariadb://app:pw@db/app", Driver::MySql, "mysql://app:***@db/app")]
     #[case(
         "mysql+pymysql://app:pw@db/app?charset=utf8mb4",
-        Kind::MySql,
+        Driver::MySql,
         "mysql://app:***@db/app?charset=utf8mb4"
     )]
     #[case(
         "mysql+pymysql://app:pw@localhost/app?unix_socket=/run/mysqld/mysqld.sock",
-        Kind::MySql,
+        Driver::MySql,
         "mysql://app:***@localhost/app?socket=%2Frun%2Fmysqld%2Fmysqld.sock"
     )]
     #[case(
         "postgresql://app:pw@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1",
-        Kind::Postgres,
+        Driver::Postgres,
         "postgres://app:***@h1:5432,h2:5433/app?target_session_attrs=read-write&connect_timeout=1"
     )]
-    #[case("sqlite:data.db", Kind::Sqlite, "sqlite:data.db")]
-    #[case("sqlite://data.db", Kind::Sqlite, "sqlite:data.db")]
-    #[case("sqlite:///relative.db", Kind::Sqlite, "sqlite:relative.db")]
-    #[case("sqlite:////abs/path.db", Kind::Sqlite, "sqlite:/abs/path.db")]
-    #[case("sqlite+pysqlite:///relative.db", Kind::Sqlite, "sqlite:relative.db")]
-    #[case("sqlite:/abs.db?mode=ro", Kind::Sqlite, "sqlite:/abs.db")]
-    #[case("sqlite::memory:", Kind::Sqlite, "sqlite::memory:")]
-    #[case("sqlite://", Kind::Sqlite, "sqlite::memory:")]
+    #[case("sqlite:data.db", Driver::Sqlite, "sqlite:data.db")]
+    #[case("sqlite://data.db", Driver::Sqlite, "sqlite:data.db")]
+    #[case("sqlite:///relative.db", Driver::Sqlite, "sqlite:relative.db")]
+    #[case("sqlite:////abs/path.db", Driver::Sqlite, "sqlite:/abs/path.db")]
+    #[case("sqlite+pysqlite:///relative.db", Driver::Sqlite, "sqlite:relative.db")]
+    #[case("sqlite:/abs.db?mode=ro", Driver::Sqlite, "sqlite:/abs.db")]
+    #[case("sqlite::memory:", Driver::Sqlite, "sqlite::memory:")]
+    #[case("sqlite://", Driver::Sqlite, "sqlite::memory:")]
     fn reads_every_url_form_and_masks_the_password(
         #[case] text: &str,
-        #[case] kind: Kind,
+        #[case] kind: Driver,
         #[case] shown: &str,
     ) {
         let url = DatabaseUrl::parse(text, "DATABASE_URL").expect("parses");
-        assert_eq!(url.kind(), kind);
+        assert_eq!(url.driver(), kind);
         assert_eq!(url.to_string(), shown);
         assert!(!format!("{url:?}").contains("pw"));
         url.connect_options().expect("sqlx takes it");

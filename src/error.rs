@@ -45,7 +45,7 @@ impl BootError {
                 MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
                 MigrateError::Exec { error, .. } => error.exit_code(),
                 MigrateError::LockTimedOut { .. } => 75,
-                MigrateError::Unavailable(_) | MigrateError::SchemaNotCurrent { .. } => 69,
+                MigrateError::Unavailable { .. } | MigrateError::SchemaNotCurrent { .. } => 69,
                 MigrateError::Misconfigured(_) => 78,
                 MigrateError::Stopped(signal) => stopped_by(*signal),
                 MigrateError::Internal { .. } => 70,
@@ -96,13 +96,17 @@ impl std::error::Error for BootError {
 }
 
 /// The error and its causes on one line: `internal error while reading signals: Bad file
-/// descriptor (os error 9)`.
+/// descriptor (os error 9)`. A cause whose text the line already holds is not said again:
+/// sqlx's errors, like many, repeat their source in their own message.
 pub fn report(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
-        line.push_str(": ");
-        line.push_str(&c.to_string());
+        let said = c.to_string();
+        if !line.contains(&said) {
+            line.push_str(": ");
+            line.push_str(&said);
+        }
         cause = c.source();
     }
     line
@@ -136,7 +140,7 @@ mod tests {
     #[case(BootError::Migrate(MigrateError::Failed { what: "m".into(), message: "x".into() }), 65)]
     #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1), note: None }), 65)]
     #[case(BootError::Migrate(MigrateError::LockTimedOut { timeout: std::time::Duration::ZERO, holder: None }), 75)]
-    #[case(BootError::Migrate(MigrateError::Unavailable("gone".into())), 69)]
+    #[case(BootError::Migrate(MigrateError::gone("gone")), 69)]
     #[case(BootError::Migrate(MigrateError::Misconfigured("pooler".into())), 78)]
     #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {

@@ -35,10 +35,10 @@ mod handoff;
 mod hooks;
 mod logging;
 mod migrate;
-#[cfg(test)]
-mod parsers_under_attack;
 mod signals;
 mod supervise;
+#[cfg(test)]
+mod test_text;
 mod user;
 mod wait;
 

@@ -164,6 +164,9 @@ impl ForwardPolicy {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;

@@ -11,7 +11,22 @@ use sqlx::postgres::PgConnection;
 #[cfg(feature = "sqlite")]
 use sqlx::sqlite::SqliteConnection;
 
-use super::{ConnectOptions, Kind};
+#[cfg(feature = "mysql")]
+use super::mysql;
+#[cfg(feature = "postgres")]
+use super::postgres;
+use super::{ConnectOptions, Driver};
+
+/// Whose blockers a watch looks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Blocked {
+    /// Nobody's: the watch only pings.
+    Nobody,
+    /// The session with this server-side id (a native migration's).
+    Session(i64),
+    /// Sessions with this application name that wait for a lock (a migration command's).
+    Application(&'static str),
+}
 
 pub enum Connection {
     #[cfg(feature = "postgres")]
@@ -53,14 +68,14 @@ impl Connection {
         })
     }
 
-    pub fn kind(&self) -> Kind {
+    pub fn driver(&self) -> Driver {
         match self {
             #[cfg(feature = "postgres")]
-            Connection::Postgres(_) => Kind::Postgres,
+            Connection::Postgres(_) => Driver::Postgres,
             #[cfg(feature = "mysql")]
-            Connection::MySql(_) => Kind::MySql,
+            Connection::MySql(_) => Driver::MySql,
             #[cfg(feature = "sqlite")]
-            Connection::Sqlite(_) => Kind::Sqlite,
+            Connection::Sqlite(_) => Driver::Sqlite,
         }
     }
 
@@ -99,6 +114,99 @@ impl Connection {
             return Ok(conn);
         }
         Self::open(&url.connect_options()?).await
+    }
+
+    /// Whether the server still answers.
+    pub async fn ping(&mut self) -> Result<(), sqlx::Error> {
+        on_each_driver!(self, c => c.ping().await)
+    }
+
+    /// The server's id for this session, to cancel its statement from another one (SQLite: 0,
+    /// nothing to cancel from elsewhere).
+    pub async fn backend_id(&mut self) -> Result<i64, sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::backend_id(c).await,
+            #[cfg(feature = "mysql")]
+            Connection::MySql(c) => mysql::backend_id(c).await,
+            #[cfg(feature = "sqlite")]
+            Connection::Sqlite(_) => Ok(0),
+        }
+    }
+
+    /// The server's version number, where it says one roadie uses (PostgreSQL's
+    /// `server_version_num`).
+    pub async fn server_version(&mut self) -> Option<i32> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::server_version(c).await.ok(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Has the server give up on this session soon should roadie's host vanish (PostgreSQL's
+    /// keepalives and `tcp_user_timeout`); with `running_statements`, it also checks every
+    /// second whether the client of a running statement is still there (PostgreSQL 14+). Other
+    /// databases keep their defaults. Session settings: only once the session is known not
+    /// to be a transaction pooler's.
+    pub async fn bound_against_vanishing(
+        &mut self,
+        running_statements: bool,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => {
+                sqlx::raw_sql(postgres::SERVER_BOUNDS)
+                    .execute(&mut *c)
+                    .await?;
+                if running_statements {
+                    sqlx::raw_sql(postgres::CLIENT_CHECK).execute(c).await?;
+                }
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
+    }
+
+    /// Who blocks `blocked` now, if anyone (PostgreSQL's `pg_blocking_pids`); elsewhere, and
+    /// for `Blocked::Nobody`, a ping.
+    pub async fn blocker(&mut self, blocked: &Blocked) -> Result<Option<String>, sqlx::Error> {
+        match (self, blocked) {
+            #[cfg(feature = "postgres")]
+            (Connection::Postgres(c), Blocked::Session(backend)) => {
+                postgres::blocker_of(c, *backend).await
+            }
+            #[cfg(feature = "postgres")]
+            (Connection::Postgres(c), Blocked::Application(name)) => {
+                postgres::blocker_of_application(c, name).await
+            }
+            (conn, _) => conn.ping().await.map(|()| None),
+        }
+    }
+
+    /// A digest of the schema and its INVALID indexes, to tell what a failed `--
+    /// no-transaction` migration left behind (PostgreSQL; `None` elsewhere).
+    pub async fn catalog(&mut self) -> Result<Option<(String, Vec<String>)>, sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::catalog(c).await.map(Some),
+            #[allow(unreachable_patterns)]
+            _ => Ok(None),
+        }
+    }
+
+    /// Why the server cannot take writes, when it cannot (a standby, `read_only`).
+    pub async fn read_only(&mut self) -> Result<Option<&'static str>, sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::read_only(c).await,
+            #[cfg(feature = "mysql")]
+            Connection::MySql(c) => mysql::read_only(c).await,
+            #[cfg(feature = "sqlite")]
+            Connection::Sqlite(_) => Ok(None),
+        }
     }
 
     /// Says goodbye to the server (it logs no broken connection); errors are of no use here.

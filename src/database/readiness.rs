@@ -8,7 +8,7 @@ use std::io;
 #[cfg(feature = "mysql")]
 use sqlx::mysql::MySqlDatabaseError;
 
-use super::{Connection, DatabaseUrl, Kind, sqlstate};
+use super::{Connection, DatabaseUrl, Driver, sqlstate};
 
 /// Why an attempt failed, and whether another may succeed. The wait stage paces its next
 /// attempt by it: see `wait.rs`.
@@ -49,7 +49,7 @@ pub fn classify(error: &sqlx::Error, url: &DatabaseUrl) -> Verdict {
             cause: format!("TLS failed: {e}"),
             hint: format!(
                 "check {} in the URL against what the server offers and its certificate",
-                if url.kind() == Kind::MySql {
+                if url.driver() == Driver::MySql {
                     "ssl-mode"
                 } else {
                     "sslmode"

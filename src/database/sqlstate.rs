@@ -1,4 +1,4 @@
-//! What a PostgreSQL SQLSTATE means to roadie, written once: the wait stage retries what is
+//! What the server's errors mean to roadie (PostgreSQL's SQLSTATEs above all), written once: the wait stage retries what is
 //! transient, the migrate stage calls the same codes a lost connection
 //! (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 
@@ -39,6 +39,50 @@ pub fn refuses_startup_options(e: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// The server's message and code (MySQL's error number, which users look up), without sqlx's
+/// wrapping.
+pub fn server_message(e: &sqlx::Error) -> String {
+    let sqlx::Error::Database(d) = e else {
+        return e.to_string();
+    };
+    #[cfg(feature = "mysql")]
+    if let Some(mysql) = d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return format!("{} ({})", mysql.message(), mysql.number());
+    }
+    match d.code() {
+        Some(code) => format!("{} ({code})", d.message()),
+        None => d.message().to_string(),
+    }
+}
+
+/// Where in the statement the server says the error is, as a 1-based character offset
+/// (PostgreSQL alone reports it).
+pub fn error_position(e: &sqlx::Error) -> Option<usize> {
+    #[cfg(feature = "postgres")]
+    {
+        use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
+        let sqlx::Error::Database(d) = e else {
+            return None;
+        };
+        let pg = d.try_downcast_ref::<PgDatabaseError>()?;
+        match pg.position() {
+            Some(PgErrorPosition::Original(position)) => Some(position),
+            _ => None,
+        }
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = e;
+        None
+    }
+}
+
+/// PostgreSQL's lock_not_available (55P03): `lock_timeout` expired (or a `NOWAIT` lock was
+/// refused).
+pub fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03"))
 }
 
 #[cfg(test)]

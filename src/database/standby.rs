@@ -3,8 +3,6 @@
 //! `default_transaction_read_only` server says so with `transaction_read_only`); MySQL and
 //! MariaDB with `@@read_only` (`super_read_only` implies it). `--on-standby` says what to do.
 
-use sqlx::Row;
-
 use super::Connection;
 
 /// `--on-standby`: what a standby means for the boot.
@@ -34,34 +32,7 @@ impl OnStandby {
 /// Why the server cannot take writes, when it cannot: `pg_is_in_recovery()`, or MySQL's
 /// `@@read_only`. Simple queries: a transaction pooler may sit in between.
 pub async fn read_only(conn: &mut Connection) -> Result<Option<&'static str>, sqlx::Error> {
-    match conn {
-        #[cfg(feature = "postgres")]
-        Connection::Postgres(c) => {
-            let row = sqlx::raw_sql(
-                "SELECT pg_is_in_recovery()::text, current_setting('transaction_read_only')",
-            )
-            .fetch_one(c)
-            .await?;
-            let (recovery, read_only): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            Ok(if recovery == "true" {
-                Some("a read-only standby (pg_is_in_recovery() is true)")
-            } else if read_only == "on" {
-                Some("read-only (transaction_read_only is on)")
-            } else {
-                None
-            })
-        }
-        #[cfg(feature = "mysql")]
-        Connection::MySql(c) => {
-            let read_only: i64 = sqlx::raw_sql("SELECT CAST(@@global.read_only AS SIGNED)")
-                .fetch_one(c)
-                .await?
-                .try_get(0)?;
-            Ok((read_only != 0).then_some("read-only (@@read_only is ON)"))
-        }
-        #[cfg(feature = "sqlite")]
-        Connection::Sqlite(_) => Ok(None),
-    }
+    conn.read_only().await
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::path::Path;
 use tracing::info;
 
 use super::alembic::{self, ConfigFiles, Graph, LoadError, Verdict};
-use super::history::{self, VersionTable};
 use super::{AlembicUpgradeHead, MigrateError};
 use crate::children::Program;
 use crate::database::Connection;
+use crate::database::history::VersionTable;
 
 /// The scripts of the alembic project an `alembic upgrade head` command works on.
 pub struct Scripts {
@@ -112,7 +112,10 @@ impl Scripts {
     /// Reads the version table (one simple query: fine through a transaction pooler) and
     /// judges it. A revision no script knows is 65: the image is older than the schema.
     pub async fn reading(&self, conn: &mut Connection) -> Result<Reading, MigrateError> {
-        let rows = history::alembic_revisions(conn, &self.table).await?;
+        let rows = conn
+            .alembic_revisions(&self.table)
+            .await
+            .map_err(|e| MigrateError::unavailable(format!("reading {}", self.table), e))?;
         match self.graph.verdict(&rows) {
             Verdict::AtHead => Ok(Reading::AtHead(self.graph.heads().join(", "))),
             Verdict::Pending { missing } => Ok(Reading::Pending(missing)),

@@ -7,18 +7,18 @@
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
 use tokio::runtime::Runtime;
 use tracing::debug;
 
 use super::at_head::{Reading, Scripts};
-use super::lock::MigrationLock;
-use super::native::{BlockerRow, SERVER_BOUNDS, WATCH_EVERY, describe_blocker};
+use super::lock;
 use super::schema_wait;
+use super::watch::{COMMAND_APPLICATION, WATCH_EVERY, Watch, Watched};
 use super::{Locking, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
-use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver, sqlstate};
-use crate::supervise::{Child, RunError, Supervision};
+use crate::database::lock::MigrationLock;
+use crate::database::{Connection, DatabaseUrl};
+use crate::supervise::{Child, Supervision};
 
 /// Takes the lock (on `reused` when it still answers), runs `program` to its end, releases
 /// the lock, or with `locking.keep` (hooks must run under it next) hands it back held. With
@@ -60,7 +60,7 @@ pub fn run(
         }
         reader = Some(conn);
     }
-    let acquire = MigrationLock::acquire(url, reused, locking.timeout);
+    let acquire = lock::acquire(url, reused, locking.timeout);
     let (lock, waited) = runtime.block_on(supervision.until_stopped(acquire))??;
     if let (Some(scripts), Some(mut conn)) = (scripts, reader) {
         let reading = runtime.block_on(scripts.reading(&mut conn));
@@ -85,7 +85,7 @@ pub fn run(
             return Ok((summary, None));
         }
     }
-    let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.kind() == Kind::Postgres);
+    let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.driver().has_lock_timeout());
     let (watch, server_version) = CommandWatch::start(url, ddl_lock_timeout);
     let mut env = match ddl_lock_timeout {
         Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
@@ -103,10 +103,13 @@ pub fn run(
         // Its goodbye would wait for the network too: the server frees the lock when its
         // keepalives give up on the session.
         drop(lock);
-        return Err(MigrateError::Unavailable(format!(
-            "while {:?} ran: {lost}; the command was stopped and the app is not started",
-            program.command_line()
-        )));
+        return Err(MigrateError::unavailable(
+            format!(
+                "{:?} was stopped while it ran, and the app is not started",
+                program.command_line()
+            ),
+            lost,
+        ));
     }
     let succeeded = matches!(
         &ended,
@@ -120,16 +123,7 @@ pub fn run(
         });
         None
     };
-    let ended = ended.map_err(|e| match e {
-        RunError::Spawn(e) => MigrateError::Exec {
-            command: program.command_line(),
-            error: e,
-        },
-        RunError::Signals(source) => MigrateError::Internal {
-            about: "running the migration command",
-            source,
-        },
-    })?;
+    let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
     if let Some(signal) = ended.stopped_by {
         return Err(MigrateError::Stopped(signal));
     }
@@ -155,10 +149,6 @@ pub fn run(
         }),
     }
 }
-
-/// The application name the command's libpq sessions get (through `PGAPPNAME`, unless the
-/// container sets one), so the watch can tell them from the app's.
-const COMMAND_APPLICATION: &str = "roadie (migration command)";
 
 /// What the command's environment gains with `--ddl-lock-timeout`: `PGOPTIONS` with
 /// `lock_timeout` and the server-side bounds roadie's own sessions have (keepalives; from
@@ -193,7 +183,8 @@ fn command_env(
     vars
 }
 
-/// Watches the database while the command runs, on a thread and a session of its own.
+/// Watches the database while the command runs, on a thread and a session of its own (the
+/// one watch, `watch.rs`).
 ///
 /// If the database stops answering (a partition), the command would hang on its own socket for
 /// as long as its driver lets it (libpq: the kernel's two hours): the watch then stops it the
@@ -206,54 +197,19 @@ fn command_env(
 /// session named [`COMMAND_APPLICATION`] waits for a lock, and who blocks it.
 struct CommandWatch {
     stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Seen>,
+    thread: std::thread::JoinHandle<WatchReport>,
 }
 
 /// What the watch saw.
 #[derive(Default)]
-struct Seen {
+struct WatchReport {
     /// The last session seen blocking the command's.
     blocker: Option<String>,
     /// Why the database counts as gone, if it stopped answering.
-    lost: Option<String>,
+    lost: Option<MigrateError>,
 }
 
 impl CommandWatch {
-    /// The watch's session and the server's version (PostgreSQL, when it says); `Err` with
-    /// the line to log when the database did not answer within the bound, `Ok(None)` when the
-    /// session could not be had for another reason (no watch then).
-    async fn connect(url: &DatabaseUrl) -> Result<Option<(Connection, Option<i32>)>, String> {
-        // Each host of a multi-host URL in turn, as the command's own driver would. Unnamed:
-        // behind a transaction pooler a name would stay on the server connection.
-        let mut conn = match bounded("connecting the watch session", url.connect()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                debug!("no watch beside the migration command: {e}");
-                return Ok(None);
-            }
-            Err(silence) => return Err(said(silence)),
-        };
-        if url.kind() == Kind::Postgres
-            && let Ok(Err(e)) = bounded("", conn.execute(SERVER_BOUNDS)).await
-        {
-            debug!("the command's watch session keeps the server's defaults: {e}");
-        }
-        let version = match &mut conn {
-            #[cfg(feature = "postgres")]
-            Connection::Postgres(c) => bounded(
-                "",
-                sqlx::query_scalar::<_, String>("SELECT current_setting('server_version_num')")
-                    .fetch_one(c),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|v| v.parse().ok()),
-            _ => None,
-        };
-        Ok(Some((conn, version)))
-    }
-
     /// Starts watching a server database. With `--ddl-lock-timeout` the watch connects before
     /// the command starts (lock waits come early, and the server's version decides
     /// `PGOPTIONS`) and the version is returned; without, it connects only once the command
@@ -261,19 +217,19 @@ impl CommandWatch {
     /// The session lives on the watch's thread and its runtime: a socket is driven by the
     /// runtime it was opened on, and the boot's idles while the command runs.
     fn start(url: &DatabaseUrl, ddl_lock_timeout: Option<Duration>) -> (Option<Self>, Option<i32>) {
-        if url.kind() == Kind::Sqlite {
+        if !url.driver().has_server() {
             return (None, None);
         }
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (connected, version) = std::sync::mpsc::channel();
         let url = url.clone();
         let thread = std::thread::spawn(move || {
-            let mut seen = Seen::default();
+            let mut report = WatchReport::default();
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             else {
-                return seen;
+                return report;
             };
             runtime.block_on(async {
                 if ddl_lock_timeout.is_none() {
@@ -282,17 +238,32 @@ impl CommandWatch {
                         _ = tokio::time::sleep(WATCH_EVERY) => {}
                     }
                 }
-                let lost = match Self::connect(&url).await {
-                    Ok(Some((conn, server_version))) => {
-                        let _ = connected.send(server_version);
-                        watch(conn, ddl_lock_timeout, &mut stopped, &mut seen).await
+                let opened = Watch::open(&url, Watched::Command, ddl_lock_timeout).await;
+                let lost = match opened {
+                    Ok(Some(Ok(mut watch))) => {
+                        let _ = connected.send(watch.server_version().await);
+                        tokio::select! {
+                            _ = &mut stopped => {
+                                watch.close().await;
+                                None
+                            }
+                            // Dropped without a goodbye: it would wait for the network too.
+                            lost = watch.until_lost(&mut report.blocker) => Some(lost),
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        debug!("no watch beside the migration command: {e}");
+                        None
                     }
                     Ok(None) => None,
                     Err(silence) => Some(silence),
                 };
                 if let Some(lost) = lost {
-                    tracing::error!("{lost}: stopping the migration command");
-                    seen.lost = Some(lost);
+                    tracing::error!(
+                        "{}: stopping the migration command",
+                        crate::error::report(&lost)
+                    );
+                    report.lost = Some(lost);
                     // A stop request through the supervisor's own path (TERM forwarded, KILL
                     // after --stop-grace). sigqueue, not kill: signals/source.rs drops a
                     // kill(2) roadie sent itself (SI_USER) as self-raised; SI_QUEUE is asked for.
@@ -300,7 +271,7 @@ impl CommandWatch {
                     unsafe { libc::sigqueue(libc::getpid(), libc::SIGTERM, std::mem::zeroed()) };
                 }
             });
-            seen
+            report
         });
         let watch = Some(CommandWatch { stop, thread });
         if ddl_lock_timeout.is_none() {
@@ -314,79 +285,9 @@ impl CommandWatch {
         (watch, server_version)
     }
 
-    fn stop(self) -> Seen {
+    fn stop(self) -> WatchReport {
         let _ = self.stop.send(());
         self.thread.join().unwrap_or_default()
-    }
-}
-
-/// Looks every so often until `stopped`; the line to log if the database stops answering.
-async fn watch(
-    mut conn: Connection,
-    ddl_lock_timeout: Option<Duration>,
-    stopped: &mut tokio::sync::oneshot::Receiver<()>,
-    seen: &mut Seen,
-) -> Option<String> {
-    // Often enough to see a wait that the timeout ends.
-    let every = match ddl_lock_timeout {
-        Some(t) => (t / 4).clamp(Duration::from_millis(20), WATCH_EVERY),
-        None => WATCH_EVERY,
-    };
-    loop {
-        tokio::select! {
-            _ = &mut *stopped => break,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let looked = bounded(
-            "watching the migration command",
-            look(&mut conn, ddl_lock_timeout.is_some()),
-        )
-        .await;
-        match looked {
-            Ok(Ok(Some(blocker))) => seen.blocker = Some(blocker),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
-                // Dropped without a goodbye: it would wait for the network too.
-                return Some(format!("the watch session was lost: {e}"));
-            }
-            Ok(Err(e)) => debug!("watching the migration command: {e}"),
-            Err(silence) => return Some(said(silence)),
-        }
-    }
-    let _ = bounded("", conn.close()).await;
-    None
-}
-
-/// The line of a database that did not answer, without the stage's prefix.
-fn said(error: MigrateError) -> String {
-    match error {
-        MigrateError::Unavailable(line) => line,
-        other => other.to_string(),
-    }
-}
-
-/// One look: who blocks the command's sessions (PostgreSQL, with `blockers`), else a ping.
-#[allow(unreachable_patterns)]
-async fn look(conn: &mut Connection, blockers: bool) -> Result<Option<String>, sqlx::Error> {
-    match conn {
-        #[cfg(feature = "postgres")]
-        Connection::Postgres(c) if blockers => {
-            let row: Option<BlockerRow> = sqlx::query_as(
-                "SELECT b.pid, b.application_name, b.state, \
-                            to_char(b.query_start, 'YYYY-MM-DD HH24:MI:SS TZ'), left(b.query, 200) \
-                     FROM pg_stat_activity w \
-                     JOIN pg_stat_activity b ON b.pid = ANY(pg_blocking_pids(w.pid)) \
-                     WHERE w.application_name = $1 AND w.wait_event_type = 'Lock' \
-                     ORDER BY b.query_start NULLS LAST LIMIT 1",
-            )
-            .bind(COMMAND_APPLICATION)
-            .fetch_optional(c)
-            .await?;
-            Ok(row.map(|(pid, app, state, since, query)| {
-                describe_blocker(pid, app, state, since, query)
-            }))
-        }
-        conn => on_each_driver!(conn, c => c.ping().await).map(|()| None),
     }
 }
 

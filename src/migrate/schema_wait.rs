@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::at_head::{Reading, Scripts};
-use super::history::native_applied;
 use super::native::Folder;
 use super::{MigrateError, Plan, Summary};
 use crate::database::{Connection, DatabaseUrl};
@@ -68,7 +67,14 @@ pub async fn session(
 ) -> Result<Connection, MigrateError> {
     Connection::reused_or_opened(url, reused)
         .await
-        .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))
+        .map_err(|e| MigrateError::unavailable("connecting", e))
+}
+
+/// The successful native migrations the database has recorded.
+async fn native_applied(conn: &mut Connection) -> Result<Vec<(i64, Vec<u8>)>, MigrateError> {
+    conn.native_applied()
+        .await
+        .map_err(|e| MigrateError::unavailable("reading _sqlx_migrations", e))
 }
 
 /// `--wait-for-schema`: waits until the database has everything `plan` would apply; hands the
@@ -84,7 +90,7 @@ pub async fn await_current(
     let mut conn = session(url, reused).await?;
     let waited = match plan {
         Plan::Native(dir) => {
-            let folder = Folder::read(dir, url.kind())?;
+            let folder = Folder::read(dir, url.driver())?;
             let missing =
                 async |conn: &mut Connection| folder.missing(&native_applied(conn).await?);
             wait_until_current(&mut conn, timeout, supervision, missing).await?

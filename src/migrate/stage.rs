@@ -9,9 +9,10 @@ use tokio::runtime::Runtime;
 use tracing::info;
 
 use super::at_head::Scripts;
-use super::lock::MigrationLock;
+use super::lock;
 use super::native::{self, Folder};
 use super::{Locking, MigrateError, Plan, Settings, Summary};
+use crate::database::lock::MigrationLock;
 use crate::database::standby::{self, OnStandby};
 use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::Supervision;
@@ -75,7 +76,7 @@ pub fn run<'r>(
             (Some(summary), None, Some(connection))
         }
         Plan::Native(dir) => {
-            let folder = Folder::read(dir, url.kind())?;
+            let folder = Folder::read(dir, url.driver())?;
             let (summary, lock) = runtime.block_on(native::run(
                 &folder,
                 url,
@@ -112,11 +113,8 @@ pub fn run<'r>(
         Some(lock) => Some(lock),
         // Nothing migrated under the lock (skipped, or awaited), but hooks need it.
         None if keep_lock => {
-            let acquire = MigrationLock::acquire(url, connection, config.lock_timeout);
-            let (lock, _) = runtime
-                .block_on(supervision.until_stopped(acquire))
-                .map_err(MigrateError::from)
-                .and_then(|acquired| acquired.map_err(MigrateError::from))?;
+            let acquire = lock::acquire(url, connection, config.lock_timeout);
+            let (lock, _) = runtime.block_on(supervision.until_stopped(acquire))??;
             Some(lock)
         }
         None => {
@@ -157,9 +155,7 @@ fn skip_on_standby(
             runtime.block_on(conn.close());
             Ok(None)
         }
-        Err(e) => Err(MigrateError::Unavailable(format!(
-            "checking for a standby: {e}"
-        ))),
+        Err(e) => Err(MigrateError::unavailable("checking for a standby", e)),
     }
 }
 
@@ -170,8 +166,8 @@ pub fn status(
     json: bool,
 ) -> Result<(), MigrateError> {
     let (Some(runtime), Some(url)) = (runtime, config.database.as_ref()) else {
-        return Err(MigrateError::Unavailable(
-            "no database configured: nothing to show".into(),
+        return Err(MigrateError::gone(
+            "no database configured: nothing to show",
         ));
     };
     let scripts = alembic_scripts(config)?;

@@ -4,14 +4,13 @@
 
 use std::io::Write as _;
 
-use sqlx::Row;
 use tokio::runtime::Runtime;
 
 use super::alembic::{RevisionStatus, State};
 use super::at_head::Scripts;
 use super::native::Folder;
-use super::{MigrateError, Plan, bounded, history, schema_wait};
-use crate::database::{Connection, DatabaseUrl, Kind, on_each_driver};
+use super::{MigrateError, Plan, bounded, schema_wait};
+use crate::database::DatabaseUrl;
 
 /// Prints the status of `plan`'s migrations; `scripts`: the alembic project of its command.
 pub fn show(
@@ -23,7 +22,7 @@ pub fn show(
 ) -> Result<(), MigrateError> {
     let text = match (plan, scripts) {
         (Plan::Native(dir), _) => {
-            let folder = Folder::read(dir, url.kind())?;
+            let folder = Folder::read(dir, url.driver())?;
             let rows = runtime.block_on(status(&folder, url))?;
             if json {
                 as_json(&rows).to_string() + "\n"
@@ -34,7 +33,9 @@ pub fn show(
         (Plan::Command(_), Some(scripts)) => {
             let rows = runtime.block_on(async {
                 let mut conn = schema_wait::session(url, None).await?;
-                let rows = history::alembic_revisions(&mut conn, scripts.table()).await;
+                let rows = conn.alembic_revisions(scripts.table()).await.map_err(|e| {
+                    MigrateError::unavailable(format!("reading {}", scripts.table()), e)
+                });
                 conn.close().await;
                 rows
             })?;
@@ -136,16 +137,6 @@ fn as_table(rows: &[Status]) -> String {
     text
 }
 
-/// One row of `_sqlx_migrations`.
-struct Recorded {
-    version: i64,
-    description: String,
-    installed_on: String,
-    success: bool,
-    checksum: Vec<u8>,
-    execution_ns: i64,
-}
-
 /// What `roadie migrate status` shows for one migration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -164,9 +155,9 @@ async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, Migra
     let mut conn = url
         .connect()
         .await
-        .map_err(|e| MigrateError::Unavailable(format!("connecting: {e}")))?;
+        .map_err(|e| MigrateError::unavailable("connecting", e))?;
     // No table yet: everything is pending.
-    let recorded = bounded("reading _sqlx_migrations", history(&mut conn))
+    let recorded = bounded("reading _sqlx_migrations", conn.migration_history())
         .await?
         .unwrap_or_default();
     let _ = bounded("closing the session", conn.close()).await;
@@ -205,81 +196,5 @@ async fn status(folder: &Folder, url: &DatabaseUrl) -> Result<Vec<Status>, Migra
         });
     }
     rows.sort_by_key(|s| s.version);
-    Ok(rows)
-}
-
-/// Every row of the history table. Postgres: as one simple query, which a transaction pooler
-/// carries like any other (sqlx would name a prepared statement and leave it on the server
-/// connection); its rows come as text.
-#[cfg(feature = "postgres")]
-async fn history_simply(
-    c: &mut sqlx::postgres::PgConnection,
-) -> Result<Vec<Recorded>, sqlx::Error> {
-    let rows = sqlx::raw_sql(
-        "SELECT version::text, description, installed_on::text, success::text, \
-                encode(checksum, 'hex'), execution_time::text \
-         FROM _sqlx_migrations ORDER BY version",
-    )
-    .fetch_all(c)
-    .await?;
-    let number = |text: String| {
-        text.parse::<i64>()
-            .map_err(|_| sqlx::Error::Protocol(format!("_sqlx_migrations holds {text:?}")))
-    };
-    rows.into_iter()
-        .map(|r| {
-            let hex: String = r.try_get(4)?;
-            Ok(Recorded {
-                version: number(r.try_get(0)?)?,
-                description: r.try_get(1)?,
-                installed_on: r.try_get(2)?,
-                success: r.try_get::<String, _>(3)? == "true",
-                checksum: (0..hex.len())
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                    .collect(),
-                execution_ns: number(r.try_get(5)?)?,
-            })
-        })
-        .collect()
-}
-
-/// Every row of the history table.
-// A Postgres-only build has one driver: its `if let` always matches.
-#[cfg_attr(
-    not(any(feature = "mysql", feature = "sqlite")),
-    allow(irrefutable_let_patterns)
-)]
-async fn history(conn: &mut Connection) -> Result<Vec<Recorded>, sqlx::Error> {
-    #[cfg(feature = "postgres")]
-    if let Connection::Postgres(c) = conn {
-        return history_simply(c).await;
-    }
-    // Each database spells "the timestamp as text" its own way.
-    let installed_on = match conn.kind() {
-        Kind::Postgres => "installed_on::text",
-        Kind::MySql => "CAST(installed_on AS CHAR)",
-        Kind::Sqlite => "CAST(installed_on AS TEXT)",
-    };
-    let sql = format!(
-        "SELECT version, description, {installed_on}, success, checksum, execution_time \
-         FROM _sqlx_migrations ORDER BY version"
-    );
-    let sql = sqlx::AssertSqlSafe(sql);
-    let rows = on_each_driver!(conn, c => {
-        sqlx::query(sql)
-            .fetch_all(c)
-            .await?
-            .into_iter()
-            .map(|r| Recorded {
-                version: r.get(0),
-                description: r.get(1),
-                installed_on: r.get(2),
-                success: r.get(3),
-                checksum: r.get(4),
-                execution_ns: r.get(5),
-            })
-            .collect()
-    });
     Ok(rows)
 }

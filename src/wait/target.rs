@@ -368,6 +368,9 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;

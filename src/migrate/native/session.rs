@@ -1,0 +1,97 @@
+//! The sessions of a native run: the migration's (the wait stage's connection when it still
+//! answers; `--ddl-lock-timeout` as a startup option), and the lock's, opened beside it, which
+//! shows a transaction pooler that native migrations cannot go through.
+
+use std::time::Duration;
+
+use crate::database::{Connection, DatabaseUrl, pooler};
+use crate::migrate::{MigrateError, bounded};
+
+/// The lock's session, opened beside the migration session: with both, a transaction pooler
+/// shows (see `pooler.rs`). sqlx's migrator prepares each statement in one round trip and runs
+/// it in the next, outside any transaction, and a transaction pooler may hand those two round
+/// trips to two server connections: refuse (78) and name the fix, rather than fail by chance.
+pub async fn refuse_transaction_pooling(
+    url: &DatabaseUrl,
+    conn: &mut Connection,
+) -> Result<Option<Connection>, MigrateError> {
+    if !url.driver().has_transaction_poolers() {
+        return Ok(None);
+    }
+    let mut lock_session = url
+        .connect()
+        .await
+        .map_err(|e| MigrateError::unavailable("connecting to take the lock", e))?;
+    let seen = pooler::transaction_pooling(conn, &mut lock_session)
+        .await
+        .map_err(|e| MigrateError::unavailable("checking for a pooler", e))?;
+    let Some(seen) = seen else {
+        return Ok(Some(lock_session));
+    };
+    lock_session.close().await;
+    Err(MigrateError::Misconfigured(format!(
+        "{} goes through a transaction pooler ({seen}): native migrations need a session of \
+         their own, so roadie does not migrate through it; give the direct URL with \
+         --migrate-database-url (ROADIE_MIGRATE_DATABASE_URL), or use session pooling",
+        url.whereabouts()
+    )))
+}
+
+/// The migration session: the wait stage's connection when it still answers, else a new one.
+/// With `ddl_lock_timeout`, `lock_timeout` is a startup option of a new session (never the
+/// handed-on one): a migration's own `RESET lock_timeout` or `RESET ALL` returns to the
+/// session's default, which a startup option sets, where a `SET` would be wiped.
+pub async fn migration_session(
+    url: &DatabaseUrl,
+    reused: Option<Connection>,
+    ddl_lock_timeout: Option<Duration>,
+) -> Result<Connection, MigrateError> {
+    let startup_lock_timeout = ddl_lock_timeout.filter(|_| url.driver().has_lock_timeout());
+    let reused = match (reused, startup_lock_timeout) {
+        (Some(conn), Some(_)) => {
+            let _ = bounded("closing the wait stage's session", conn.close()).await;
+            None
+        }
+        (reused, _) => reused,
+    };
+    let alive = bounded(
+        "checking the wait stage's session",
+        Connection::if_alive(reused),
+    )
+    .await
+    .ok()
+    .flatten();
+    let conn = match alive {
+        Some(conn) => conn,
+        None => {
+            let settings: Vec<(&str, String)> = startup_lock_timeout
+                .map(|t| ("lock_timeout", format!("{}ms", t.as_millis().max(1))))
+                .into_iter()
+                .collect();
+            bounded(
+                "connecting to migrate",
+                url.connect_with_settings(&settings),
+            )
+            .await?
+            .map_err(|e| MigrateError::unavailable("connecting to migrate", e))?
+        }
+    };
+    Ok(conn)
+}
+
+/// Has the server give up on the migration session should roadie's host vanish, and check
+/// every second whether the client of a running statement is still there: if roadie dies
+/// mid-statement, the server would otherwise notice only when it next writes to the socket,
+/// and a long statement would keep its transaction (and the next replica waiting) until then
+/// (PostgreSQL 14+; an older server refuses the setting, which costs only that). Session
+/// settings: only once the session is known not to be a transaction pooler's.
+pub async fn keep_checking_the_client(conn: &mut Connection) {
+    if let Ok(Err(e)) = bounded(
+        "setting up the migration session",
+        conn.bound_against_vanishing(true),
+    )
+    .await
+    {
+        tracing::debug!("the migration session keeps the server's defaults: {e}");
+    }
+}
