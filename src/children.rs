@@ -171,7 +171,14 @@ impl std::fmt::Display for ExecError {
     }
 }
 
-impl std::error::Error for ExecError {}
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExecError::Refused { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// The interpreter a `#!` line names (up to the first blank, CR kept), when the file has one.
 fn interpreter_of(path: &Path) -> Option<String> {

@@ -105,6 +105,52 @@ enum Location {
     },
 }
 
+/// Where a server listens, as sqlx would connect to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listening {
+    /// A Unix socket file (PostgreSQL's `.s.PGSQL.PORT` in its socket directory).
+    Socket(PathBuf),
+    Tcp {
+        host: String,
+        port: u16,
+    },
+}
+
+impl ConnectOptions {
+    /// Where the server listens; `None` for SQLite (a file, no server).
+    pub fn listening(&self) -> Option<Listening> {
+        match self {
+            // sqlx: a socket directory (`host=/run/postgresql` or `socket=`) holds
+            // `.s.PGSQL.PORT`.
+            #[cfg(feature = "postgres")]
+            ConnectOptions::Postgres(o) => {
+                let directory = o.get_socket().cloned().or_else(|| {
+                    o.get_host()
+                        .starts_with('/')
+                        .then(|| PathBuf::from(o.get_host()))
+                });
+                Some(match directory {
+                    Some(dir) => Listening::Socket(dir.join(format!(".s.PGSQL.{}", o.get_port()))),
+                    None => Listening::Tcp {
+                        host: o.get_host().to_string(),
+                        port: o.get_port(),
+                    },
+                })
+            }
+            #[cfg(feature = "mysql")]
+            ConnectOptions::MySql(o) => Some(match o.get_socket() {
+                Some(path) => Listening::Socket(path.clone()),
+                None => Listening::Tcp {
+                    host: o.get_host().to_string(),
+                    port: o.get_port(),
+                },
+            }),
+            #[cfg(feature = "sqlite")]
+            ConnectOptions::Sqlite(_) => None,
+        }
+    }
+}
+
 /// sqlx's options for the three drivers.
 #[derive(Debug, Clone)]
 pub enum ConnectOptions {
@@ -158,45 +204,13 @@ impl DatabaseUrl {
                 source,
             });
         }
-        if !rest.starts_with("//") {
-            return Err(format!(
-                "{source}: expected {base}://[user[:password]@]host[:port]/database"
-            ));
-        }
-        let scheme = if kind == Driver::Postgres {
-            "postgres"
-        } else {
-            "mysql"
-        };
-        let each = match kind {
-            Driver::Postgres => hosts::split(rest),
-            _ => vec![rest.to_string()],
-        };
-        let mut urls = Vec::with_capacity(each.len());
-        for rest in each {
-            let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
-                // libpq takes `postgres://user@/db?host=/run/postgresql` and
-                // `postgres://:5433/db`; the url crate wants a host there. Any stands in: the
-                // `host` parameter (a socket) overrides it.
-                Err(url::ParseError::EmptyHost) => {
-                    Url::parse(&format!("{scheme}:{}", with_placeholder_host(&rest)))
-                }
-                parsed => parsed,
-            }
-            .map_err(|e| format!("{source}: malformed URL: {e}"))?;
-            match kind {
-                Driver::Postgres => translate_asyncpg_ssl(&mut url),
-                _ => translate_pymysql_socket(&mut url),
-            }
-            urls.push(url);
-        }
+        let mut urls = server_urls(kind, &base, rest, &source)?;
         let url = urls.remove(0);
         let session = match kind {
             Driver::Postgres => {
                 hosts::Session::from_url(&url).map_err(|e| format!("{source}: {e}"))?
             }
-            _ => hosts::Session::from_url(&Url::parse("mysql://h/").expect("UNWRAP: constant"))
-                .expect("UNWRAP: no parameters"),
+            _ => hosts::Session::default(),
         };
         Ok(DatabaseUrl {
             location: Location::Server {
@@ -310,6 +324,41 @@ impl DatabaseUrl {
             Location::Sqlite { file, query } => sqlite_options(file.as_deref(), query),
         }
     }
+}
+
+/// The URL of each host (libpq's multi-host form is PostgreSQL's; a MySQL URL has one), with
+/// the scheme sqlx knows and the spellings of asyncpg and PyMySQL translated.
+fn server_urls(kind: Driver, base: &str, rest: &str, source: &str) -> Result<Vec<Url>, String> {
+    if !rest.starts_with("//") {
+        return Err(format!(
+            "{source}: expected {base}://[user[:password]@]host[:port]/database"
+        ));
+    }
+    let postgres = kind == Driver::Postgres;
+    let scheme = if postgres { "postgres" } else { "mysql" };
+    let each = match postgres {
+        true => hosts::split(rest),
+        false => vec![rest.to_string()],
+    };
+    let mut urls = Vec::with_capacity(each.len());
+    for rest in each {
+        let mut url = match Url::parse(&format!("{scheme}:{rest}")) {
+            // libpq takes `postgres://user@/db?host=/run/postgresql` and
+            // `postgres://:5433/db`; the url crate wants a host there. Any stands in: the
+            // `host` parameter (a socket) overrides it.
+            Err(url::ParseError::EmptyHost) => {
+                Url::parse(&format!("{scheme}:{}", with_placeholder_host(&rest)))
+            }
+            parsed => parsed,
+        }
+        .map_err(|e| format!("{source}: malformed URL: {e}"))?;
+        match postgres {
+            true => translate_asyncpg_ssl(&mut url),
+            false => translate_pymysql_socket(&mut url),
+        }
+        urls.push(url);
+    }
+    Ok(urls)
 }
 
 /// One PostgreSQL connection with `settings` (see `connect_with_settings`).

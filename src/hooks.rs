@@ -47,6 +47,7 @@ impl std::error::Error for HookError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HookError::Io { source, .. } => Some(source),
+            HookError::Exec(e) => Some(e),
             _ => None,
         }
     }

@@ -63,6 +63,42 @@ pub enum RunError {
     Signals(io::Error),
 }
 
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Signal(signal) => write!(f, "stopped by SIG{}", signals::name(*signal)),
+            Stop::Unreadable(_) => f.write_str("reading signals"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Stop::Signal(_) => None,
+            Stop::Unreadable(source) => Some(source),
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Spawn(_) => f.write_str("starting the child"),
+            RunError::Signals(_) => f.write_str("waiting for signals"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Spawn(e) => Some(e),
+            RunError::Signals(e) => Some(e),
+        }
+    }
+}
+
 /// How a supervised child ended, and whether a stop signal asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ended {

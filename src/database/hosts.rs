@@ -28,12 +28,23 @@ pub enum Attrs {
     PreferStandby,
 }
 
-/// How to choose among the hosts.
+/// How to choose among the hosts. The default (any host, no bound of its own, in order) is a
+/// MySQL URL's, which has one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub attrs: Attrs,
     pub connect_timeout: Option<Duration>,
     pub random_order: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            attrs: Attrs::Any,
+            connect_timeout: None,
+            random_order: false,
+        }
+    }
 }
 
 impl Session {
@@ -144,21 +155,7 @@ where
     let mut unfit = Vec::new();
     for attrs in passes {
         for (url, name) in &hosts {
-            let attempt = open(url);
-            let opened = match session.connect_timeout {
-                Some(limit) => tokio::time::timeout(limit, attempt)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(sqlx::Error::Io(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!(
-                                "{name}: no connection within connect_timeout={}s",
-                                limit.as_secs()
-                            ),
-                        )))
-                    }),
-                None => attempt.await,
-            };
+            let opened = bounded_attempt(open(url), session.connect_timeout, name).await;
             let mut conn = match opened {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -175,36 +172,67 @@ where
                 return Ok(conn);
             }
             conn.close().await;
-            unfit.push(format!(
-                "{name} is {}",
-                if in_recovery {
-                    "a standby"
-                } else if read_only {
-                    "read-only"
-                } else {
-                    "a primary"
-                }
-            ));
+            unfit.push(format!("{name} is {}", role_of(in_recovery, read_only)));
         }
     }
     if !unfit.is_empty() {
         return Err(sqlx::Error::Io(io::Error::other(format!(
             "no host fits target_session_attrs={} ({})",
-            match session.attrs {
-                Attrs::Any => "any",
-                Attrs::ReadWrite => "read-write",
-                Attrs::ReadOnly => "read-only",
-                Attrs::Primary => "primary",
-                Attrs::Standby => "standby",
-                Attrs::PreferStandby => "prefer-standby",
-            },
+            session.attrs.as_libpq(),
             unfit.join(", ")
         ))));
     }
     Err(last.unwrap_or_else(|| sqlx::Error::Configuration("no host in the URL".into())))
 }
 
-/// `pg_is_in_recovery()` and `transaction_read_only`, as one simple query.
+/// One attempt, within libpq's `connect_timeout` when the URL sets one.
+async fn bounded_attempt(
+    attempt: impl Future<Output = Result<Connection, sqlx::Error>>,
+    limit: Option<Duration>,
+    name: &str,
+) -> Result<Connection, sqlx::Error> {
+    let Some(limit) = limit else {
+        return attempt.await;
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{name}: no connection within connect_timeout={}s",
+                    limit.as_secs()
+                ),
+            )))
+        })
+}
+
+/// What a server is, for the line that says no host fits.
+fn role_of(in_recovery: bool, read_only: bool) -> &'static str {
+    if in_recovery {
+        "a standby"
+    } else if read_only {
+        "read-only"
+    } else {
+        "a primary"
+    }
+}
+
+impl Attrs {
+    /// The value as libpq spells it.
+    fn as_libpq(self) -> &'static str {
+        match self {
+            Attrs::Any => "any",
+            Attrs::ReadWrite => "read-write",
+            Attrs::ReadOnly => "read-only",
+            Attrs::Primary => "primary",
+            Attrs::Standby => "standby",
+            Attrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// `pg_is_in_recovery()` and `transaction_read_only` (PostgreSQL; a primary elsewhere).
 // A Postgres-only build has one driver: its `if let` always matches.
 #[cfg_attr(
     not(any(feature = "mysql", feature = "sqlite")),
@@ -213,14 +241,7 @@ where
 async fn state(conn: &mut Connection) -> Result<(bool, bool), sqlx::Error> {
     #[cfg(feature = "postgres")]
     if let Connection::Postgres(c) = conn {
-        use sqlx::Row;
-        let row = sqlx::raw_sql(
-            "SELECT pg_is_in_recovery()::text, current_setting('transaction_read_only')",
-        )
-        .fetch_one(c)
-        .await?;
-        let (recovery, read_only): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        return Ok((recovery == "true", read_only == "on"));
+        return super::postgres::recovery_state(c).await;
     }
     Ok((false, false))
 }

@@ -254,19 +254,22 @@ pub async fn history(conn: &mut PgConnection) -> Result<Vec<Recorded>, sqlx::Err
         .collect()
 }
 
-/// Why the server cannot take writes, when it cannot.
-pub async fn read_only(conn: &mut PgConnection) -> Result<Option<&'static str>, sqlx::Error> {
+/// Whether the server is in recovery (a standby) and whether it is read-only.
+pub async fn recovery_state(conn: &mut PgConnection) -> Result<(bool, bool), sqlx::Error> {
     let row =
         sqlx::raw_sql("SELECT pg_is_in_recovery()::text, current_setting('transaction_read_only')")
             .fetch_one(conn)
             .await?;
     let (recovery, read_only): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-    Ok(if recovery == "true" {
-        Some("a read-only standby (pg_is_in_recovery() is true)")
-    } else if read_only == "on" {
-        Some("read-only (transaction_read_only is on)")
-    } else {
-        None
+    Ok((recovery == "true", read_only == "on"))
+}
+
+/// Why the server cannot take writes, when it cannot.
+pub async fn read_only(conn: &mut PgConnection) -> Result<Option<&'static str>, sqlx::Error> {
+    Ok(match recovery_state(conn).await? {
+        (true, _) => Some("a read-only standby (pg_is_in_recovery() is true)"),
+        (false, true) => Some("read-only (transaction_read_only is on)"),
+        (false, false) => None,
     })
 }
 

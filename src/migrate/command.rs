@@ -20,134 +20,180 @@ use crate::database::lock::MigrationLock;
 use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::{Child, Supervision};
 
-/// Takes the lock (on `reused` when it still answers), runs `program` to its end, releases
-/// the lock, or with `locking.keep` (hooks must run under it next) hands it back held. With
-/// `scripts` (the command is `alembic upgrade head` and roadie reads its project), the
-/// database at head is checked first: then neither the lock nor alembic is needed; a replica
-/// that waited for the lock checks again under it and usually finds the work done.
-/// Meanwhile a watch (see [`CommandWatch`]) asks the database on a session of its own whether
-/// it still answers and, with `ddl.lock_timeout`, whether the command waits for a table lock.
-/// With `--migrate-database-url`, `url` is that direct URL (`direct`, as given), and the
-/// command finds it in its environment as `DATABASE_URL` (what alembic's env.py and most
-/// frameworks read) and as `ROADIE_MIGRATE_DATABASE_URL`: it migrates the database roadie
+/// A migration command as the migrate stage runs it.
+///
+/// It takes the lock (on the wait stage's connection when it still answers), runs `program`
+/// to its end, releases the lock, or with `locking.keep` (hooks must run under it next) hands
+/// it back held. With `scripts` (the command is `alembic upgrade head` and roadie reads its
+/// project), the database at head is checked first: then neither the lock nor alembic is
+/// needed; a replica that waited for the lock checks again under it and usually finds the work
+/// done. Meanwhile a watch (see [`CommandWatch`]) asks the database on a session of its own
+/// whether it still answers and, with `ddl.lock_timeout`, whether the command waits for a
+/// table lock. With `--migrate-database-url`, `url` is that direct URL (`direct`, as given),
+/// and the command finds it in its environment as `DATABASE_URL` (what alembic's env.py and
+/// most frameworks read) and as `ROADIE_MIGRATE_DATABASE_URL`: it migrates the database roadie
 /// locks, not the pooler.
-// The stage's whole context, each a different concern; grouping them would only rename it.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    runtime: &Runtime,
-    supervision: &mut Supervision,
-    url: &DatabaseUrl,
-    program: &Program,
-    reused: Option<Connection>,
-    locking: Locking,
-    scripts: Option<&Scripts>,
-    direct: Option<&str>,
-) -> Result<(Summary, Option<MigrationLock>), MigrateError> {
-    let ddl = locking.ddl;
-    let mut reused = reused;
-    let mut reader = None;
-    if let Some(scripts) = scripts {
-        let mut conn = runtime.block_on(schema_wait::session(url, reused.take()))?;
-        if let Reading::AtHead(head) = runtime.block_on(scripts.reading(&mut conn))?
-            && !locking.keep
-        {
-            runtime.block_on(conn.close());
-            let summary = Summary::AlembicAtHead {
-                head,
-                lock_waited: None,
-            };
-            return Ok((summary, None));
+pub struct CommandRun<'a> {
+    pub url: &'a DatabaseUrl,
+    pub program: &'a Program,
+    pub locking: Locking,
+    pub scripts: Option<&'a Scripts>,
+    pub direct: Option<&'a str>,
+}
+
+/// What the stage hands back: its summary, and the lock when hooks must run under it.
+type Outcome = Result<(Summary, Option<MigrationLock>), MigrateError>;
+
+impl CommandRun<'_> {
+    pub fn run(
+        &self,
+        runtime: &Runtime,
+        supervision: &mut Supervision,
+        reused: Option<Connection>,
+    ) -> Outcome {
+        let mut reused = reused;
+        let mut reader = None;
+        if let Some(scripts) = self.scripts {
+            let mut conn = runtime.block_on(schema_wait::session(self.url, reused.take()))?;
+            if let Reading::AtHead(head) = runtime.block_on(scripts.reading(&mut conn))?
+                && !self.locking.keep
+            {
+                runtime.block_on(conn.close());
+                let summary = Summary::AlembicAtHead {
+                    head,
+                    lock_waited: None,
+                };
+                return Ok((summary, None));
+            }
+            reader = Some(conn);
         }
-        reader = Some(conn);
+        let acquire = lock::acquire(self.url, reused, self.locking.timeout);
+        let (lock, waited) = runtime.block_on(supervision.until_stopped(acquire))??;
+        let lock = match (self.scripts, reader) {
+            (Some(scripts), Some(conn)) => {
+                match self.at_head_under_lock(runtime, scripts, conn, lock, waited)? {
+                    Ok(done) => return Ok(done),
+                    Err(lock) => lock,
+                }
+            }
+            _ => lock,
+        };
+        self.run_locked(runtime, supervision, lock, waited)
     }
-    let acquire = lock::acquire(url, reused, locking.timeout);
-    let (lock, waited) = runtime.block_on(supervision.until_stopped(acquire))??;
-    if let (Some(scripts), Some(mut conn)) = (scripts, reader) {
+
+    /// Reads the version table again under the lock: at head (another replica migrated it),
+    /// the stage is done (`Ok(Ok)`); else the lock is handed back to run alembic.
+    fn at_head_under_lock(
+        &self,
+        runtime: &Runtime,
+        scripts: &Scripts,
+        mut conn: Connection,
+        lock: MigrationLock,
+        waited: Duration,
+    ) -> Result<Result<(Summary, Option<MigrationLock>), MigrationLock>, MigrateError> {
         let reading = runtime.block_on(scripts.reading(&mut conn));
         runtime.block_on(conn.close());
         let head = match reading {
             Ok(Reading::AtHead(head)) => head,
-            Ok(Reading::Pending(_)) => String::new(),
+            Ok(Reading::Pending(_)) => return Ok(Err(lock)),
             Err(e) => {
                 runtime.block_on(lock.release());
                 return Err(e);
             }
         };
-        if !head.is_empty() {
-            let summary = Summary::AlembicAtHead {
-                head,
-                lock_waited: Some(waited),
-            };
-            if locking.keep {
-                return Ok((summary, Some(lock)));
+        let summary = Summary::AlembicAtHead {
+            head,
+            lock_waited: Some(waited),
+        };
+        if self.locking.keep {
+            return Ok(Ok((summary, Some(lock))));
+        }
+        runtime.block_on(lock.release());
+        Ok(Ok((summary, None)))
+    }
+
+    /// Runs the command under the lock, watched, and says how it ended.
+    fn run_locked(
+        &self,
+        runtime: &Runtime,
+        supervision: &mut Supervision,
+        lock: MigrationLock,
+        waited: Duration,
+    ) -> Outcome {
+        let program = self.program;
+        let ddl_lock_timeout = self
+            .locking
+            .ddl
+            .lock_timeout
+            .filter(|_| self.url.driver().has_lock_timeout());
+        let (watch, server_version) = CommandWatch::start(self.url, ddl_lock_timeout);
+        let mut env = match ddl_lock_timeout {
+            Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
+            None => Vec::new(),
+        };
+        if let Some(text) = self.direct {
+            for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
+                env.push((name.into(), text.into()));
             }
-            runtime.block_on(lock.release());
-            return Ok((summary, None));
         }
-    }
-    let ddl_lock_timeout = ddl.lock_timeout.filter(|_| url.driver().has_lock_timeout());
-    let (watch, server_version) = CommandWatch::start(url, ddl_lock_timeout);
-    let mut env = match ddl_lock_timeout {
-        Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
-        None => Vec::new(),
-    };
-    if let Some(text) = direct {
-        for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
-            env.push((name.into(), text.into()));
-        }
-    }
-    let started = Instant::now();
-    let ended = supervision.run(program, Child::Migrator { env: &env });
-    let seen = watch.map(CommandWatch::stop).unwrap_or_default();
-    if let Some(lost) = seen.lost {
-        // Its goodbye would wait for the network too: the server frees the lock when its
-        // keepalives give up on the session.
-        drop(lock);
-        return Err(MigrateError::unavailable(
-            format!(
-                "{:?} was stopped while it ran, and the app is not started",
-                program.command_line()
-            ),
-            lost,
-        ));
-    }
-    let succeeded = matches!(
-        &ended,
-        Ok(ended) if ended.stopped_by.is_none() && ended.exit == ChildExit::Exited(0)
-    );
-    let lock = if locking.keep && succeeded {
-        Some(lock)
-    } else {
-        runtime.block_on(async {
-            let _ = bounded("releasing the migration lock", lock.release()).await;
-        });
-        None
-    };
-    let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
-    if let Some(signal) = ended.stopped_by {
-        return Err(MigrateError::Stopped(signal));
-    }
-    match ended.exit {
-        ChildExit::Exited(0) => Ok((
-            Summary::Command {
-                took: started.elapsed(),
-                lock_waited: waited,
-            },
-            lock,
-        )),
-        exit => Err(MigrateError::CommandFailed {
-            command: program.command_line(),
-            exit,
-            note: seen.blocker.map(|blocker| {
+        let started = Instant::now();
+        let ended = supervision.run(program, Child::Migrator { env: &env });
+        let seen = watch.map(CommandWatch::stop).unwrap_or_default();
+        if let Some(lost) = seen.lost {
+            // Its goodbye would wait for the network too: the server frees the lock when its
+            // keepalives give up on the session.
+            drop(lock);
+            return Err(MigrateError::unavailable(
                 format!(
-                    "it waited for a table lock held by {blocker}, and --ddl-lock-timeout {} \
-                     was set: most likely it gave up on that lock timeout (see its output); \
-                     deploy again when the blocker is done",
-                    humantime::format_duration(ddl_lock_timeout.unwrap_or_default())
-                )
+                    "{:?} was stopped while it ran, and the app is not started",
+                    program.command_line()
+                ),
+                lost,
+            ));
+        }
+        let succeeded = matches!(
+            &ended,
+            Ok(ended) if ended.stopped_by.is_none() && ended.exit == ChildExit::Exited(0)
+        );
+        let lock = if self.locking.keep && succeeded {
+            Some(lock)
+        } else {
+            runtime.block_on(async {
+                let _ = bounded("releasing the migration lock", lock.release()).await;
+            });
+            None
+        };
+        let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
+        if let Some(signal) = ended.stopped_by {
+            return Err(MigrateError::Stopped(signal));
+        }
+        match ended.exit {
+            ChildExit::Exited(0) => Ok((
+                Summary::Command {
+                    took: started.elapsed(),
+                    lock_waited: waited,
+                },
+                lock,
+            )),
+            exit => Err(MigrateError::CommandFailed {
+                command: program.command_line(),
+                exit,
+                note: seen
+                    .blocker
+                    .map(|blocker| lock_timeout_note(&blocker, ddl_lock_timeout)),
             }),
-        }),
+        }
     }
+}
+
+/// What the failure line adds when the watch saw the command wait for a table lock.
+fn lock_timeout_note(blocker: &str, timeout: Option<Duration>) -> String {
+    format!(
+        "it waited for a table lock held by {blocker}, and --ddl-lock-timeout {} was set: most \
+         likely it gave up on that lock timeout (see its output); deploy again when the blocker \
+         is done",
+        humantime::format_duration(timeout.unwrap_or_default())
+    )
 }
 
 /// What the command's environment gains with `--ddl-lock-timeout`: `PGOPTIONS` with

@@ -48,14 +48,48 @@ pub fn run<'r>(
         Some(connection) => connection,
         None => return Ok((None, None)),
     };
-    let keep_lock = config.keep_lock;
+    let began = Instant::now();
+    let (summary, lock, connection) = carry_out(runtime, supervision, config, url, connection)?;
+    if let Some(summary) = &summary {
+        info!("{summary}");
+    }
+    let migrated = summary.map(|summary| (summary, began.elapsed()));
+    let lock = match lock {
+        Some(lock) => Some(lock),
+        // Nothing migrated under the lock (skipped, or awaited), but hooks need it.
+        None if config.keep_lock => {
+            let acquire = lock::acquire(url, connection, config.lock_timeout);
+            let (lock, _) = runtime.block_on(supervision.until_stopped(acquire))??;
+            Some(lock)
+        }
+        None => {
+            if let Some(connection) = connection {
+                runtime.block_on(connection.close());
+            }
+            None
+        }
+    };
+    Ok((migrated, lock.map(|lock| Held { lock, runtime })))
+}
+
+/// What carrying out the plan leaves: its summary, the lock when hooks need it, and the
+/// connection when the plan did not take it.
+type CarriedOut = (Option<Summary>, Option<MigrationLock>, Option<Connection>);
+
+/// Carries out the plan: nothing, waiting for the schema, a native folder or a command.
+fn carry_out(
+    runtime: &Runtime,
+    supervision: &mut Supervision,
+    config: &Settings,
+    url: &DatabaseUrl,
+    connection: Option<Connection>,
+) -> Result<CarriedOut, MigrateError> {
     let locking = Locking {
         timeout: config.lock_timeout,
-        keep: keep_lock,
+        keep: config.keep_lock,
         ddl: config.ddl,
     };
-    let began = Instant::now();
-    let (summary, lock, connection) = match &config.plan {
+    Ok(match &config.plan {
         Plan::Skip(why) => {
             if let Some(why) = why {
                 info!("{why}");
@@ -92,39 +126,17 @@ pub fn run<'r>(
                 true => alembic_scripts(config)?,
                 false => None,
             };
-            let (summary, lock) = super::command::run(
-                runtime,
-                supervision,
+            let run = super::command::CommandRun {
                 url,
                 program,
-                connection,
                 locking,
-                scripts.as_ref(),
-                config.direct_url.as_deref(),
-            )?;
+                scripts: scripts.as_ref(),
+                direct: config.direct_url.as_deref(),
+            };
+            let (summary, lock) = run.run(runtime, supervision, connection)?;
             (Some(summary), lock, None)
         }
-    };
-    if let Some(summary) = &summary {
-        info!("{summary}");
-    }
-    let migrated = summary.map(|summary| (summary, began.elapsed()));
-    let lock = match lock {
-        Some(lock) => Some(lock),
-        // Nothing migrated under the lock (skipped, or awaited), but hooks need it.
-        None if keep_lock => {
-            let acquire = lock::acquire(url, connection, config.lock_timeout);
-            let (lock, _) = runtime.block_on(supervision.until_stopped(acquire))??;
-            Some(lock)
-        }
-        None => {
-            if let Some(connection) = connection {
-                runtime.block_on(connection.close());
-            }
-            None
-        }
-    };
-    Ok((migrated, lock.map(|lock| Held { lock, runtime })))
+    })
 }
 
 /// `--on-standby skip`: a standby is migrated by nobody; the app starts. `Some` hands the

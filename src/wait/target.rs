@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::database::readiness::{self, Verdict};
 use crate::database::standby::{self, OnStandby};
-use crate::database::{self, ConnectOptions, Connection, DatabaseUrl};
+use crate::database::{self, ConnectOptions, Connection, DatabaseUrl, Listening};
 
 /// A host name is looked up at most this often (20 times a second): compose's DNS answers
 /// every lookup, and a name stays unresolvable until its container exists.
@@ -266,29 +266,10 @@ impl PortCheck {
 
     /// Where a database listens, as sqlx would connect to it; `None` for SQLite.
     fn of_database(options: &ConnectOptions) -> Option<Self> {
-        match options {
-            // sqlx: a socket directory (`host=/run/postgresql` or `socket=`) holds
-            // `.s.PGSQL.PORT`.
-            #[cfg(feature = "postgres")]
-            ConnectOptions::Postgres(o) => {
-                let directory = o.get_socket().cloned().or_else(|| {
-                    o.get_host()
-                        .starts_with('/')
-                        .then(|| PathBuf::from(o.get_host()))
-                });
-                Some(match directory {
-                    Some(dir) => Self::socket(dir.join(format!(".s.PGSQL.{}", o.get_port()))),
-                    None => Self::tcp(o.get_host(), o.get_port()),
-                })
-            }
-            #[cfg(feature = "mysql")]
-            ConnectOptions::MySql(o) => Some(match o.get_socket() {
-                Some(path) => Self::socket(path.clone()),
-                None => Self::tcp(o.get_host(), o.get_port()),
-            }),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
+        Some(match options.listening()? {
+            Listening::Socket(path) => Self::socket(path),
+            Listening::Tcp { host, port } => Self::tcp(&host, port),
+        })
     }
 
     /// One bare connect to each address in turn: `Ok` as soon as one accepts. A name is
