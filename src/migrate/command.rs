@@ -143,13 +143,10 @@ impl CommandRun<'_> {
             // Its goodbye would wait for the network too: the server frees the lock when its
             // keepalives give up on the session.
             drop(lock);
-            return Err(MigrateError::unavailable(
-                format!(
-                    "{:?} was stopped while it ran, and the app is not started",
-                    program.command_line()
-                ),
-                lost,
-            ));
+            return Err(lost.during(format_args!(
+                "while {:?} ran (the command was stopped and the app is not started)",
+                program.command_line()
+            )));
         }
         let succeeded = matches!(
             &ended,

@@ -102,6 +102,18 @@ impl MigrateError {
         }
     }
 
+    /// A loss of the database seen while roadie was `doing` something bigger: said as part
+    /// of it (`while running migration 1 (...): watching the migration: <cause>`).
+    pub fn during(self, doing: impl std::fmt::Display) -> Self {
+        match self {
+            MigrateError::Unavailable { doing: inner, cause } => MigrateError::Unavailable {
+                doing: format!("{doing}: {inner}"),
+                cause,
+            },
+            other => MigrateError::unavailable(doing.to_string(), other),
+        }
+    }
+
     /// The database went away; `doing` says all there is to say.
     pub fn gone(doing: impl Into<String>) -> Self {
         MigrateError::Unavailable {

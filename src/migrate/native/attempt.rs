@@ -106,13 +106,10 @@ impl Attempt<'_> {
             done = self.supervision.until_stopped(&mut run) => done,
             lost = watch::until_lost(self.watch.as_mut(), &mut blocker) => {
                 logging::on_behalf_of(None);
-                return Err(MigrateError::unavailable(
-                    format!(
-                        "running migration {version} ({file}), which is not recorded (the \
-                         server rolls it back once it notices this session is gone)"
-                    ),
-                    lost,
-                ));
+                return Err(lost.during(format_args!(
+                    "while running migration {version} ({file}), which is not recorded (the \
+                     server rolls it back once it notices this session is gone)"
+                )));
             }
         };
         logging::on_behalf_of(None);

@@ -18,13 +18,15 @@ pub async fn refuse_transaction_pooling(
     if !url.driver().has_transaction_poolers() {
         return Ok(None);
     }
-    let mut lock_session = url
-        .connect()
-        .await
-        .map_err(|e| MigrateError::unavailable("connecting to take the lock", e))?;
-    let seen = pooler::transaction_pooling(conn, &mut lock_session)
-        .await
-        .map_err(|e| MigrateError::unavailable("checking for a pooler", e))?;
+    // Bounded, as every wait of roadie's own: a network that goes now must not hang the boot.
+    const CONNECTING: &str = "connecting to take the lock";
+    let mut lock_session = bounded(CONNECTING, url.connect())
+        .await?
+        .map_err(|e| MigrateError::unavailable(CONNECTING, e))?;
+    const CHECKING: &str = "checking for a pooler";
+    let seen = bounded(CHECKING, pooler::transaction_pooling(conn, &mut lock_session))
+        .await?
+        .map_err(|e| MigrateError::unavailable(CHECKING, e))?;
     let Some(seen) = seen else {
         return Ok(Some(lock_session));
     };
