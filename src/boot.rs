@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use tracing::info;
 
 use crate::cli::Invocation;
-use crate::config::{Config, Stages};
+use crate::config::{Config, StagesWanted};
 use crate::database::Connection;
 use crate::error::BootError;
 use crate::handoff::{self, Handoff};
@@ -18,14 +18,14 @@ use crate::hooks;
 use crate::logging::{self, Phase};
 use crate::migrate::{self, Plan};
 use crate::signals::SignalSource;
-use crate::supervise::{Child, RunError, Supervision};
+use crate::supervise::{Child, Supervision};
 use crate::wait::{self, Waited};
 
 mod timings;
 use timings::Timings;
 
 /// What the invocation asks for once the stages it needs have run.
-enum Job {
+enum Goal {
     Run,
     Wait,
     Migrate,
@@ -48,21 +48,21 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     let runtime = runtime_for(&config)?;
     let mut timings = Timings::default();
     // `roadie wait` answers "ready to migrate?": a standby is reported whatever the plan.
-    let writes = matches!(job, Job::Wait) || !matches!(config.migrate.plan, Plan::Skip(_));
+    let writes = matches!(job, Goal::Wait) || !matches!(config.migrate.plan, Plan::Skip(_));
     let (waited, connection) = wait_stage(runtime.as_ref(), &supervision, &config, writes)?;
     timings.waited = waited;
     match job {
-        Job::Wait if !config.migrate.wait_for_schema => {
+        Goal::Wait if !config.migrate.wait_for_schema => {
             close(runtime.as_ref(), connection);
             return Ok(0);
         }
-        Job::Status { json } => {
+        Goal::Status { json } => {
             close(runtime.as_ref(), connection);
             migrate::stage::status(runtime.as_ref(), &config.migrate, json)
                 .map_err(BootError::Migrate)?;
             return Ok(0);
         }
-        Job::Run | Job::Migrate | Job::Wait => {}
+        Goal::Run | Goal::Migrate | Goal::Wait => {}
     }
     let (migrated, held) = match runtime.as_ref() {
         Some(runtime) => {
@@ -101,32 +101,32 @@ fn hooks_stage(dir: &Path, supervision: &mut Supervision) -> Result<(usize, Dura
     Ok((ran, began.elapsed()))
 }
 
-fn configure(invocation: Invocation) -> Result<(Config, Job), BootError> {
-    let all = Stages {
+fn configure(invocation: Invocation) -> Result<(Config, Goal), BootError> {
+    let all = StagesWanted {
         migrate: true,
         hooks: true,
     };
     Ok(match invocation {
         Invocation::Run { options, command } => {
-            (Config::resolve(options, Some(command), all)?, Job::Run)
+            (Config::resolve(options, Some(command), all)?, Goal::Run)
         }
         Invocation::Wait { options } => {
             // `roadie wait` reads the migrations only to wait for the schema.
-            let stages = Stages {
+            let stages = StagesWanted {
                 migrate: options.migrate.wait_for_schema,
                 hooks: false,
             };
-            (Config::resolve(options, None, stages)?, Job::Wait)
+            (Config::resolve(options, None, stages)?, Goal::Wait)
         }
-        Invocation::Migrate { options } => (Config::resolve(options, None, all)?, Job::Migrate),
+        Invocation::Migrate { options } => (Config::resolve(options, None, all)?, Goal::Migrate),
         Invocation::MigrateStatus { options, json } => {
-            let stages = Stages {
+            let stages = StagesWanted {
                 migrate: true,
                 hooks: false,
             };
             (
                 Config::resolve(options, None, stages)?,
-                Job::Status { json },
+                Goal::Status { json },
             )
         }
     })
@@ -208,15 +208,6 @@ fn run_app(
                 success_codes: &config.supervise.success_codes,
             },
         )
-        .map_err(|e| match e {
-            RunError::Spawn(source) => BootError::Spawn {
-                command: name.clone(),
-                source,
-            },
-            RunError::Signals(source) => BootError::Internal {
-                about: "waiting for signals",
-                source,
-            },
-        })?;
+        .map_err(|e| BootError::from_run(e, &name))?;
     Ok(ended.reported_code(&config.supervise.success_codes))
 }

@@ -55,7 +55,7 @@ pub const MISSING_COMMAND: &str = "missing COMMAND: roadie [OPTIONS] [--] COMMAN
 )]
 pub struct Args {
     #[command(subcommand)]
-    pub action: Option<Action>,
+    pub subcommand: Option<Subcommand>,
 
     #[command(flatten)]
     pub options: Options,
@@ -68,7 +68,7 @@ pub struct Args {
 // Parsed once, at start-up: boxing the larger variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
-pub enum Action {
+pub enum Subcommand {
     /// Boot, then run COMMAND supervised: the explicit form, for an app named like a subcommand.
     Run {
         #[command(flatten)]
@@ -88,12 +88,12 @@ pub enum Action {
         #[command(flatten)]
         options: Options,
         #[command(subcommand)]
-        action: Option<MigrateAction>,
+        subcommand: Option<MigrateSubcommand>,
     },
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum MigrateAction {
+pub enum MigrateSubcommand {
     /// Each migration: applied, pending, checksum mismatch or missing (native folders).
     Status {
         #[command(flatten)]
@@ -143,14 +143,14 @@ impl Args {
 
     /// The invocation, or the usage error of a missing COMMAND.
     pub fn invocation(self) -> Result<Invocation, String> {
-        match self.action {
-            Some(Action::Run { options, command }) => Ok(Invocation::Run { options, command }),
-            Some(Action::Wait { options }) => Ok(Invocation::Wait { options }),
-            Some(Action::Migrate {
-                action: Some(MigrateAction::Status { options, json }),
+        match self.subcommand {
+            Some(Subcommand::Run { options, command }) => Ok(Invocation::Run { options, command }),
+            Some(Subcommand::Wait { options }) => Ok(Invocation::Wait { options }),
+            Some(Subcommand::Migrate {
+                subcommand: Some(MigrateSubcommand::Status { options, json }),
                 ..
             }) => Ok(Invocation::MigrateStatus { options, json }),
-            Some(Action::Migrate { options, .. }) => Ok(Invocation::Migrate { options }),
+            Some(Subcommand::Migrate { options, .. }) => Ok(Invocation::Migrate { options }),
             None if self.command.is_empty() => Err(MISSING_COMMAND.into()),
             None => Ok(Invocation::Run {
                 options: self.options,

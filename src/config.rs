@@ -13,7 +13,7 @@ use crate::cli::{DatabaseArgs, MigrateArgs, Options, SuperviseArgs};
 use crate::database::history::VersionTable;
 use crate::database::standby::OnStandby;
 use crate::database::{self, DatabaseUrl};
-use crate::migrate::{self, AlembicSettings, Asked, DdlLimits, Decision, Plan};
+use crate::migrate::{self, AlembicSettings, DdlLimits, Plan, PlanDecision, PlanInputs};
 use crate::signals::{self, ForwardPolicy};
 use crate::supervise;
 use crate::user;
@@ -46,7 +46,7 @@ pub struct HookDirs {
 /// The stages an invocation has besides waiting (`roadie wait` has none, `migrate status` no
 /// hooks).
 #[derive(Debug, Clone, Copy)]
-pub struct Stages {
+pub struct StagesWanted {
     pub migrate: bool,
     pub hooks: bool,
 }
@@ -89,7 +89,7 @@ impl Config {
     pub fn resolve(
         options: Options,
         command: Option<Vec<OsString>>,
-        stages: Stages,
+        stages: StagesWanted,
     ) -> Result<Self, ConfigError> {
         Self::resolve_with_env(options, command, stages, &|name| std::env::var(name).ok())
     }
@@ -97,7 +97,7 @@ impl Config {
     fn resolve_with_env(
         options: Options,
         command: Option<Vec<OsString>>,
-        stages: Stages,
+        stages: StagesWanted,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let (database, migrate_database) = databases(&options.database, env)?;
@@ -313,7 +313,7 @@ fn migration_plan(
             dir.display()
         )));
     }
-    let asked = Asked {
+    let asked = PlanInputs {
         database,
         skip: m.skip_migrations,
         migrations: m.migrations.as_deref(),
@@ -323,9 +323,9 @@ fn migration_plan(
         migrations_dir: migrate::has_sqlx_migrations(Path::new("migrations")),
     };
     match migrate::decide(&asked) {
-        Decision::Plan(plan) => Ok(plan),
-        Decision::Invalid(message) => Err(ConfigError::Invalid(message)),
-        Decision::Alembic => Ok(Plan::Command(resolve_command(
+        PlanDecision::Plan(plan) => Ok(plan),
+        PlanDecision::Invalid(message) => Err(ConfigError::Invalid(message)),
+        PlanDecision::Alembic => Ok(Plan::Command(resolve_command(
             ["alembic", "upgrade", "head"].map(OsString::from).to_vec(),
             path_var,
         )?)),

@@ -4,10 +4,11 @@
 
 use std::io;
 
-use crate::children::{ChildExit, ExecError};
+use crate::children::ExecError;
 use crate::config::ConfigError;
 use crate::hooks::HookError;
 use crate::migrate::MigrateError;
+use crate::supervise::RunError;
 use crate::wait::WaitError;
 
 #[derive(Debug)]
@@ -32,6 +33,20 @@ pub enum BootError {
 }
 
 impl BootError {
+    /// The app could not be run to its end by the supervisor.
+    pub fn from_run(e: RunError, command: &str) -> Self {
+        match e {
+            RunError::Spawn(source) => BootError::Spawn {
+                command: command.to_string(),
+                source,
+            },
+            RunError::Signals(source) => BootError::Internal {
+                about: "waiting for signals",
+                source,
+            },
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             BootError::Usage(_) => 64,
@@ -39,7 +54,7 @@ impl BootError {
             BootError::Config(ConfigError::NotExecutable { .. }) => 126,
             BootError::Config(ConfigError::NotFound { .. }) => 127,
             BootError::Wait(WaitError::Unavailable { .. } | WaitError::TimedOut { .. }) => 69,
-            BootError::Wait(WaitError::Stopped(signal)) => stopped_by(*signal),
+            BootError::Wait(WaitError::Stopped(stopped)) => stopped.exit_code(),
             BootError::Wait(WaitError::Internal { .. }) => 70,
             BootError::Migrate(e) => match e {
                 MigrateError::Failed { .. } | MigrateError::CommandFailed { .. } => 65,
@@ -47,22 +62,17 @@ impl BootError {
                 MigrateError::LockTimedOut { .. } => 75,
                 MigrateError::Unavailable { .. } | MigrateError::SchemaNotCurrent { .. } => 69,
                 MigrateError::Misconfigured(_) => 78,
-                MigrateError::Stopped(signal) => stopped_by(*signal),
+                MigrateError::Stopped(stopped) => stopped.exit_code(),
                 MigrateError::Internal { .. } => 70,
             },
             BootError::Hook(HookError::Failed { .. }) => 65,
-            BootError::Hook(HookError::Stopped(signal)) => stopped_by(*signal),
+            BootError::Hook(HookError::Stopped(stopped)) => stopped.exit_code(),
             BootError::Hook(HookError::Exec(e)) => e.exit_code(),
             BootError::Hook(HookError::Io { .. }) => 70,
             BootError::Spawn { source, .. } => source.exit_code(),
             BootError::Internal { .. } => 70,
         }
     }
-}
-
-/// Stopped by signal S before the app started: 128+S, the shell's rule, as for the app.
-fn stopped_by(signal: libc::c_int) -> u8 {
-    ChildExit::Signaled(signal).code()
 }
 
 impl std::fmt::Display for BootError {
@@ -121,6 +131,7 @@ impl From<ConfigError> for BootError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervise::{Stage, Stopped};
     use rstest::rstest;
 
     #[rstest]
@@ -135,14 +146,15 @@ mod tests {
     #[case(BootError::Internal { about: "reading signals", source: io::ErrorKind::Other.into() }, 70)]
     #[case(BootError::Wait(WaitError::Unavailable { target: "database".into(), cause: "c".into(), hint: "h".into() }), 69)]
     #[case(BootError::Wait(WaitError::TimedOut { timeout: std::time::Duration::from_secs(1), pending: vec![] }), 69)]
-    #[case(BootError::Wait(WaitError::Stopped(libc::SIGTERM)), 143)]
-    #[case(BootError::Wait(WaitError::Stopped(libc::SIGINT)), 130)]
+    #[case(BootError::Wait(WaitError::Stopped(Stopped { signal: libc::SIGTERM, during: Stage::Wait })), 143)]
+    #[case(BootError::Wait(WaitError::Stopped(Stopped { signal: libc::SIGINT, during: Stage::Wait })), 130)]
     #[case(BootError::Migrate(MigrateError::Failed { what: "m".into(), message: "x".into() }), 65)]
     #[case(BootError::Migrate(MigrateError::CommandFailed { command: "alembic".into(), exit: crate::children::ChildExit::Exited(1), note: None }), 65)]
     #[case(BootError::Migrate(MigrateError::LockTimedOut { timeout: std::time::Duration::ZERO, holder: None }), 75)]
     #[case(BootError::Migrate(MigrateError::gone("gone")), 69)]
     #[case(BootError::Migrate(MigrateError::Misconfigured("pooler".into())), 78)]
-    #[case(BootError::Migrate(MigrateError::Stopped(libc::SIGTERM)), 143)]
+    #[case(BootError::Migrate(MigrateError::Stopped(Stopped { signal: libc::SIGTERM, during: Stage::Migrate })), 143)]
+    #[case(BootError::Hook(HookError::Stopped(Stopped { signal: libc::SIGINT, during: Stage::Hooks })), 130)]
     fn exit_codes_follow_product_md(#[case] error: BootError, #[case] code: u8) {
         assert_eq!(error.exit_code(), code);
     }

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::children::{ChildExit, ExecError, Program};
-use crate::supervise::{Child, RunError, Supervision};
+use crate::supervise::{Child, RunError, Stage, Stopped, Supervision};
 
 #[derive(Debug)]
 pub enum HookError {
     /// A hook exited non-zero or died (exit 65, naming the hook).
     Failed { hook: PathBuf, exit: ChildExit },
     /// A stop signal arrived during a hook (exit 128+S).
-    Stopped(libc::c_int),
+    Stopped(Stopped),
     /// A hook could not be started: its interpreter is missing, ... (exit 126 or 127).
     Exec(ExecError),
     /// The folder could not be read or a hook not started (exit 70).
@@ -32,11 +32,7 @@ impl std::fmt::Display for HookError {
             HookError::Failed { hook, exit } => {
                 write!(f, "hook {} {exit}; the app is not started", hook.display())
             }
-            HookError::Stopped(s) => write!(
-                f,
-                "stopped by SIG{} while running hooks: the app is not started",
-                crate::signals::name(*s)
-            ),
+            HookError::Stopped(stopped) => stopped.fmt(f),
             HookError::Io { about, .. } => f.write_str(about),
             HookError::Exec(e) => write!(f, "hook {e}; the app is not started"),
         }
@@ -49,6 +45,18 @@ impl std::error::Error for HookError {
             HookError::Io { source, .. } => Some(source),
             HookError::Exec(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl From<RunError> for HookError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Spawn(e) => HookError::Exec(e),
+            RunError::Signals(source) => HookError::Io {
+                about: "waiting for signals".into(),
+                source,
+            },
         }
     }
 }
@@ -120,15 +128,12 @@ pub fn run_all(dir: &Path, supervision: &mut Supervision) -> Result<usize, HookE
         };
         let ended = supervision
             .run(&program, Child::Hook)
-            .map_err(|e| match e {
-                RunError::Spawn(e) => HookError::Exec(e),
-                RunError::Signals(source) => HookError::Io {
-                    about: "waiting for signals".into(),
-                    source,
-                },
-            })?;
+            .map_err(HookError::from)?;
         if let Some(signal) = ended.stopped_by {
-            return Err(HookError::Stopped(signal));
+            return Err(HookError::Stopped(Stopped {
+                signal,
+                during: Stage::Hooks,
+            }));
         }
         if ended.exit != ChildExit::Exited(0) {
             return Err(HookError::Failed {

@@ -26,7 +26,8 @@ use crate::database::history::VersionTable;
 use crate::database::standby::OnStandby;
 pub use error::{MigrateError, Unanswered};
 pub use plan::{
-    AlembicUpgradeHead, Asked, Decision, Plan, alembic_upgrade_head, decide, has_sqlx_migrations,
+    AlembicUpgradeHead, Plan, PlanDecision, PlanInputs, alembic_upgrade_head, decide,
+    has_sqlx_migrations,
 };
 pub use summary::Summary;
 

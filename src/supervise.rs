@@ -54,6 +54,62 @@ pub enum Stop {
     Unreadable(io::Error),
 }
 
+/// A stage the boot runs before the app, as a stop signal's line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Wait,
+    Migrate,
+    Hooks,
+}
+
+/// A stop signal (TERM, INT) that ended a stage before the app started: exit 128+S. The one
+/// way roadie says so, whatever the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    pub signal: c_int,
+    pub during: Stage,
+}
+
+impl Stopped {
+    /// 128+S, the shell's rule, as for the app.
+    pub fn exit_code(&self) -> u8 {
+        ChildExit::Signaled(self.signal).code()
+    }
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signal = signals::name(self.signal);
+        match self.during {
+            Stage::Wait => write!(f, "stopped by SIG{signal} while waiting"),
+            Stage::Migrate => write!(
+                f,
+                "stopped by SIG{signal} while migrating: lock released, the app is not started"
+            ),
+            Stage::Hooks => write!(
+                f,
+                "stopped by SIG{signal} while running hooks: the app is not started"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+impl Stop {
+    /// What the stop means to `stage`: the signal that ended it, or the signal source's
+    /// failure.
+    pub fn during(self, stage: Stage) -> Result<Stopped, io::Error> {
+        match self {
+            Stop::Signal(signal) => Ok(Stopped {
+                signal,
+                during: stage,
+            }),
+            Stop::Unreadable(source) => Err(source),
+        }
+    }
+}
+
 /// Why a child could not be run to its end.
 #[derive(Debug)]
 pub enum RunError {
@@ -253,7 +309,7 @@ impl Supervision {
 
 /// Where one supervised run stands.
 #[derive(Debug, Clone, Copy)]
-enum Phase {
+enum StopProgress {
     /// The child runs; nothing is being stopped.
     Running,
     /// A stop was asked for, or the child ended with descendants left: SIGKILL at `until`.
@@ -263,14 +319,14 @@ enum Phase {
 }
 
 /// The state of one supervised run, one small method per event (watchexec's shape).
-struct Watch<'n> {
+struct RunState<'n> {
     pid: pid_t,
     name: &'n str,
     exit: Option<ChildExit>,
     stopped_by: Option<c_int>,
     stops: u32,
     leftovers_told: bool,
-    phase: Phase,
+    phase: StopProgress,
     settle_at: Option<Instant>,
     /// The app's `--success-exit-code`s; `None` for a hook or the migration command, whose end
     /// is logged at debug (their stage logs its own summary).
@@ -294,14 +350,14 @@ impl Supervision {
         app: Option<(&dyn Fn(), &[u8])>,
     ) -> io::Result<Ended> {
         let settled = app.map(|(settled, _)| settled);
-        let mut watch = Watch {
+        let mut watch = RunState {
             pid,
             name,
             exit: None,
             stopped_by: None,
             stops: 0,
             leftovers_told: false,
-            phase: Phase::Running,
+            phase: StopProgress::Running,
             settle_at: settled.map(|_| Instant::now() + SETTLE),
             app_success_codes: app.map(|(_, codes)| codes),
         };
@@ -337,24 +393,24 @@ impl Supervision {
     }
 
     /// The settle time, the grace or a kill sweep is due.
-    fn on_deadline(&mut self, watch: &mut Watch<'_>, settled: Option<&dyn Fn()>) -> Next {
+    fn on_deadline(&mut self, watch: &mut RunState<'_>, settled: Option<&dyn Fn()>) -> Next {
         match watch.phase {
-            Phase::Running => {
+            StopProgress::Running => {
                 if watch.settle_at.take().is_some()
                     && let Some(settled) = settled
                 {
                     settled();
                 }
             }
-            Phase::Killing { sweeps, .. } if sweeps >= KILL_SWEEPS => {
+            StopProgress::Killing { sweeps, .. } if sweeps >= KILL_SWEEPS => {
                 warn!("processes survived SIGKILL for 5s; exiting without them");
                 return Next::Done;
             }
-            Phase::Killing { sweeps, .. } => {
+            StopProgress::Killing { sweeps, .. } => {
                 self.kill_all(watch);
                 watch.phase = killing(sweeps + 1);
             }
-            Phase::Grace { .. } => {
+            StopProgress::Grace { .. } => {
                 info!(
                     "stop grace of {} over: sending SIGKILL to what is left",
                     humantime::format_duration(self.stop_grace)
@@ -367,7 +423,7 @@ impl Supervision {
     }
 
     /// A signal for the app: forward it (rewritten), and start or shorten the stop on TERM/INT.
-    fn on_forwardable(&mut self, watch: &mut Watch<'_>, signal: c_int) {
+    fn on_forwardable(&mut self, watch: &mut RunState<'_>, signal: c_int) {
         let from = signals::name(signal);
         match self.forward.rewrite(signal) {
             None => debug!("SIG{from} dropped (--rewrite-signal {from}:0)"),
@@ -382,20 +438,20 @@ impl Supervision {
         watch.stops += 1;
         watch.stopped_by.get_or_insert(signal);
         match watch.phase {
-            Phase::Killing { .. } => {}
+            StopProgress::Killing { .. } => {}
             _ if watch.stops >= 2 => {
                 info!("second stop signal: sending SIGKILL now");
                 self.kill_all(watch);
                 watch.phase = killing(1);
             }
-            Phase::Grace { .. } => {}
-            Phase::Running => {
+            StopProgress::Grace { .. } => {}
+            StopProgress::Running => {
                 info!(
                     "SIG{from} received: stopping {}, SIGKILL in {}",
                     watch.name,
                     humantime::format_duration(self.stop_grace)
                 );
-                watch.phase = Phase::Grace {
+                watch.phase = StopProgress::Grace {
                     until: Instant::now() + self.stop_grace,
                 };
             }
@@ -404,7 +460,7 @@ impl Supervision {
 
     /// After every event: done once the child and all it left are gone; the first time the
     /// child is gone with descendants left, TERM them and start the grace.
-    fn after_event(&mut self, watch: &mut Watch<'_>) -> bool {
+    fn after_event(&mut self, watch: &mut RunState<'_>) -> bool {
         if watch.exit.is_none() {
             return false;
         }
@@ -422,8 +478,8 @@ impl Supervision {
                 humantime::format_duration(self.stop_grace)
             );
             debug!(signalled = n, "{n} leftover processes signalled");
-            if let Phase::Running = watch.phase {
-                watch.phase = Phase::Grace {
+            if let StopProgress::Running = watch.phase {
+                watch.phase = StopProgress::Grace {
                     until: Instant::now() + self.stop_grace,
                 };
             }
@@ -432,7 +488,7 @@ impl Supervision {
     }
 
     /// Reaps whatever has ended; records (and logs) the watched child's end.
-    fn collect(&mut self, watch: &mut Watch<'_>) {
+    fn collect(&mut self, watch: &mut RunState<'_>) {
         for (ended, status) in self.reaper.reap_all() {
             if ended == watch.pid {
                 match watch.app_success_codes {
@@ -465,7 +521,7 @@ impl Supervision {
         }
     }
 
-    fn kill_all(&self, watch: &Watch<'_>) {
+    fn kill_all(&self, watch: &RunState<'_>) {
         if watch.exit.is_none() {
             self.send(watch.pid, libc::SIGKILL);
         }
@@ -473,18 +529,18 @@ impl Supervision {
     }
 }
 
-impl Watch<'_> {
+impl RunState<'_> {
     fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Running => self.settle_at,
-            Phase::Grace { until } => Some(until),
-            Phase::Killing { next, .. } => Some(next),
+            StopProgress::Running => self.settle_at,
+            StopProgress::Grace { until } => Some(until),
+            StopProgress::Killing { next, .. } => Some(next),
         }
     }
 }
 
-fn killing(sweeps: u32) -> Phase {
-    Phase::Killing {
+fn killing(sweeps: u32) -> StopProgress {
+    StopProgress::Killing {
         sweeps,
         next: Instant::now() + KILL_SWEEP,
     }

@@ -8,7 +8,6 @@ pub mod target;
 use std::io;
 use std::time::{Duration, Instant};
 
-use libc::c_int;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
@@ -16,8 +15,7 @@ use crate::database::Connection;
 use crate::database::DatabaseUrl;
 use crate::database::readiness::Verdict;
 use crate::database::standby::OnStandby;
-use crate::signals;
-use crate::supervise::{Stop, Supervision};
+use crate::supervise::{Stage, Stop, Stopped, Supervision};
 pub use target::Target;
 
 /// The pace of one target's attempts (the README's "Waiting" section says why):
@@ -53,7 +51,7 @@ pub enum WaitError {
         pending: Vec<(String, String)>,
     },
     /// A stop signal arrived: exit 128+S.
-    Stopped(c_int),
+    Stopped(Stopped),
     /// The runtime or the signal source failed: exit 70.
     Internal {
         about: &'static str,
@@ -83,7 +81,7 @@ impl std::fmt::Display for WaitError {
                 }
                 Ok(())
             }
-            WaitError::Stopped(s) => write!(f, "stopped by SIG{} while waiting", signals::name(*s)),
+            WaitError::Stopped(stopped) => stopped.fmt(f),
             WaitError::Internal { about, .. } => write!(f, "internal error while {about}"),
         }
     }
@@ -238,9 +236,9 @@ async fn wait_all(
 
 impl From<Stop> for WaitError {
     fn from(stop: Stop) -> Self {
-        match stop {
-            Stop::Signal(signal) => WaitError::Stopped(signal),
-            Stop::Unreadable(source) => WaitError::Internal {
+        match stop.during(Stage::Wait) {
+            Ok(stopped) => WaitError::Stopped(stopped),
+            Err(source) => WaitError::Internal {
                 about: "reading signals",
                 source,
             },

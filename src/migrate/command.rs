@@ -18,7 +18,7 @@ use super::{Locking, MigrateError, QUERY_TIMEOUT, Summary, bounded};
 use crate::children::{ChildExit, Program};
 use crate::database::lock::MigrationLock;
 use crate::database::{Connection, DatabaseUrl};
-use crate::supervise::{Child, Supervision};
+use crate::supervise::{Child, Stage, Stopped, Supervision};
 
 /// A migration command as the migrate stage runs it.
 ///
@@ -162,7 +162,10 @@ impl CommandRun<'_> {
         };
         let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
         if let Some(signal) = ended.stopped_by {
-            return Err(MigrateError::Stopped(signal));
+            return Err(MigrateError::Stopped(Stopped {
+                signal,
+                during: Stage::Migrate,
+            }));
         }
         match ended.exit {
             ChildExit::Exited(0) => Ok((

@@ -6,12 +6,9 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use libc::c_int;
-
 use crate::children::{ChildExit, ExecError, Program};
 use crate::database::lock::LockError;
-use crate::signals;
-use crate::supervise::{RunError, Stop};
+use crate::supervise::{RunError, Stage, Stop, Stopped};
 
 #[derive(Debug)]
 pub enum MigrateError {
@@ -45,7 +42,7 @@ pub enum MigrateError {
         missing: Vec<String>,
     },
     /// A stop signal arrived: the app is not started (exit 128+S).
-    Stopped(c_int),
+    Stopped(Stopped),
     Internal {
         about: &'static str,
         source: io::Error,
@@ -54,9 +51,9 @@ pub enum MigrateError {
 
 impl From<Stop> for MigrateError {
     fn from(stop: Stop) -> Self {
-        match stop {
-            Stop::Signal(signal) => MigrateError::Stopped(signal),
-            Stop::Unreadable(source) => MigrateError::Internal {
+        match stop.during(Stage::Migrate) {
+            Ok(stopped) => MigrateError::Stopped(stopped),
+            Err(source) => MigrateError::Internal {
                 about: "reading signals",
                 source,
             },
@@ -106,7 +103,10 @@ impl MigrateError {
     /// of it (`while running migration 1 (...): watching the migration: <cause>`).
     pub fn during(self, doing: impl std::fmt::Display) -> Self {
         match self {
-            MigrateError::Unavailable { doing: inner, cause } => MigrateError::Unavailable {
+            MigrateError::Unavailable {
+                doing: inner,
+                cause,
+            } => MigrateError::Unavailable {
                 doing: format!("{doing}: {inner}"),
                 cause,
             },
@@ -175,11 +175,7 @@ impl fmt::Display for MigrateError {
             MigrateError::Unavailable { doing, .. } => {
                 write!(f, "the database is unavailable: {doing}")
             }
-            MigrateError::Stopped(s) => write!(
-                f,
-                "stopped by SIG{} while migrating: lock released, the app is not started",
-                signals::name(*s)
-            ),
+            MigrateError::Stopped(stopped) => stopped.fmt(f),
             MigrateError::Internal { about, .. } => write!(f, "internal error while {about}"),
         }
     }

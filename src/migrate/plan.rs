@@ -20,7 +20,7 @@ pub enum Plan {
 
 /// The inputs of the plan: what the user asked for and what the working directory holds.
 #[derive(Debug, Default)]
-pub struct Asked<'a> {
+pub struct PlanInputs<'a> {
     pub database: bool,
     pub skip: bool,
     pub migrations: Option<&'a Path>,
@@ -33,7 +33,7 @@ pub struct Asked<'a> {
 
 /// What the plan needs resolved: the auto-detected alembic command.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum PlanDecision {
     Plan(Plan),
     /// alembic.ini is here: run `alembic upgrade head` (to be found on PATH).
     Alembic,
@@ -43,20 +43,22 @@ pub enum Decision {
 /// PRODUCT.md's rules: `--skip-migrations`; the migrator as COMMAND waits but does not migrate;
 /// `--migrations DIR` or `--migrate-command CMD`; else alembic.ini means `alembic upgrade head`,
 /// else a `migrations/` folder of sqlx files means native; else nothing.
-pub fn decide(asked: &Asked<'_>) -> Decision {
+pub fn decide(asked: &PlanInputs<'_>) -> PlanDecision {
     if !asked.database {
         return without_a_database(asked);
     }
     if asked.migrations.is_some() && asked.command.is_some() {
-        return Decision::Invalid("--migrations and --migrate-command exclude each other".into());
+        return PlanDecision::Invalid(
+            "--migrations and --migrate-command exclude each other".into(),
+        );
     }
     if asked.skip {
-        return Decision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into())));
+        return PlanDecision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into())));
     }
     if let Some(app) = asked.app
         && is_the_migrator(app, asked.command)
     {
-        return Decision::Plan(Plan::Skip(Some(format!(
+        return PlanDecision::Plan(Plan::Skip(Some(format!(
             "{} is the migrator itself: waiting, but not migrating first",
             effective_program(app)
                 .unwrap_or_else(|| program_name(&app[0]))
@@ -64,18 +66,18 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
         ))));
     }
     if let Some(dir) = asked.migrations {
-        return Decision::Plan(Plan::Native(dir.to_path_buf()));
+        return PlanDecision::Plan(Plan::Native(dir.to_path_buf()));
     }
     if let Some(command) = asked.command {
-        return Decision::Plan(Plan::Command(command.clone()));
+        return PlanDecision::Plan(Plan::Command(command.clone()));
     }
     if asked.alembic_ini {
-        return Decision::Alembic;
+        return PlanDecision::Alembic;
     }
     if asked.migrations_dir {
-        return Decision::Plan(Plan::Native(PathBuf::from("migrations")));
+        return PlanDecision::Plan(Plan::Native(PathBuf::from("migrations")));
     }
-    Decision::Plan(Plan::Skip(Some(
+    PlanDecision::Plan(Plan::Skip(Some(
         "no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into(),
     )))
 }
@@ -84,11 +86,11 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
 /// here (alembic.ini, a migrations/ folder), unless `--skip-migrations` says so: a forgotten
 /// variable must not start the app on an unmigrated schema (`POSTGRES_SERVER` set where
 /// `POSTGRES_HOST` was expected).
-fn without_a_database(asked: &Asked<'_>) -> Decision {
+fn without_a_database(asked: &PlanInputs<'_>) -> PlanDecision {
     const LOOKED_FOR: &str = "--database-url, ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or \
                               POSTGRES_SERVER (each also as *_FILE)";
     if asked.migrations.is_some() || asked.command.is_some() {
-        return Decision::Invalid(format!(
+        return PlanDecision::Invalid(format!(
             "--migrations and --migrate-command need a database to lock; none is configured \
              (looked for {LOOKED_FOR})"
         ));
@@ -102,11 +104,11 @@ fn without_a_database(asked: &Asked<'_>) -> Decision {
         None
     };
     match found {
-        Some(found) if !asked.skip && !migrator => Decision::Invalid(format!(
+        Some(found) if !asked.skip && !migrator => PlanDecision::Invalid(format!(
             "found {found} in the working directory, but no database is configured (looked for \
              {LOOKED_FOR}): configure one, or pass --skip-migrations to start without migrating"
         )),
-        _ => Decision::Plan(Plan::Skip(None)),
+        _ => PlanDecision::Plan(Plan::Skip(None)),
     }
 }
 
@@ -290,14 +292,14 @@ mod tests {
     }
 
     #[rstest]
-    #[case::no_database(Asked { ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
-    #[case::skip(Asked { database: true, skip: true, alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
-    #[case::alembic_ini(Asked { database: true, alembic_ini: true, migrations_dir: true, ..Default::default() }, Decision::Alembic)]
-    #[case::migrations_dir(Asked { database: true, migrations_dir: true, ..Default::default() }, Decision::Plan(Plan::Native("migrations".into())))]
-    #[case::nothing(Asked { database: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into()))))]
-    #[case::explicit_folder(Asked { database: true, migrations: Some(Path::new("db")), alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Native("db".into())))]
-    #[case::no_database_but_skip(Asked { skip: true, alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
-    fn the_plan_follows_product_md(#[case] asked: Asked<'_>, #[case] expected: Decision) {
+    #[case::no_database(PlanInputs { ..Default::default() }, PlanDecision::Plan(Plan::Skip(None)))]
+    #[case::skip(PlanInputs { database: true, skip: true, alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
+    #[case::alembic_ini(PlanInputs { database: true, alembic_ini: true, migrations_dir: true, ..Default::default() }, PlanDecision::Alembic)]
+    #[case::migrations_dir(PlanInputs { database: true, migrations_dir: true, ..Default::default() }, PlanDecision::Plan(Plan::Native("migrations".into())))]
+    #[case::nothing(PlanInputs { database: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into()))))]
+    #[case::explicit_folder(PlanInputs { database: true, migrations: Some(Path::new("db")), alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Native("db".into())))]
+    #[case::no_database_but_skip(PlanInputs { skip: true, alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(None)))]
+    fn the_plan_follows_product_md(#[case] asked: PlanInputs<'_>, #[case] expected: PlanDecision) {
         assert_eq!(decide(&asked), expected);
     }
 
@@ -338,13 +340,13 @@ mod tests {
             argv: argv(migrate_command),
         };
         let app = argv(app);
-        let asked = Asked {
+        let asked = PlanInputs {
             database: true,
             command: Some(&command),
             app: Some(&app),
             ..Default::default()
         };
-        let skipped = matches!(decide(&asked), Decision::Plan(Plan::Skip(Some(_))));
+        let skipped = matches!(decide(&asked), PlanDecision::Plan(Plan::Skip(Some(_))));
         assert_eq!(
             skipped, is_migrator,
             "{app:?} with --migrate-command {migrate_command:?}"
@@ -352,13 +354,13 @@ mod tests {
     }
 
     #[rstest]
-    #[case::alembic_ini(Asked { alembic_ini: true, ..Default::default() }, "found alembic.ini")]
-    #[case::migrations_dir(Asked { migrations_dir: true, ..Default::default() }, "found a migrations/ folder")]
+    #[case::alembic_ini(PlanInputs { alembic_ini: true, ..Default::default() }, "found alembic.ini")]
+    #[case::migrations_dir(PlanInputs { migrations_dir: true, ..Default::default() }, "found a migrations/ folder")]
     fn migrations_found_without_a_database_are_refused_naming_them(
-        #[case] asked: Asked<'_>,
+        #[case] asked: PlanInputs<'_>,
         #[case] says: &str,
     ) {
-        let Decision::Invalid(message) = decide(&asked) else {
+        let PlanDecision::Invalid(message) = decide(&asked) else {
             panic!("accepted: {asked:?}");
         };
         assert!(
@@ -391,18 +393,18 @@ mod tests {
     #[test]
     fn explicit_migrations_without_a_database_or_both_kinds_are_invalid() {
         let command = program("alembic");
-        let no_db = Asked {
+        let no_db = PlanInputs {
             command: Some(&command),
             ..Default::default()
         };
-        assert!(matches!(decide(&no_db), Decision::Invalid(_)));
-        let both = Asked {
+        assert!(matches!(decide(&no_db), PlanDecision::Invalid(_)));
+        let both = PlanInputs {
             database: true,
             command: Some(&command),
             migrations: Some(Path::new("m")),
             ..Default::default()
         };
-        assert!(matches!(decide(&both), Decision::Invalid(_)));
+        assert!(matches!(decide(&both), PlanDecision::Invalid(_)));
     }
 
     #[test]

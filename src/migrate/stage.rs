@@ -21,12 +21,12 @@ use crate::supervise::Supervision;
 pub type Migrated = (Summary, Duration);
 
 /// The migration lock, held on the boot's runtime for the hooks that need it.
-pub struct Held<'r> {
+pub struct HeldLock<'r> {
     lock: MigrationLock,
     runtime: &'r Runtime,
 }
 
-impl Held<'_> {
+impl HeldLock<'_> {
     pub fn release(self) {
         self.runtime.block_on(self.lock.release());
     }
@@ -40,7 +40,7 @@ pub fn run<'r>(
     supervision: &mut Supervision,
     config: &Settings,
     connection: Option<Connection>,
-) -> Result<(Option<Migrated>, Option<Held<'r>>), MigrateError> {
+) -> Result<(Option<Migrated>, Option<HeldLock<'r>>), MigrateError> {
     let Some(url) = config.database.as_ref() else {
         return Ok((None, None));
     };
@@ -69,7 +69,7 @@ pub fn run<'r>(
             None
         }
     };
-    Ok((migrated, lock.map(|lock| Held { lock, runtime })))
+    Ok((migrated, lock.map(|lock| HeldLock { lock, runtime })))
 }
 
 /// What carrying out the plan leaves: its summary, the lock when hooks need it, and the

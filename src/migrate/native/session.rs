@@ -24,9 +24,12 @@ pub async fn refuse_transaction_pooling(
         .await?
         .map_err(|e| MigrateError::unavailable(CONNECTING, e))?;
     const CHECKING: &str = "checking for a pooler";
-    let seen = bounded(CHECKING, pooler::transaction_pooling(conn, &mut lock_session))
-        .await?
-        .map_err(|e| MigrateError::unavailable(CHECKING, e))?;
+    let seen = bounded(
+        CHECKING,
+        pooler::transaction_pooling(conn, &mut lock_session),
+    )
+    .await?
+    .map_err(|e| MigrateError::unavailable(CHECKING, e))?;
     let Some(seen) = seen else {
         return Ok(Some(lock_session));
     };
