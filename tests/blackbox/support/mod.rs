@@ -2,8 +2,6 @@
 //! the test) or as real PID 1 of a fresh PID namespace (`unshare --pid --fork --mount-proc`,
 //! which is what a container is). Everything has a deadline; a failure prints all the evidence.
 
-#![allow(dead_code)]
-
 pub mod dns;
 pub mod http;
 pub mod mariadb;
@@ -585,8 +583,4 @@ pub fn scratch() -> tempfile::TempDir {
         .prefix("roadie-test-")
         .tempdir()
         .expect("tempdir")
-}
-
-pub fn read(path: &PathBuf) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
