@@ -12,6 +12,7 @@ use rstest::rstest;
 
 use crate::support::http::{get, http_get};
 use crate::support::postgres::{Postgres, free_port};
+use crate::support::server::Server as _;
 use crate::support::terminal::OnTerminal;
 use crate::support::{Finished, Mode, Roadie, Running, roadie, scratch, script};
 

@@ -12,6 +12,7 @@ use rstest::rstest;
 
 use crate::support::http::{connect, exchange, get, http_get};
 use crate::support::postgres::{Postgres, eventually, free_port};
+use crate::support::server::Server as _;
 use crate::support::terminal::OnTerminal;
 use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch, script};
 

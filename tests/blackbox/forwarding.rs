@@ -6,6 +6,7 @@ use std::time::Duration;
 use rstest::rstest;
 
 use crate::support::postgres::{Postgres, ROADIE_PASSWORD};
+use crate::support::server::Server as _;
 use crate::support::{Mode, Running, app, roadie};
 
 /// Everything forwarded except the two stop signals, which get tests of their own.

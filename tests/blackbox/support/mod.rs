@@ -8,6 +8,7 @@ pub mod mariadb;
 pub mod netns;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod server;
 pub mod sessions;
 pub mod terminal;
 

@@ -6,6 +6,7 @@
 //! Roles in every cluster: `roadie` / ROADIE_PASSWORD owns database `app`; `special` has a
 //! password full of URL-reserved characters; `blocked` is rejected by pg_hba.conf.
 
+use super::server::{Engine, Server, StartedAt, copy_of_template, remove_unless_failed};
 use super::{run, text};
 use std::fs;
 use std::net::TcpListener;
@@ -15,8 +16,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = "/usr/lib/postgresql/15/bin";
-pub const ROADIE_PASSWORD: &str = "roadie-secret-pw";
-pub const SPECIAL_PASSWORD: &str = "p@ss/w:rd%?#&";
+pub use super::server::{ROADIE_PASSWORD, SPECIAL_PASSWORD, escape};
 /// Bump when the template's contents change, so machines build it again.
 const TEMPLATE: &str = "/tmp/roadie-test-pg15-template-v1";
 
@@ -39,19 +39,7 @@ impl Postgres {
     /// A new cluster, not yet started.
     pub fn new() -> Self {
         ensure_template();
-        let dir = tempfile::Builder::new()
-            .prefix("roadie-pg-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        run(
-            "cp",
-            &[
-                "-a",
-                &format!("{TEMPLATE}/data"),
-                &dir.join("data").to_string_lossy(),
-            ],
-        );
+        let dir = copy_of_template(TEMPLATE, "roadie-pg-");
         chown_postgres(&dir);
         Postgres {
             port: free_port(),
@@ -70,12 +58,6 @@ impl Postgres {
 
     pub fn socket_dir(&self) -> String {
         self.dir.to_string_lossy().into_owned()
-    }
-
-    /// Starts the server (`tcp`: listen on 127.0.0.1 and ::1, else the socket only, as the
-    /// official image's first-boot server does) and waits until it accepts logins.
-    pub fn start_with(&mut self, tcp: bool) {
-        self.start_on(if tcp { "127.0.0.1,::1" } else { "" });
     }
 
     /// Starts the server listening on loopback and on `address` too (the host side of a test's
@@ -115,26 +97,6 @@ impl Postgres {
             self.log()
         );
         self.running = true;
-    }
-
-    pub fn start(&mut self) {
-        self.start_with(true);
-    }
-
-    /// A fast shutdown (clients disconnected, server down), and wait for it.
-    pub fn stop(&mut self) {
-        if self.running {
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &self.data(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ]);
-            self.running = false;
-        }
     }
 
     /// A crash: `pg_ctl stop -m immediate` kills every server process without a checkpoint,
@@ -263,28 +225,6 @@ impl Postgres {
         }
     }
 
-    /// `postgres://USER:PASSWORD@127.0.0.1:PORT/DB` with the password URL-escaped.
-    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgres://{user}:{}@127.0.0.1:{}/{db}",
-            escape(password),
-            self.port
-        )
-    }
-
-    /// The usual URL: role `roadie`, database `app`.
-    pub fn app_url(&self) -> String {
-        self.url("roadie", ROADIE_PASSWORD, "app")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("log")
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
     /// When the server last said it accepts connections, in Unix milliseconds (log_line_prefix %n).
     pub fn ready_at_ms(&self) -> Option<f64> {
         self.log()
@@ -340,6 +280,64 @@ impl Postgres {
     }
 }
 
+impl Server for Postgres {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn start_with(&mut self, tcp: bool) {
+        self.start_on(if tcp { "127.0.0.1,::1" } else { "" });
+    }
+
+    /// The server's own word: the time it logged that it accepts connections.
+    fn start_timed(&mut self) -> StartedAt {
+        self.start();
+        let ready = self
+            .ready_at_ms()
+            .expect("the server logged when it was ready")
+            * 1000.0;
+        StartedAt {
+            not_before: ready,
+            accepting: ready,
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.running {
+            as_postgres(&[
+                &format!("{BIN}/pg_ctl"),
+                "-D",
+                &self.data(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]);
+            self.running = false;
+        }
+    }
+
+    fn socket_in_url(&self) -> String {
+        self.socket_dir()
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.psql(sql)
+    }
+
+    fn failed_logins(&self) -> usize {
+        self.log().matches("password authentication failed").count()
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running {
@@ -353,27 +351,8 @@ impl Drop for Postgres {
                 "stop",
             ]);
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "kept the PostgreSQL data directory and log of this failed test: {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        remove_unless_failed("PostgreSQL", &self.dir);
     }
-}
-
-/// Percent-escapes everything but unreserved characters.
-pub fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// initdb once per machine (serialised with a lock file): roles, database and pg_hba rules.
