@@ -16,7 +16,7 @@ use crate::support::dns::Dns;
 use crate::support::mariadb::ROOT_PASSWORD;
 use crate::support::postgres::{Postgres, ROADIE_PASSWORD, SPECIAL_PASSWORD, escape, free_port};
 use crate::support::server::{Engine, Server};
-use crate::support::{Mode, PRINTS_START, no_secret_in_any_failure, roadie, scratch};
+use crate::support::{Mode, PRINTS_START, no_secret_in_any_failure, roadie, scratch, waiting_for};
 
 // ---------------------------------------------------------------------------------------------
 // Every server: one body, run against PostgreSQL and MariaDB (the mysql driver).
@@ -173,19 +173,7 @@ fn a_server_restarted_during_the_wait_is_survived(
     // The official images' first boot: a socket-only server runs the init scripts, stops,
     // then the real one starts with TCP. roadie must ride through both.
     let mut db = engine.server();
-    let r = roadie(
-        Mode::Subreaper,
-        [
-            "--log-level",
-            "debug",
-            "--database-url",
-            &db.app_url(),
-            "sh",
-            "-c",
-            "echo app-started",
-        ],
-    )
-    .start();
+    let r = waiting_for(&db.app_url()).start();
     db.start_with(false);
     r.stderr_containing("not ready:");
     db.sql("CREATE TABLE created_by_init_script (id int)");

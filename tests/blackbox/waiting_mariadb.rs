@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::mariadb::{MariaDb, ROADIE_PASSWORD};
 use crate::support::postgres::eventually;
 use crate::support::server::Server as _;
-use crate::support::{DEADLINE, Mode, roadie};
+use crate::support::{DEADLINE, Mode, roadie, waiting_for};
 
 #[test]
 fn a_database_the_user_may_not_use_fails_fast_naming_it() {
@@ -33,19 +33,7 @@ fn too_many_connections_is_waited_out() {
     db.options.push("--max-connections=10".into());
     db.start();
     let mut holders: Vec<_> = (0..10).map(|_| db.hold_connection()).collect();
-    let r = roadie(
-        Mode::Subreaper,
-        [
-            "--log-level",
-            "debug",
-            "--database-url",
-            &db.app_url(),
-            "sh",
-            "-c",
-            "echo app-started",
-        ],
-    )
-    .start();
+    let r = waiting_for(&db.app_url()).start();
     r.stderr_containing("(1040)");
     // One connection back. root's own may meet one of roadie's attempts in the extra slot.
     let kill = format!("KILL CONNECTION {}", holders[0].1);

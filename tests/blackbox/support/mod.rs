@@ -79,6 +79,23 @@ pub fn migrating(url: &str, dir: &Path, extra: &[&str]) -> Roadie {
     roadie(Mode::Subreaper, args)
 }
 
+/// roadie in `Mode::Subreaper` with debug logs (a `not ready:` line per failed attempt) waiting
+/// for the database at `url`, then running an app that prints `app-started`.
+pub fn waiting_for(url: &str) -> Roadie {
+    roadie(
+        Mode::Subreaper,
+        [
+            "--log-level",
+            "debug",
+            "--database-url",
+            url,
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
+}
+
 /// `roadie ARGS...` started through `script`, an image's ENTRYPOINT script that execs roadie
 /// (found on the `PATH` the test gives it), in `mode`.
 pub fn entrypoint<I, S>(mode: Mode, script: &Path, args: I) -> Roadie
