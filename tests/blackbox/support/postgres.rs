@@ -77,19 +77,19 @@ impl Postgres {
             self.socket_dir(),
             self.options.join(" ")
         );
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
+        let out = pg_ctl(
             &self.data(),
-            "-l",
-            &self.log_path().to_string_lossy(),
-            "-o",
-            &options,
-            "-w",
-            "-t",
-            "30",
-            "start",
-        ]);
+            &[
+                "-l",
+                &self.log_path().to_string_lossy(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
         assert!(
             out.status.success(),
             "pg_ctl start failed: {}\n{}",
@@ -102,15 +102,7 @@ impl Postgres {
     /// A crash: `pg_ctl stop -m immediate` kills every server process without a checkpoint,
     /// so the next start replays the WAL (crash recovery).
     pub fn crash(&mut self) {
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]);
+        let out = pg_ctl(&self.data(), &["-m", "immediate", "-w", "stop"]);
         assert!(
             out.status.success(),
             "pg_ctl stop -m immediate: {}",
@@ -134,15 +126,7 @@ impl Postgres {
 
     /// Ends the recovery `start_recovering` began: the server accepts logins once this returns.
     pub fn promote(&self) {
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            &self.data(),
-            "-w",
-            "-t",
-            "30",
-            "promote",
-        ]);
+        let out = pg_ctl(&self.data(), &["-w", "-t", "30", "promote"]);
         assert!(
             out.status.success(),
             "pg_ctl promote: {}\n{}",
@@ -312,15 +296,7 @@ impl Server for Postgres {
 
     fn stop(&mut self) {
         if self.running {
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &self.data(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ]);
+            pg_ctl(&self.data(), &["-m", "fast", "-w", "stop"]);
             self.running = false;
         }
     }
@@ -341,15 +317,7 @@ impl Server for Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running {
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &self.data(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ]);
+            pg_ctl(&self.data(), &["-m", "immediate", "-w", "stop"]);
         }
         remove_unless_failed("PostgreSQL", &self.dir);
     }
@@ -384,18 +352,18 @@ fn build_template() {
     fs::write(format!("{data}/pg_hba.conf"), hba).expect("pg_hba");
     chown_postgres(Path::new(&format!("{data}/pg_hba.conf")));
     let port = free_port().to_string();
-    let start = as_postgres(&[
-        &format!("{BIN}/pg_ctl"),
-        "-D",
+    let start = pg_ctl(
         &data,
-        "-o",
-        &format!("-p {port} -k {TEMPLATE} -c listen_addresses=''"),
-        // A log file: without one the server inherits our pipes and output() never ends.
-        "-l",
-        &format!("{TEMPLATE}/build.log"),
-        "-w",
-        "start",
-    ]);
+        &[
+            "-o",
+            &format!("-p {port} -k {TEMPLATE} -c listen_addresses=''"),
+            // A log file: without one the server inherits our pipes and output() never ends.
+            "-l",
+            &format!("{TEMPLATE}/build.log"),
+            "-w",
+            "start",
+        ],
+    );
     assert!(start.status.success(), "template start: {}", text(&start));
     // One -c per statement: psql runs a multi-statement -c in one transaction, and CREATE
     // DATABASE refuses to run in one.
@@ -420,15 +388,7 @@ fn build_template() {
         argv.extend(["-c", statement]);
     }
     let psql = as_postgres(&argv);
-    as_postgres(&[
-        &format!("{BIN}/pg_ctl"),
-        "-D",
-        &data,
-        "-m",
-        "fast",
-        "-w",
-        "stop",
-    ]);
+    pg_ctl(&data, &["-m", "fast", "-w", "stop"]);
     assert!(psql.status.success(), "template roles: {}", text(&psql));
     fs::write(format!("{TEMPLATE}/ready"), "").expect("ready marker");
 }
@@ -439,6 +399,12 @@ fn chown_postgres(path: &Path) {
         &["-R", "postgres:postgres", &path.to_string_lossy()],
     );
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+}
+
+/// `pg_ctl -D DATA ARGS...` as `postgres`.
+fn pg_ctl(data: &str, args: &[&str]) -> Output {
+    let pg_ctl = format!("{BIN}/pg_ctl");
+    as_postgres(&[&[pg_ctl.as_str(), "-D", data], args].concat())
 }
 
 fn as_postgres(argv: &[&str]) -> Output {
