@@ -68,6 +68,15 @@ fn in_order(text: &str, needles: &[&str]) -> bool {
     one_after_another && first.iter().all(Option::is_some) && first.is_sorted()
 }
 
+/// A GET /customers answer as JSON; fails the test unless it is a 200 with JSON.
+pub fn customers_json(r: &Running, status: u16, body: &str) -> serde_json::Value {
+    if status != 200 {
+        r.fail(&format!("GET /customers: {status} {body}"));
+    }
+    serde_json::from_str(body)
+        .unwrap_or_else(|e| r.fail(&format!("GET /customers: not JSON ({e}): {body}")))
+}
+
 /// SIGTERMs roadie and asserts that it exits with 0 (the app's code) within 5 s of the signal;
 /// returns how it ended, for the app's own lines of a graceful shutdown.
 pub fn stopped_by_sigterm(r: Running) -> Finished {

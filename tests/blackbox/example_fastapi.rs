@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use crate::example_apps::{Example, stopped_by_sigterm};
+use crate::example_apps::{Example, customers_json, stopped_by_sigterm};
 use crate::support::http::{get, http_get};
 use crate::support::postgres::{Postgres, free_port};
 use crate::support::server::Server as _;
@@ -95,11 +95,7 @@ impl Example for FastApi {
     /// GETs /customers and asserts it lists the seeded customers with their orders.
     fn serves_the_seeded_customers(&self, r: &Running, port: u16) {
         let (status, body) = get(r, port, "/customers");
-        if status != 200 {
-            r.fail(&format!("GET /customers: {status} {body}"));
-        }
-        let customers: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| r.fail(&format!("GET /customers: not JSON ({e}): {body}")));
+        let customers = customers_json(r, status, &body);
         let emails: Vec<&str> = customers
             .as_array()
             .into_iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
-use crate::example_apps::{Example, stopped_by_sigterm};
+use crate::example_apps::{Example, customers_json, stopped_by_sigterm};
 use crate::support::http::{connect, get, http_get};
 use crate::support::postgres::{Postgres, eventually, free_port};
 use crate::support::server::Server as _;
@@ -70,11 +70,7 @@ fn recorded(pg: &Postgres) -> String {
 
 /// Asserts that a GET /customers answer lists the seeded customers with their orders.
 fn assert_seeded_customers(r: &Running, status: u16, body: &str) {
-    if status != 200 {
-        r.fail(&format!("GET /customers: {status} {body}"));
-    }
-    let customers: serde_json::Value = serde_json::from_str(body)
-        .unwrap_or_else(|e| r.fail(&format!("GET /customers: not JSON ({e}): {body}")));
+    let customers = customers_json(r, status, body);
     let rows: Vec<(&str, i64, i64)> = customers
         .as_array()
         .into_iter()
@@ -109,10 +105,7 @@ impl Example for RustService {
 
     /// GETs /health and /customers, once the service answers.
     fn serves_the_seeded_customers(&self, r: &Running, port: u16) {
-        let (status, body) = get(r, port, "/health");
-        if status != 200 || body != r#"{"status":"ok"}"# {
-            r.fail(&format!("GET /health: {status} {body}"));
-        }
+        self.healthy(r, port);
         let (status, body) = get(r, port, "/customers");
         assert_seeded_customers(r, status, &body);
     }
