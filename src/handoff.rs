@@ -1,10 +1,10 @@
 //! The handoff: once the app has settled, the boot hands the supervision to a fresh image of
 //! roadie (`execve`: same pid, same children, signals still blocked and pending), so nothing the
 //! boot touched stays resident: argument parsing, the database stages, their runtime. The
-//! protocol (argv[1] = `MARK`, then the fields) lives only here: `settle` writes it, `main`
-//! reads it with `Handoff::from_args` and `resume`s. Should the execve fail, the boot's pages
-//! are released in place: only clean file-backed pages and unused stack, which come back on
-//! demand.
+//! protocol (argv[1] = `MARK`, argv[2] the `Handoff` as JSON, read by serde_json) lives only
+//! here: `settle` writes it, `main` reads it with `Handoff::from_args` and `resume`s. Should the
+//! execve fail, the boot's pages are released in place: only clean file-backed pages and
+//! unused stack, which come back on demand.
 
 use std::ffi::{CString, OsString};
 use std::fs;
