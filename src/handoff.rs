@@ -1,16 +1,17 @@
 //! The handoff: once the app has settled, the boot hands the supervision to a fresh image of
 //! roadie (`execve`: same pid, same children, signals still blocked and pending), so nothing the
 //! boot touched stays resident: argument parsing, the database stages, their runtime. The
-//! protocol (argv[1] = `MARK`, then the fields) lives only here: `settle` writes it, `main`
-//! reads it with `Handoff::from_args` and `resume`s. Should the execve fail, the boot's pages
-//! are released in place: only clean file-backed pages and unused stack, which come back on
-//! demand.
+//! protocol (argv[1] = `MARK`, argv[2] the `Handoff` as JSON, read by serde_json) lives only
+//! here: `settle` writes it, `main` reads it with `Handoff::from_args` and `resume`s. Should the
+//! execve fail, the boot's pages are released in place: only clean file-backed pages and
+//! unused stack, which come back on demand.
 
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::error::BootError;
@@ -22,8 +23,11 @@ use crate::supervise::{self, Supervision};
 /// with `roadie run -- ...`).
 const MARK: &str = "__roadie-supervise";
 
-/// What a supervisor needs once the app runs.
-#[derive(Debug, Clone, PartialEq)]
+/// What a supervisor needs once the app runs. It travels as one JSON argument after `MARK`,
+/// which `ps` shows: nothing in it is a secret (no database URL, no password; the app's
+/// arguments stay out too, only its name is there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
 pub struct Handoff {
     pub pid: libc::pid_t,
     pub name: String,
@@ -33,79 +37,78 @@ pub struct Handoff {
     pub log: Settings,
 }
 
+/// The JSON form of a `Handoff`: the settings as the flags spell them.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    pid: libc::pid_t,
+    name: String,
+    stop_grace: Duration,
+    rewrite_signals: Vec<(libc::c_int, libc::c_int)>,
+    signal_group: bool,
+    success_codes: Vec<u8>,
+    log_format: String,
+    log_level: String,
+}
+
+impl From<Handoff> for Wire {
+    fn from(handoff: Handoff) -> Self {
+        let (format, level) = handoff.log.as_args();
+        Wire {
+            pid: handoff.pid,
+            name: handoff.name,
+            stop_grace: handoff.stop_grace,
+            rewrite_signals: handoff.forward.rewrites,
+            signal_group: handoff.forward.group,
+            success_codes: handoff.success_codes,
+            log_format: format.to_string(),
+            log_level: level,
+        }
+    }
+}
+
+impl TryFrom<Wire> for Handoff {
+    type Error = String;
+
+    fn try_from(wire: Wire) -> Result<Self, String> {
+        Ok(Handoff {
+            pid: wire.pid,
+            name: wire.name,
+            stop_grace: wire.stop_grace,
+            forward: ForwardPolicy {
+                rewrites: wire.rewrite_signals,
+                group: wire.signal_group,
+            },
+            success_codes: wire.success_codes,
+            log: Settings::parse(&wire.log_format, &wire.log_level)?,
+        })
+    }
+}
+
 impl Handoff {
-    pub(crate) fn to_argv(&self) -> Vec<CString> {
-        let rewrites: Vec<String> = self
-            .forward
-            .rewrites
-            .iter()
-            .map(|(from, to)| format!("{from}:{to}"))
-            .collect();
-        let codes: Vec<String> = self.success_codes.iter().map(u8::to_string).collect();
-        let (format, level) = self.log.as_args();
+    pub(crate) fn to_argv(&self) -> [CString; 3] {
+        let json = serde_json::to_string(self).expect("UNWRAP: a Handoff always serializes");
         [
-            "roadie".to_string(),
-            MARK.to_string(),
-            self.pid.to_string(),
-            self.stop_grace.as_millis().to_string(),
-            u8::from(self.forward.group).to_string(),
-            format!("r{}", rewrites.join(",")),
-            format!("c{}", codes.join(",")),
-            format.to_string(),
-            level,
-            self.name.clone(),
+            c"roadie".to_owned(),
+            CString::new(MARK).expect("UNWRAP: MARK holds no NUL"),
+            // JSON writes a NUL in a string as \u0000: the name keeps it, argv never sees it.
+            CString::new(json).expect("UNWRAP: JSON escapes control characters"),
         ]
-        .into_iter()
-        .map(|a| CString::new(a.replace('\0', "")).expect("UNWRAP: NULs removed"))
-        .collect()
     }
 
-    /// The handoff in roadie's own argv, if this image is a handed-over supervisor.
+    /// The handoff in roadie's own argv, if this image is a handed-over supervisor; an error
+    /// names `MARK` and says what is wrong with the argument after it.
     pub fn from_args(args: &[OsString]) -> Option<Result<Self, String>> {
         if args.get(1).map(|a| a.as_bytes()) != Some(MARK.as_bytes()) {
             return None;
         }
-        Some(Self::parse(&args[2..]).ok_or_else(|| format!("malformed {MARK} arguments")))
-    }
-
-    fn parse(args: &[OsString]) -> Option<Self> {
-        let text: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let [pid, grace, group, rewrites, codes, format, level, name] = text.as_slice() else {
-            return None;
-        };
-        let list = |s: &str, tag: char| -> Option<Vec<String>> {
-            let rest = s.strip_prefix(tag)?;
-            Some(
-                rest.split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            )
-        };
-        let rewrites = list(rewrites, 'r')?
-            .iter()
-            .map(|r| {
-                let (from, to) = r.split_once(':')?;
-                Some((from.parse().ok()?, to.parse().ok()?))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let success_codes = list(codes, 'c')?
-            .iter()
-            .map(|c| c.parse().ok())
-            .collect::<Option<Vec<u8>>>()?;
-        Some(Handoff {
-            pid: pid.parse().ok()?,
-            name: name.clone(),
-            stop_grace: Duration::from_millis(grace.parse().ok()?),
-            forward: ForwardPolicy {
-                rewrites,
-                group: group == "1",
-            },
-            success_codes,
-            log: Settings::parse(format, level).ok()?,
+        Some(match &args[2..] {
+            [json] => serde_json::from_slice(json.as_bytes())
+                .map_err(|e| format!("malformed {MARK} argument: {e}")),
+            other => Err(format!(
+                "malformed {MARK} arguments: expected one JSON argument, got {}",
+                other.len()
+            )),
         })
     }
 }
@@ -255,6 +258,10 @@ fn clean_mappings_of(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStringExt;
+
+    use rstest::rstest;
+
     use super::*;
 
     const SMAPS: &str = "\
@@ -272,9 +279,8 @@ Anonymous:            16 kB
 Anonymous:             0 kB
 ";
 
-    #[test]
-    fn a_handoff_survives_its_own_argv() {
-        let handoff = Handoff {
+    fn handoff() -> Handoff {
+        Handoff {
             pid: 4242,
             name: "uvicorn".into(),
             stop_grace: Duration::from_millis(2500),
@@ -283,28 +289,105 @@ Anonymous:             0 kB
                 group: true,
             },
             success_codes: vec![143, 3],
-            log: Settings::parse("json", "debug").unwrap(),
-        };
-        let argv: Vec<OsString> = handoff
+            log: Settings::parse("json", "debug").expect("UNWRAP: valid settings"),
+        }
+    }
+
+    /// argv as the fresh image reads it back.
+    fn argv_of(handoff: &Handoff) -> Vec<OsString> {
+        handoff
             .to_argv()
             .into_iter()
-            .map(|c| OsString::from(c.to_str().unwrap()))
-            .collect();
-        assert_eq!(Handoff::from_args(&argv), Some(Ok(handoff.clone())));
-        let empty = Handoff {
-            forward: ForwardPolicy::default(),
-            success_codes: vec![],
-            ..handoff
-        };
-        let argv: Vec<OsString> = empty
-            .to_argv()
-            .into_iter()
-            .map(|c| OsString::from(c.to_str().unwrap()))
-            .collect();
-        assert_eq!(Handoff::from_args(&argv), Some(Ok(empty)));
+            .map(|c| OsString::from_vec(c.into_bytes()))
+            .collect()
+    }
+
+    #[rstest]
+    #[case::as_boot_writes_it(handoff())]
+    #[case::nothing_to_forward_nor_to_accept(Handoff {
+        forward: ForwardPolicy::default(),
+        success_codes: vec![],
+        ..handoff()
+    })]
+    #[case::text_at_error(Handoff { log: Settings::parse("text", "error").unwrap(), ..handoff() })]
+    #[case::trace(Handoff { log: Settings::parse("text", "trace").unwrap(), ..handoff() })]
+    #[case::a_grace_under_a_millisecond(Handoff {
+        stop_grace: Duration::from_nanos(1_500_001),
+        ..handoff()
+    })]
+    #[case::extreme_numbers(Handoff {
+        pid: libc::pid_t::MAX,
+        stop_grace: Duration::MAX,
+        forward: ForwardPolicy { rewrites: vec![(libc::c_int::MIN, libc::c_int::MAX)], group: false },
+        success_codes: vec![0, 255],
+        ..handoff()
+    })]
+    #[case::a_name_with_a_nul(Handoff { name: "a\0b".into(), ..handoff() })]
+    #[case::a_name_in_the_old_argv_s_syntax(Handoff { name: "r15:3,c143 json".into(), ..handoff() })]
+    #[case::a_name_of_json(Handoff { name: r#"{"pid":1}\" \\ \n"#.into(), ..handoff() })]
+    #[case::a_name_that_is_the_mark(Handoff { name: MARK.into(), ..handoff() })]
+    #[case::an_empty_name(Handoff { name: String::new(), ..handoff() })]
+    #[case::a_unicode_name(Handoff { name: "gunicorn \u{1F680} \u{e9}".into(), ..handoff() })]
+    fn a_handoff_survives_its_own_argv(#[case] handoff: Handoff) {
+        let argv = argv_of(&handoff);
+        assert_eq!(argv.len(), 3, "{argv:?}");
+        assert_eq!(argv[1], MARK, "ps shows the mark as argv[1]");
+        assert_eq!(Handoff::from_args(&argv), Some(Ok(handoff)));
+    }
+
+    #[rstest]
+    #[case::no_arguments(&[])]
+    #[case::roadie_alone(&["roadie"])]
+    #[case::a_user_s_command(&["roadie", "uvicorn", "app:app"])]
+    #[case::run_dash_dash(&["roadie", "run", "--", MARK])]
+    fn an_argv_without_the_mark_is_no_handoff(#[case] argv: &[&str]) {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        assert_eq!(Handoff::from_args(&argv), None);
+    }
+
+    #[rstest]
+    #[case::no_argument(vec![], "expected one JSON argument, got 0")]
+    #[case::the_old_positional_form(
+        ["4242", "2500", "1", "r15:3", "c143", "json", "debug", "uvicorn"].map(OsString::from).to_vec(),
+        "expected one JSON argument, got 8"
+    )]
+    #[case::two_arguments(vec![json().into(), json().into()], "expected one JSON argument, got 2")]
+    #[case::empty(vec!["".into()], "EOF while parsing")]
+    #[case::not_json(vec!["4242".into()], "invalid type: integer")]
+    #[case::cut_short(vec![json()[..20].into()], "EOF while parsing")]
+    #[case::a_missing_field(vec![json().replace(r#""pid":4242,"#, "").into()], "missing field `pid`")]
+    #[case::an_unknown_field(vec![json().replace(r#""pid":4242"#, r#""pid":4242,"url":"x""#).into()], "unknown field `url`")]
+    #[case::a_code_over_255(vec![json().replace("[143,3]", "[300]").into()], "invalid value: integer `300`")]
+    #[case::a_negative_grace(vec![json().replace(r#""secs":2"#, r#""secs":-2"#).into()], "invalid value")]
+    #[case::a_level_roadie_does_not_know(vec![json().replace(r#""debug""#, r#""loud""#).into()], "loud")]
+    #[case::not_utf_8(vec![OsString::from_vec(vec![b'{', 0xff, b'}'])], "line 1 column")]
+    fn a_malformed_handoff_is_an_error_naming_the_mark(
+        #[case] after_mark: Vec<OsString>,
+        #[case] says: &str,
+    ) {
+        let mut argv: Vec<OsString> = vec!["roadie".into(), MARK.into()];
+        argv.extend(after_mark);
+        let error = Handoff::from_args(&argv)
+            .expect("the mark makes it a handoff")
+            .expect_err("malformed");
+        assert!(
+            error.starts_with(&format!("malformed {MARK} argument")),
+            "{error}"
+        );
+        assert!(error.contains(says), "{error:?} lacks {says:?}");
+        assert!(!error.contains('\n'), "one line: {error:?}");
+    }
+
+    /// The JSON argument of `handoff()`.
+    fn json() -> String {
+        argv_of(&handoff())[2].to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn the_argument_is_the_json_the_malformed_cases_edit() {
         assert_eq!(
-            Handoff::from_args(&["roadie".into(), "uvicorn".into()]),
-            None
+            json(),
+            r#"{"pid":4242,"name":"uvicorn","stop_grace":{"secs":2,"nanos":500000000},"rewrite_signals":[[15,3],[1,0]],"signal_group":true,"success_codes":[143,3],"log_format":"json","log_level":"debug"}"#
         );
     }
 

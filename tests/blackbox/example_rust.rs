@@ -1,7 +1,8 @@
 //! The Rust example (examples/rust-service), end to end: roadie waits for the database, applies
 //! the repo's sqlx migrations (migrations/, one of them a data migration) under the lock, then
 //! runs the axum service, which serves the migrated rows over HTTP and stops gracefully on the
-//! SIGTERM roadie forwards. The service binary is built by `cargo build --examples`.
+//! SIGTERM roadie forwards. The service binary is built by `cargo build --examples`. The claims
+//! the FastAPI example shares run in example_apps.rs; here, the service's own.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 
-use crate::support::http::{connect, exchange, get, http_get};
+use crate::example_apps::{Example, customers_json, stopped_by_sigterm};
+use crate::support::http::{connect, get, http_get};
 use crate::support::postgres::{Postgres, eventually, free_port};
+use crate::support::server::Server as _;
 use crate::support::terminal::OnTerminal;
-use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch, script};
+use crate::support::{DEADLINE, Finished, Mode, Roadie, Running, roadie, scratch};
 
 /// The customers the data migration (20260101000003) inserts, in id order, with the count and
 /// total of their orders.
@@ -42,12 +45,6 @@ fn migrations_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
 }
 
-/// `roadie --migrations <repo>/migrations -- rust-service`, as the example's README runs it:
-/// `database_url` in DATABASE_URL (read by roadie and the service alike), the service on `port`.
-fn service(mode: Mode, database_url: &str, port: u16) -> Roadie {
-    service_with(mode, &migrations_dir(), &[], database_url, port)
-}
-
 /// `roadie --migrations <migrations> EXTRA... -- rust-service`, as `service` runs it.
 fn service_with(
     mode: Mode,
@@ -64,18 +61,6 @@ fn service_with(
         .env("PORT", &port.to_string())
 }
 
-/// Asserts from roadie's output and the port that the service was never started.
-fn service_never_started(finished: &Finished, port: u16) {
-    finished
-        .stderr_lacks("); starting ")
-        .stderr_lacks("rust-service (pid ")
-        .stderr_lacks("[rust-service]");
-    assert!(
-        http_get(port, "/health").is_err(),
-        "the service answers on port {port}\n{finished}"
-    );
-}
-
 /// The versions recorded in `_sqlx_migrations`, comma-separated, with their success flag.
 fn recorded(pg: &Postgres) -> String {
     pg.psql(
@@ -85,11 +70,7 @@ fn recorded(pg: &Postgres) -> String {
 
 /// Asserts that a GET /customers answer lists the seeded customers with their orders.
 fn assert_seeded_customers(r: &Running, status: u16, body: &str) {
-    if status != 200 {
-        r.fail(&format!("GET /customers: {status} {body}"));
-    }
-    let customers: serde_json::Value = serde_json::from_str(body)
-        .unwrap_or_else(|e| r.fail(&format!("GET /customers: not JSON ({e}): {body}")));
+    let customers = customers_json(r, status, body);
     let rows: Vec<(&str, i64, i64)> = customers
         .as_array()
         .into_iter()
@@ -107,109 +88,95 @@ fn assert_seeded_customers(r: &Running, status: u16, body: &str) {
     }
 }
 
-/// GETs /health and /customers, once the service answers.
-fn serves_the_seeded_customers(r: &Running, port: u16) {
-    let (status, body) = get(r, port, "/health");
-    if status != 200 || body != r#"{"status":"ok"}"# {
-        r.fail(&format!("GET /health: {status} {body}"));
+/// The Rust example as `Example` (example_apps.rs runs the claims both examples share).
+pub struct RustService;
+
+impl Example for RustService {
+    fn boot(&self, mode: Mode, extra: &[&str], url: &str, port: u16) -> Roadie {
+        service_with(mode, &migrations_dir(), extra, url, port)
     }
-    let (status, body) = get(r, port, "/customers");
-    assert_seeded_customers(r, status, &body);
-}
 
-/// SIGTERMs roadie and asserts the service's graceful shutdown: roadie forwards the signal, the
-/// service drains and closes its pool, and roadie exits with its code, 0, within 5 s.
-fn stops_gracefully(r: Running) {
-    r.signal(libc::SIGTERM);
-    let sent = Instant::now();
-    let finished = r.finish();
-    finished
-        .code(0)
-        .stderr_has("SIGTERM received: stopping")
-        .stderr_has(GRACEFUL)
-        .stderr_has("[rust-service] all requests finished; closing the database pool")
-        .stderr_has("[rust-service] stopped")
-        .stderr_has("rust-service exited with code 0")
-        .stderr_lacks("stop grace of")
-        .stderr_lacks("sending SIGKILL")
-        .stderr_lacks("[rust-service] error");
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "took {:?} after SIGTERM\n{finished}",
-        sent.elapsed()
-    );
-}
-
-/// How many connections the role `roadie` (roadie's and the service's) has open.
-fn connections(pg: &Postgres) -> String {
-    pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'roadie'")
-}
-
-#[test]
-fn roadie_boots_the_service_against_a_postgres_that_starts_a_second_later() {
-    let mut pg = Postgres::new();
-    let port = free_port();
-    let r = service(Mode::Subreaper, &pg.app_url(), port).start();
-    thread::sleep(Duration::from_secs(1));
-    pg.start();
-    serves_the_seeded_customers(&r, port);
-    if r.attempts_before_ready() < 2 {
-        r.fail("roadie found the database ready before it was started");
-    }
-    // The order of a boot: wait, then the 4 migrations under the lock, then the service.
-    let stderr = r.stderr_so_far();
-    let order = [
-        "database ready in",
-        "4 migrations applied in",
-        "4 migrations ",
-        "); starting ",
-        "rust-service (pid ",
-        "[rust-service] listening on http://0.0.0.0:",
-    ];
-    let mut from = 0;
-    for needle in order {
-        match stderr[from..].find(needle) {
-            Some(at) => from += at + needle.len(),
-            None => r.fail(&format!("expected, in this order: {order:?}")),
+    fn healthy(&self, r: &Running, port: u16) {
+        let (status, body) = get(r, port, "/health");
+        if status != 200 || body != r#"{"status":"ok"}"# {
+            r.fail(&format!("GET /health: {status} {body}"));
         }
     }
-    assert_eq!(
-        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM _sqlx_migrations WHERE success"),
-        "20260101000001,20260101000002,20260101000003,20260101000004"
-    );
-    stops_gracefully(r);
-}
 
-#[test]
-fn sigterm_to_roadie_as_pid_1_shuts_the_service_down_gracefully_and_exits_0() {
-    let pg = Postgres::started();
-    let port = free_port();
-    let r = service(Mode::Pid1, &pg.app_url(), port).start();
-    serves_the_seeded_customers(&r, port);
-    // A browser's idle keep-alive connection does not hold the shutdown up.
-    let mut idle = connect(port).unwrap_or_else(|e| r.fail(&format!("connect: {e}")));
-    match exchange(&mut idle, port, "/health", true) {
-        Ok((200, _)) => {}
-        other => r.fail(&format!(
-            "GET /health on a keep-alive connection: {other:?}"
-        )),
+    /// GETs /health and /customers, once the service answers.
+    fn serves_the_seeded_customers(&self, r: &Running, port: u16) {
+        self.healthy(r, port);
+        let (status, body) = get(r, port, "/customers");
+        assert_seeded_customers(r, status, &body);
     }
-    stops_gracefully(r);
-    drop(idle);
-    // The pool is closed: nothing of the service is left holding the database.
-    assert!(
-        eventually(Duration::from_secs(5), || connections(&pg) == "0"),
-        "connections left: {}",
-        connections(&pg)
-    );
+
+    fn error_field(&self) -> &'static str {
+        "error"
+    }
+
+    /// SIGTERMs roadie and asserts the service's graceful shutdown: roadie forwards the signal, the
+    /// service drains and closes its pool, and roadie exits with its code, 0, within 5 s.
+    fn stops_gracefully(&self, r: Running) {
+        let finished = stopped_by_sigterm(r);
+        finished
+            .stderr_has("SIGTERM received: stopping")
+            .stderr_has(GRACEFUL)
+            .stderr_has("[rust-service] all requests finished; closing the database pool")
+            .stderr_has("[rust-service] stopped")
+            .stderr_has("rust-service exited with code 0")
+            .stderr_lacks("stop grace of")
+            .stderr_lacks("sending SIGKILL")
+            .stderr_lacks("[rust-service] error");
+    }
+
+    /// Asserts from roadie's output and the port that the service was never started.
+    fn never_started(&self, finished: &Finished, port: u16) {
+        finished
+            .stderr_lacks("); starting ")
+            .stderr_lacks("rust-service (pid ")
+            .stderr_lacks("[rust-service]");
+        assert!(
+            http_get(port, "/health").is_err(),
+            "the service answers on port {port}\n{finished}"
+        );
+    }
+
+    /// With the example's usual arguments (`--migrations`; a boot would migrate).
+    fn debug_shell(
+        &self,
+        mode: Mode,
+        shell: &str,
+        hooks: &Path,
+        url: &str,
+        env: &[(&str, &str)],
+    ) -> OnTerminal {
+        let port = free_port().to_string();
+        let mut all = vec![("DATABASE_URL", url), ("PORT", port.as_str())];
+        all.extend(env);
+        OnTerminal::start_with(
+            mode,
+            &[
+                "--migrations".into(),
+                migrations_dir().into_os_string(),
+                "--hooks".into(),
+                hooks.into(),
+                "--".into(),
+                shell.into(),
+            ],
+            None,
+            &all,
+        )
+    }
 }
 
 #[test]
 fn sigterm_lets_a_request_in_flight_finish_and_stops_accepting_new_ones() {
     let pg = Postgres::started();
     let port = free_port();
-    let r = service(Mode::Pid1, &pg.app_url(), port).start();
-    serves_the_seeded_customers(&r, port);
+    let r = RustService
+        .boot(Mode::Pid1, &[], &pg.app_url(), port)
+        .start();
+    RustService.serves_the_seeded_customers(&r, port);
     thread::scope(|s| {
         // A lock on `orders` holds GET /customers' query, and so the request, in flight.
         let locker = s.spawn(|| {
@@ -269,101 +236,6 @@ fn sigterm_lets_a_request_in_flight_finish_and_stops_accepting_new_ones() {
     });
 }
 
-#[test]
-fn a_second_boot_on_the_same_database_finds_the_schema_up_to_date_and_serves_again() {
-    let pg = Postgres::started();
-    let port = free_port();
-    let first = service(Mode::Subreaper, &pg.app_url(), port).start();
-    serves_the_seeded_customers(&first, port);
-    stops_gracefully(first);
-
-    let port = free_port();
-    let second = service(Mode::Subreaper, &pg.app_url(), port).start();
-    serves_the_seeded_customers(&second, port);
-    let stderr = second.stderr_so_far();
-    if !stderr.contains("[roadie] INFO  schema up to date") || stderr.contains("applied in") {
-        second.fail("the second boot should find the schema up to date and apply nothing");
-    }
-    // The data migration ran once: still two customers, three orders.
-    assert_eq!(pg.psql("SELECT count(*) FROM customers"), "2");
-    assert_eq!(pg.psql("SELECT count(*) FROM orders"), "3");
-    assert_eq!(pg.psql("SELECT count(*) FROM _sqlx_migrations"), "4");
-    stops_gracefully(second);
-}
-
-#[test]
-fn the_sqlite_embedded_default_boots_migrates_and_serves_with_no_server() {
-    let dir = scratch();
-    let db = dir.path().join("example.db");
-    // sqlx's form, which roadie reads alike: `sqlite:` and an absolute path.
-    let url = format!("sqlite:{}", db.display());
-    let port = free_port();
-    let r = service(Mode::Pid1, &url, port).start();
-    serves_the_seeded_customers(&r, port);
-    let stderr = r.stderr_so_far();
-    if !stderr.contains("4 migrations applied in")
-        || !stderr.contains("[rust-service] listening on http://0.0.0.0:")
-        || !stderr.contains("(SQLite pool of at most 5 connections)")
-    {
-        r.fail("expected roadie to migrate the SQLite file, then the service to open it");
-    }
-    // roadie's lock on SQLite is an flock on a file next to the database.
-    if !db.is_file() || !dir.path().join("example.db.roadie-lock").is_file() {
-        r.fail(&format!(
-            "no database or lock file next to {}",
-            db.display()
-        ));
-    }
-    stops_gracefully(r);
-}
-
-#[rstest]
-fn skip_migrations_starts_the_service_on_the_untouched_schema_which_reports_the_missing_table(
-    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
-) {
-    let pg = Postgres::started();
-    let port = free_port();
-    let r = service_with(
-        mode,
-        &migrations_dir(),
-        &["--skip-migrations"],
-        &pg.app_url(),
-        port,
-    )
-    .start();
-    // The service runs and its database answers...
-    let (status, body) = get(&r, port, "/health");
-    if status != 200 || body != r#"{"status":"ok"}"# {
-        r.fail(&format!("GET /health: {status} {body}"));
-    }
-    // ...but nothing was migrated: the service answers 503 naming the missing table.
-    let (status, body) = get(&r, port, "/customers");
-    let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    if status != 503
-        || !error["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("relation \"customers\" does not exist"))
-    {
-        r.fail(&format!(
-            "GET /customers without migrations: {status} {body}"
-        ));
-    }
-    for table in ["_sqlx_migrations", "customers", "orders"] {
-        if pg.table_exists(table) {
-            r.fail(&format!("{table} exists: roadie migrated"));
-        }
-    }
-    let stderr = r.stderr_so_far();
-    if !stderr.contains("[roadie] INFO  --skip-migrations: not migrating")
-        || stderr.contains("migration lock")
-        || stderr.contains("applied in")
-        || stderr.contains("schema up to date")
-    {
-        r.fail("expected roadie to say it skips the migrations, and take no lock");
-    }
-    stops_gracefully(r);
-}
-
 #[rstest]
 fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_starts_the_service(
     #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
@@ -397,7 +269,7 @@ fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_star
         ))
         .stderr_has("rolled back, nothing recorded; the 4 migrations applied earlier in this run (20260101000001 to 20260101000004) stay applied")
         .stderr_lacks("migrations applied in");
-    service_never_started(&finished, port);
+    RustService.never_started(&finished, port);
     // Each migration is its own transaction (sqlx's): the four before it stay applied; the
     // failing one is rolled back completely and not recorded, so nothing is "dirty".
     assert_eq!(
@@ -411,7 +283,7 @@ fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_star
     std::fs::write(&broken, coupons("INSERT")).expect("fixing the migration");
     let port = free_port();
     let r = service_with(mode, &migrations, &[], &pg.app_url(), port).start();
-    serves_the_seeded_customers(&r, port);
+    RustService.serves_the_seeded_customers(&r, port);
     if !r
         .stderr_so_far()
         .contains("[roadie] INFO  1 migration applied in")
@@ -419,121 +291,5 @@ fn a_failing_migration_exits_65_keeps_the_runs_earlier_migrations_and_never_star
         r.fail("expected the fixed migration, and only it, to be applied");
     }
     assert_eq!(pg.psql("SELECT count(*) FROM coupons"), "2");
-    stops_gracefully(r);
-}
-
-#[rstest]
-fn a_failing_hook_after_the_migrations_exits_65_naming_it_and_never_starts_the_service(
-    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
-) {
-    let pg = Postgres::started();
-    let dir = scratch();
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).expect("mkdir hooks");
-    // With the container's environment: the hook sees the migrated rows.
-    script(
-        &hooks,
-        "10-count-orders",
-        "echo \"hook saw $(psql \"$DATABASE_URL\" -XAtc 'SELECT count(*) FROM orders') orders\"",
-        0o755,
-    );
-    script(
-        &hooks,
-        "20-warm-cache",
-        "echo 'warm-cache: the cache is unreachable' >&2; exit 4",
-        0o755,
-    );
-    let after = dir.path().join("30-ran");
-    script(
-        &hooks,
-        "30-after",
-        &format!("touch '{}'", after.display()),
-        0o755,
-    );
-    let port = free_port();
-    let finished = service_with(
-        mode,
-        &migrations_dir(),
-        &["--hooks", &hooks.to_string_lossy()],
-        &pg.app_url(),
-        port,
-    )
-    .run();
-    let failed = format!(
-        "hook {}/20-warm-cache exited with code 4; the app is not started",
-        hooks.display()
-    );
-    finished
-        .code(65)
-        .stdout_has("hook saw 3 orders")
-        .stderr_has(&failed);
-    service_never_started(&finished, port);
-    // Migrate, then the hooks in name order, stopping at the first failure.
-    let order = [
-        "database ready in",
-        "4 migrations applied in",
-        "warm-cache: the cache is unreachable",
-        &failed,
-    ];
-    let positions: Vec<Option<usize>> = order.iter().map(|n| finished.stderr.find(n)).collect();
-    assert!(
-        positions.iter().all(Option::is_some) && positions.is_sorted(),
-        "expected, in this order: {order:?}\n{finished}"
-    );
-    assert!(
-        !after.exists(),
-        "a hook ran after the failing one\n{finished}"
-    );
-    // The migrations were committed before the hooks ran: a failing hook does not undo them.
-    assert_eq!(
-        pg.psql("SELECT count(*) FROM _sqlx_migrations WHERE success"),
-        "4"
-    );
-}
-
-#[rstest]
-fn sh_as_the_command_is_a_debug_shell_that_skips_the_boot_while_the_database_is_down(
-    #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
-) {
-    // Nothing listens there: a boot would wait for it (60 s).
-    let down = format!("postgres://roadie:pw@127.0.0.1:{}/app", free_port());
-    let dir = scratch();
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir(&hooks).expect("mkdir hooks");
-    let hook_ran = dir.path().join("hook-ran");
-    script(
-        &hooks,
-        "10-marker",
-        &format!("touch '{}'", hook_ran.display()),
-        0o755,
-    );
-    // `docker run -it image sh`, with the example's usual arguments and hooks.
-    let mut t = OnTerminal::start_with(
-        mode,
-        &[
-            "--migrations".into(),
-            migrations_dir().into_os_string(),
-            "--hooks".into(),
-            hooks.into_os_string(),
-            "--".into(),
-            "sh".into(),
-        ],
-        None,
-        &[("DATABASE_URL", &down), ("PORT", &free_port().to_string())],
-    );
-    t.shows("[roadie] INFO  sh is an interactive shell: skipping wait, migrations and hooks");
-    t.shell_has_the_foreground();
-    // A command typed into the shell runs at once, with the container's environment, and
-    // finds the database down.
-    let typed = Instant::now();
-    t.type_in(b"psql \"$DATABASE_URL\" -XAtc 'SELECT 1'; echo \"ps\"\"ql=$?\"\n");
-    t.shows("Connection refused");
-    t.shows("psql=2");
-    if typed.elapsed() > Duration::from_secs(5) {
-        t.fail(&format!("psql took {:?}", typed.elapsed()));
-    }
-    t.exit_debug_shell("sh");
-    if hook_ran.exists() {
-        t.fail("the hook ran");
-    }
+    RustService.stops_gracefully(r);
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use rstest::rstest;
 
-use crate::support::{Mode, app, roadie};
+use crate::support::postgres::{Postgres, ROADIE_PASSWORD};
+use crate::support::server::Server as _;
+use crate::support::{Mode, Running, app, roadie};
 
 /// Everything forwarded except the two stop signals, which get tests of their own.
 fn forwarded_non_stop_signals() -> Vec<i32> {
@@ -178,6 +180,23 @@ fn stdin_reaches_the_app(#[values(Mode::Subreaper, Mode::Pid1)] mode: Mode) {
     assert_eq!(finished.stdout, "hello through roadie\n", "{finished}");
 }
 
+/// Waits until roadie has re-executed itself as a handed-over supervisor (`__roadie-supervise`
+/// in its argv) and returns its argv, NUL-separated as /proc shows it.
+fn handed_over(r: &Running) -> String {
+    let cmdline = format!("/proc/{}/cmdline", r.pid());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let argv = std::fs::read_to_string(&cmdline).unwrap_or_default();
+        if argv.contains("__roadie-supervise") {
+            return argv;
+        }
+        if std::time::Instant::now() > until {
+            r.fail("roadie never handed over to a fresh image");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[rstest]
 fn once_the_app_settles_a_fresh_image_supervises_it_with_the_same_settings(
     #[values(Mode::Subreaper, Mode::Pid1)] mode: Mode,
@@ -199,17 +218,7 @@ fn once_the_app_settles_a_fresh_image_supervises_it_with_the_same_settings(
     )
     .start();
     r.line_containing("ready");
-    let cmdline = format!("/proc/{}/cmdline", r.pid());
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&cmdline)
-        .unwrap_or_default()
-        .contains("__roadie-supervise")
-    {
-        if std::time::Instant::now() > until {
-            r.fail("roadie never handed over to a fresh image");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    handed_over(&r);
     r.signal(libc::SIGUSR1);
     assert_eq!(r.line_containing("got"), format!("got {}", libc::SIGUSR2));
     // The recorder handles TERM (prints, keeps running): the second TERM kills it at once, and
@@ -228,16 +237,11 @@ fn the_handed_over_supervisor_keeps_the_name_roadie() {
     )
     .start();
     r.line_containing("ready");
+    handed_over(&r);
     let until = std::time::Instant::now() + Duration::from_secs(10);
     let read = |what: &str| {
         std::fs::read_to_string(format!("/proc/{}/{what}", r.pid())).unwrap_or_default()
     };
-    while !read("cmdline").contains("__roadie-supervise") {
-        if std::time::Instant::now() > until {
-            r.fail("roadie never handed over to a fresh image");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
     // comm is what top and pgrep show; an execve of /proc/self/exe makes it "exe" until the
     // fresh image renames itself, a moment after the execve.
     while read("comm").trim() != "roadie" {
@@ -251,4 +255,53 @@ fn the_handed_over_supervisor_keeps_the_name_roadie() {
     }
     r.signal(libc::SIGTERM);
     r.finish().code(143);
+}
+
+#[test]
+fn the_handed_over_supervisor_s_argv_holds_no_database_url_nor_password() {
+    // The URL given as a flag is in roadie's own argv until the handoff replaces it: the fresh
+    // image's argv (what `ps` shows) carries the app's name and settings, never the URL.
+    let pg = Postgres::started();
+    let url = pg.app_url();
+    let mut r = roadie(
+        Mode::Subreaper,
+        [
+            "--database-url",
+            &url,
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 30",
+        ],
+    )
+    .start();
+    r.line_containing("ready");
+    let argv = handed_over(&r);
+    for secret in [ROADIE_PASSWORD, &url, "postgres://"] {
+        if argv.contains(secret) {
+            r.fail(&format!("the supervisor's argv {argv:?} holds {secret:?}"));
+        }
+    }
+    if !argv.contains(r#""name":"sh""#) {
+        r.fail(&format!(
+            "the supervisor's argv {argv:?} lacks the app's name"
+        ));
+    }
+    r.signal(libc::SIGTERM);
+    r.finish().code(143);
+}
+
+#[rstest]
+#[case::no_argument(&[])]
+#[case::not_json(&["4242 2500 1 r c text info sh"])]
+#[case::a_missing_field(&[r#"{"pid":1}"#])]
+fn a_malformed_handoff_argument_exits_70_on_one_line_naming_it(#[case] after: &[&str]) {
+    let mut args = vec!["__roadie-supervise"];
+    args.extend(after);
+    let finished = roadie(Mode::Subreaper, args).run();
+    finished.code(70).stderr_has(
+        "internal error while resuming supervision: malformed __roadie-supervise argument",
+    );
+    assert_eq!(finished.stderr.lines().count(), 1, "{finished}");
+    assert_eq!(finished.stdout, "", "{finished}");
 }

@@ -6,6 +6,7 @@ mod support;
 mod command_line;
 mod containers;
 mod deploy_files;
+mod example_apps;
 mod example_fastapi;
 mod example_rust;
 mod exit_codes;

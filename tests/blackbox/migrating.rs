@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::{BIN, Postgres};
+use crate::support::server::Server as _;
 use crate::support::{Finished, Mode, migrating, roadie, scratch};
 
 /// sqlx's lock key for the database `app`: 0x3d32ad9e * crc32("app").

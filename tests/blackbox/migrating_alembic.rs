@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::{Mode, Roadie, app, roadie};
 
 const APP_KEY: i64 = 3469795979745788610;

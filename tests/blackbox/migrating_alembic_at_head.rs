@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::{Mode, Roadie, app, roadie, scratch};
 
 fn venv_bin() -> PathBuf {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::sessions::{Blocker, longest_query_time, query_time};
 use crate::support::{Mode, Roadie, app, migrating, roadie, scratch};
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::mariadb::MariaDb;
+use crate::support::server::Server as _;
 use crate::support::{Mode, Roadie, roadie, scratch};
 
 /// Three migrations that log themselves, in SQL MariaDB and SQLite both take.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::netns::Namespace;
 use crate::support::postgres::{Postgres, ROADIE_PASSWORD, eventually};
+use crate::support::server::Server as _;
 use crate::support::{Finished, Mode, Roadie, Running, entrypoint, roadie, roadie_bin, scratch};
 
 /// The server's bound (11 s) and roadie's (12 s), with room for a loaded machine.

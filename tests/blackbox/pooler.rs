@@ -11,6 +11,7 @@ use rstest::rstest;
 
 use crate::support::pgbouncer::{PgBouncer, PoolMode};
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::{Finished, Mode, Roadie, app, migrating, roadie, scratch};
 
 const APP_KEY: i64 = 3469795979745788610;

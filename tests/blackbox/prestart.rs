@@ -10,6 +10,7 @@ use rstest::rstest;
 
 use crate::support::mariadb::{self, MariaDb};
 use crate::support::postgres::{BIN, Postgres};
+use crate::support::server::Server as _;
 use crate::support::{Mode, Roadie, app, roadie, scratch, script};
 
 /// One migration: the users table the seed fills.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::{Mode, Roadie, roadie, scratch};
 
 /// Two migrations; the second takes `slow` seconds, so a waiter can be seen waiting.

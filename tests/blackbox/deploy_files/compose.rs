@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{DEFAULT_STOP_GRACE, MARGIN, evidence, example_dir, output, repo, seconds, strings};
 use super::{venv_bin, yaml_documents};
 use crate::support::postgres::Postgres;
+use crate::support::server::Server as _;
 use crate::support::{Mode, roadie, scratch};
 
 const OVERRIDE: &str = "compose.migrations-service.yaml";

@@ -18,11 +18,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::DEADLINE;
-use super::postgres::{escape, free_port};
+use super::postgres::free_port;
+use super::server::{Engine, Server, StartedAt, copy_of_template, remove_unless_failed, unix_ms};
 
 pub const SERVER: &str = "/usr/sbin/mariadbd";
-pub const ROADIE_PASSWORD: &str = "roadie-secret-pw";
-pub const SPECIAL_PASSWORD: &str = "p@ss/w:rd%?#&";
+pub use super::server::{ROADIE_PASSWORD, SPECIAL_PASSWORD};
 pub const ROOT_PASSWORD: &str = "root-secret-pw";
 /// Bump when the template's contents change, so machines build it again.
 const TEMPLATE: &str = "/tmp/roadie-test-mariadb-template-v1";
@@ -43,19 +43,7 @@ impl MariaDb {
     /// A new server, not yet started.
     pub fn new() -> Self {
         ensure_template();
-        let dir = tempfile::Builder::new()
-            .prefix("roadie-mariadb-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        run(
-            "cp",
-            &[
-                "-a",
-                &format!("{TEMPLATE}/data"),
-                &dir.join("data").to_string_lossy(),
-            ],
-        );
+        let dir = copy_of_template(TEMPLATE, "roadie-mariadb-");
         chown_mysql(&dir);
         MariaDb {
             port: free_port(),
@@ -76,16 +64,10 @@ impl MariaDb {
         self.dir.join("socket")
     }
 
-    /// Starts the server on 127.0.0.1 and ::1 and waits until `roadie` can log in over TCP.
-    pub fn start(&mut self) {
-        self.start_with(true);
-    }
-
-    /// Starts the server (`tcp`: listen on 127.0.0.1 and ::1, else the socket only, as the
-    /// official image's first-boot server does) and waits until `roadie` can log in (over TCP,
-    /// else the socket). Call it on the test's own thread: the server dies with the thread
-    /// that started it, so a test killed at its deadline leaves no server behind.
-    pub fn start_with(&mut self, tcp: bool) {
+    /// `Server::start_with`: waits until `roadie` can log in (over TCP, else the socket). Call
+    /// it on the test's own thread: the server dies with the thread that started it, so a test
+    /// killed at its deadline leaves no server behind.
+    fn start_server(&mut self, tcp: bool) {
         assert!(self.server.is_none(), "MariaDB is already running");
         let log = fs::File::create(self.log_path()).expect("log file");
         let (uid, gid) = mysql_ids();
@@ -167,36 +149,16 @@ impl MariaDb {
         }
     }
 
-    /// A normal shutdown (clients disconnected, server down), and wait for it.
-    pub fn stop(&mut self) {
-        let Some(mut server) = self.server.take() else {
-            return;
-        };
-        // SAFETY: plain kill(2) of our own child.
-        unsafe {
-            libc::kill(server.id() as i32, libc::SIGTERM);
-        }
-        let until = Instant::now() + DEADLINE;
-        while server.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > until {
-                let _ = server.kill();
-                let _ = server.wait();
-                panic!("mariadbd did not stop within {DEADLINE:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Runs SQL as root over the socket; panics on an error.
+    /// Runs SQL as root in database `app` over the socket; panics on an error.
     pub fn sql(&self, sql: &str) -> String {
         self.try_sql(sql)
             .unwrap_or_else(|e| panic!("mariadb {sql:?}: {e}"))
     }
 
-    /// Runs SQL as root over the socket: its output, or the client's error.
+    /// Runs SQL as root in database `app` over the socket: its output, or the client's error.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         let socket = format!("--socket={}", self.socket().display());
-        let out = self.client(&[&socket, "-u", "root", "-N", "-B", "-e", sql]);
+        let out = self.client(&[&socket, "-u", "root", "-N", "-B", "-e", sql, "app"]);
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
@@ -247,28 +209,6 @@ impl MariaDb {
         }
     }
 
-    /// `mysql://USER:PASSWORD@127.0.0.1:PORT/DB` with the password URL-escaped.
-    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "mysql://{user}:{}@127.0.0.1:{}/{db}",
-            escape(password),
-            self.port
-        )
-    }
-
-    /// The usual URL: user `roadie`, database `app`.
-    pub fn app_url(&self) -> String {
-        self.url("roadie", ROADIE_PASSWORD, "app")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("log")
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
     fn data(&self) -> String {
         self.dir.join("data").to_string_lossy().into_owned()
     }
@@ -284,20 +224,78 @@ impl MariaDb {
     }
 }
 
+impl Server for MariaDb {
+    fn engine(&self) -> Engine {
+        Engine::MariaDb
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn start_with(&mut self, tcp: bool) {
+        self.start_server(tcp);
+    }
+
+    /// The server logs no time it accepts logins: the span is from before its spawn to our own
+    /// client's first login (polled every 10 ms).
+    fn start_timed(&mut self) -> StartedAt {
+        let not_before = unix_ms();
+        self.start();
+        StartedAt {
+            not_before,
+            accepting: unix_ms(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(server.id() as i32, libc::SIGTERM);
+        }
+        let until = Instant::now() + DEADLINE;
+        while server.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > until {
+                let _ = server.kill();
+                let _ = server.wait();
+                panic!("mariadbd did not stop within {DEADLINE:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn socket_in_url(&self) -> String {
+        self.socket().to_string_lossy().into_owned()
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        MariaDb::sql(self, sql)
+    }
+
+    /// The server's count of failed logins (wrong password, or a database the user may not use).
+    fn failed_logins(&self) -> usize {
+        self.sql("SHOW GLOBAL STATUS LIKE 'Access_denied_errors'")
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("a count")
+    }
+}
+
 impl Drop for MariaDb {
     fn drop(&mut self) {
         if let Some(mut server) = self.server.take() {
             let _ = server.kill();
             let _ = server.wait();
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "kept the MariaDB data directory and log of this failed test: {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        remove_unless_failed("MariaDB", &self.dir);
     }
 }
 

@@ -2,14 +2,13 @@
 //! the test) or as real PID 1 of a fresh PID namespace (`unshare --pid --fork --mount-proc`,
 //! which is what a container is). Everything has a deadline; a failure prints all the evidence.
 
-#![allow(dead_code)]
-
 pub mod dns;
 pub mod http;
 pub mod mariadb;
 pub mod netns;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod server;
 pub mod sessions;
 pub mod terminal;
 
@@ -78,6 +77,23 @@ pub fn migrating(url: &str, dir: &Path, extra: &[&str]) -> Roadie {
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(["sh".into(), "-c".into(), "echo app-started".into()]);
     roadie(Mode::Subreaper, args)
+}
+
+/// roadie in `Mode::Subreaper` with debug logs (a `not ready:` line per failed attempt) waiting
+/// for the database at `url`, then running an app that prints `app-started`.
+pub fn waiting_for(url: &str) -> Roadie {
+    roadie(
+        Mode::Subreaper,
+        [
+            "--log-level",
+            "debug",
+            "--database-url",
+            url,
+            "sh",
+            "-c",
+            "echo app-started",
+        ],
+    )
 }
 
 /// `roadie ARGS...` started through `script`, an image's ENTRYPOINT script that execs roadie
@@ -534,7 +550,10 @@ pub const PRINTS_START: &str = "echo started-at=$(date +%s%3N)";
 
 /// Runs roadie against each of `urls` (all failing: refused, unreachable or malformed), the
 /// URL given as the flag and as `DATABASE_URL`, with trace logging: it exits 69 or 78 and
-/// `secret`, the password in every URL, appears nowhere in what it printed.
+/// `secret`, the password in every URL, appears nowhere in what it printed. The run with
+/// `DATABASE_URL` must have used that URL: it exits with the flag's code and says what the flag's
+/// run said (the host, port and database it waited for, the server's answer), naming
+/// `DATABASE_URL` where that run named `--database-url`.
 pub fn no_secret_in_any_failure(secret: &str, urls: &[String]) {
     for url in urls {
         let args = ["--log-level", "trace", "--wait-timeout", "300ms"];
@@ -549,7 +568,50 @@ pub fn no_secret_in_any_failure(secret: &str, urls: &[String]) {
             .env("DATABASE_URL", url)
             .run();
         as_env.stderr_lacks(secret);
+        let said = said_about(&finished, "--database-url");
+        assert!(
+            said.iter().any(|l| l.contains("<source>")),
+            "the flag's run never named --database-url\n{finished}"
+        );
+        assert!(
+            as_env.code == finished.code && said_about(&as_env, "DATABASE_URL") == said,
+            "with DATABASE_URL={url:?} roadie did not do what --database-url made it do\n\
+             with the flag:\n{finished}\nwith the variable:\n{as_env}"
+        );
     }
+}
+
+/// roadie's own INFO and ERROR lines, with `source` (where the URL came from) as `<source>` and
+/// every duration (`41ms`, `1.02s`) as `#` and its unit.
+fn said_about(finished: &Finished, source: &str) -> Vec<String> {
+    finished
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[roadie] INFO ") || l.starts_with("[roadie] ERROR "))
+        .map(|l| without_durations(&l.replace(source, "<source>")))
+        .collect()
+}
+
+fn without_durations(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..at]);
+        let number = rest[at..]
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .map_or(rest.len(), |end| at + end);
+        let after = &rest[number..];
+        let unit = ["ns", "us", "ms", "s"]
+            .into_iter()
+            .find(|u| after.starts_with(u) && !after[u.len()..].starts_with(char::is_alphanumeric));
+        match unit {
+            Some(_) => out.push('#'),
+            None => out.push_str(&rest[at..number]),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A `#!/bin/sh` script named `name` in `dir` with permissions `mode`: a hook (0o755), or a
@@ -585,8 +647,4 @@ pub fn scratch() -> tempfile::TempDir {
         .prefix("roadie-test-")
         .tempdir()
         .expect("tempdir")
-}
-
-pub fn read(path: &PathBuf) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }

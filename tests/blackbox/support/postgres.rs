@@ -6,6 +6,7 @@
 //! Roles in every cluster: `roadie` / ROADIE_PASSWORD owns database `app`; `special` has a
 //! password full of URL-reserved characters; `blocked` is rejected by pg_hba.conf.
 
+use super::server::{Engine, Server, StartedAt, copy_of_template, remove_unless_failed};
 use super::{run, text};
 use std::fs;
 use std::net::TcpListener;
@@ -15,8 +16,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = "/usr/lib/postgresql/15/bin";
-pub const ROADIE_PASSWORD: &str = "roadie-secret-pw";
-pub const SPECIAL_PASSWORD: &str = "p@ss/w:rd%?#&";
+pub use super::server::{ROADIE_PASSWORD, SPECIAL_PASSWORD, escape};
 /// Bump when the template's contents change, so machines build it again.
 const TEMPLATE: &str = "/tmp/roadie-test-pg15-template-v1";
 
@@ -39,19 +39,7 @@ impl Postgres {
     /// A new cluster, not yet started.
     pub fn new() -> Self {
         ensure_template();
-        let dir = tempfile::Builder::new()
-            .prefix("roadie-pg-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        run(
-            "cp",
-            &[
-                "-a",
-                &format!("{TEMPLATE}/data"),
-                &dir.join("data").to_string_lossy(),
-            ],
-        );
+        let dir = copy_of_template(TEMPLATE, "roadie-pg-");
         chown_postgres(&dir);
         Postgres {
             port: free_port(),
@@ -72,12 +60,6 @@ impl Postgres {
         self.dir.to_string_lossy().into_owned()
     }
 
-    /// Starts the server (`tcp`: listen on 127.0.0.1 and ::1, else the socket only, as the
-    /// official image's first-boot server does) and waits until it accepts logins.
-    pub fn start_with(&mut self, tcp: bool) {
-        self.start_on(if tcp { "127.0.0.1,::1" } else { "" });
-    }
-
     /// Starts the server listening on loopback and on `address` too (the host side of a test's
     /// own veth pair), accepting role `roadie` with its password from `network` (its /30).
     pub fn start_also_on(&mut self, address: &str, network: &str) {
@@ -95,19 +77,19 @@ impl Postgres {
             self.socket_dir(),
             self.options.join(" ")
         );
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
+        let out = pg_ctl(
             &self.data(),
-            "-l",
-            &self.log_path().to_string_lossy(),
-            "-o",
-            &options,
-            "-w",
-            "-t",
-            "30",
-            "start",
-        ]);
+            &[
+                "-l",
+                &self.log_path().to_string_lossy(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
         assert!(
             out.status.success(),
             "pg_ctl start failed: {}\n{}",
@@ -117,38 +99,10 @@ impl Postgres {
         self.running = true;
     }
 
-    pub fn start(&mut self) {
-        self.start_with(true);
-    }
-
-    /// A fast shutdown (clients disconnected, server down), and wait for it.
-    pub fn stop(&mut self) {
-        if self.running {
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &self.data(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ]);
-            self.running = false;
-        }
-    }
-
     /// A crash: `pg_ctl stop -m immediate` kills every server process without a checkpoint,
     /// so the next start replays the WAL (crash recovery).
     pub fn crash(&mut self) {
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]);
+        let out = pg_ctl(&self.data(), &["-m", "immediate", "-w", "stop"]);
         assert!(
             out.status.success(),
             "pg_ctl stop -m immediate: {}",
@@ -172,15 +126,7 @@ impl Postgres {
 
     /// Ends the recovery `start_recovering` began: the server accepts logins once this returns.
     pub fn promote(&self) {
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            &self.data(),
-            "-w",
-            "-t",
-            "30",
-            "promote",
-        ]);
+        let out = pg_ctl(&self.data(), &["-w", "-t", "30", "promote"]);
         assert!(
             out.status.success(),
             "pg_ctl promote: {}\n{}",
@@ -263,28 +209,6 @@ impl Postgres {
         }
     }
 
-    /// `postgres://USER:PASSWORD@127.0.0.1:PORT/DB` with the password URL-escaped.
-    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgres://{user}:{}@127.0.0.1:{}/{db}",
-            escape(password),
-            self.port
-        )
-    }
-
-    /// The usual URL: role `roadie`, database `app`.
-    pub fn app_url(&self) -> String {
-        self.url("roadie", ROADIE_PASSWORD, "app")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("log")
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
     /// When the server last said it accepts connections, in Unix milliseconds (log_line_prefix %n).
     pub fn ready_at_ms(&self) -> Option<f64> {
         self.log()
@@ -340,40 +264,63 @@ impl Postgres {
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Server for Postgres {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn start_with(&mut self, tcp: bool) {
+        self.start_on(if tcp { "127.0.0.1,::1" } else { "" });
+    }
+
+    /// The server's own word: the time it logged that it accepts connections.
+    fn start_timed(&mut self) -> StartedAt {
+        self.start();
+        let ready = self
+            .ready_at_ms()
+            .expect("the server logged when it was ready")
+            * 1000.0;
+        StartedAt {
+            not_before: ready,
+            accepting: ready,
+        }
+    }
+
+    fn stop(&mut self) {
         if self.running {
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &self.data(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ]);
+            pg_ctl(&self.data(), &["-m", "fast", "-w", "stop"]);
+            self.running = false;
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "kept the PostgreSQL data directory and log of this failed test: {}",
-                self.dir.display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+    }
+
+    fn socket_in_url(&self) -> String {
+        self.socket_dir()
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.psql(sql)
+    }
+
+    fn failed_logins(&self) -> usize {
+        self.log().matches("password authentication failed").count()
     }
 }
 
-/// Percent-escapes everything but unreserved characters.
-pub fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            pg_ctl(&self.data(), &["-m", "immediate", "-w", "stop"]);
+        }
+        remove_unless_failed("PostgreSQL", &self.dir);
+    }
 }
 
 /// initdb once per machine (serialised with a lock file): roles, database and pg_hba rules.
@@ -405,18 +352,18 @@ fn build_template() {
     fs::write(format!("{data}/pg_hba.conf"), hba).expect("pg_hba");
     chown_postgres(Path::new(&format!("{data}/pg_hba.conf")));
     let port = free_port().to_string();
-    let start = as_postgres(&[
-        &format!("{BIN}/pg_ctl"),
-        "-D",
+    let start = pg_ctl(
         &data,
-        "-o",
-        &format!("-p {port} -k {TEMPLATE} -c listen_addresses=''"),
-        // A log file: without one the server inherits our pipes and output() never ends.
-        "-l",
-        &format!("{TEMPLATE}/build.log"),
-        "-w",
-        "start",
-    ]);
+        &[
+            "-o",
+            &format!("-p {port} -k {TEMPLATE} -c listen_addresses=''"),
+            // A log file: without one the server inherits our pipes and output() never ends.
+            "-l",
+            &format!("{TEMPLATE}/build.log"),
+            "-w",
+            "start",
+        ],
+    );
     assert!(start.status.success(), "template start: {}", text(&start));
     // One -c per statement: psql runs a multi-statement -c in one transaction, and CREATE
     // DATABASE refuses to run in one.
@@ -441,15 +388,7 @@ fn build_template() {
         argv.extend(["-c", statement]);
     }
     let psql = as_postgres(&argv);
-    as_postgres(&[
-        &format!("{BIN}/pg_ctl"),
-        "-D",
-        &data,
-        "-m",
-        "fast",
-        "-w",
-        "stop",
-    ]);
+    pg_ctl(&data, &["-m", "fast", "-w", "stop"]);
     assert!(psql.status.success(), "template roles: {}", text(&psql));
     fs::write(format!("{TEMPLATE}/ready"), "").expect("ready marker");
 }
@@ -460,6 +399,12 @@ fn chown_postgres(path: &Path) {
         &["-R", "postgres:postgres", &path.to_string_lossy()],
     );
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+}
+
+/// `pg_ctl -D DATA ARGS...` as `postgres`.
+fn pg_ctl(data: &str, args: &[&str]) -> Output {
+    let pg_ctl = format!("{BIN}/pg_ctl");
+    as_postgres(&[&[pg_ctl.as_str(), "-D", data], args].concat())
 }
 
 fn as_postgres(argv: &[&str]) -> Output {
