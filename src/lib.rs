@@ -35,6 +35,7 @@ mod handoff;
 mod hooks;
 mod logging;
 mod migrate;
+pub mod process_tree;
 mod signals;
 mod supervise;
 #[cfg(test)]

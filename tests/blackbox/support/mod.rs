@@ -12,7 +12,6 @@ pub mod server;
 pub mod sessions;
 pub mod terminal;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -482,38 +481,7 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-/// Every process's parent, from /proc.
-pub fn parents() -> HashMap<i32, i32> {
-    let mut map = HashMap::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s[s.rfind(')')? + 1..].to_string();
-                rest.split_whitespace().nth(1)?.parse().ok()
-            })
-        {
-            map.insert(pid, ppid);
-        }
-    }
-    map
-}
-
-/// `root` and every process below it.
-pub fn tree(root: i32) -> Vec<i32> {
-    let parents = parents();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parents.iter().filter(|&(_, &pp)| pp == p).map(|(&c, _)| c));
-        i += 1;
-    }
-    found
-}
+pub use roadie::process_tree::tree;
 
 /// SIGKILLs `root` and everything below it.
 pub fn kill_tree(root: i32) {
