@@ -27,6 +27,7 @@
 //! the database, and the next `alembic` run reports the file.
 
 mod config;
+mod env_py;
 mod graph;
 mod ini;
 mod python;
@@ -35,7 +36,8 @@ mod revision;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use config::{ConfigFiles, ScriptLocation, locate};
+pub use config::{ConfigFiles, ScriptLocation, found_here, locate};
+pub use env_py::EnvSettings;
 pub use graph::{Graph, GraphError, RevisionStatus, State, Verdict};
 pub use revision::RevisionScript;
 
@@ -81,18 +83,61 @@ impl std::error::Error for LoadError {
     }
 }
 
-/// Reads the configuration `files` (relative paths from `cwd`, alembic's working directory), every
-/// revision file, and builds the graph.
-pub fn load(files: &ConfigFiles, cwd: &Path) -> Result<Graph, LoadError> {
+/// What roadie read of an alembic project: its revision graph and what `env.py` says.
+#[derive(Debug)]
+pub struct Project {
+    pub graph: Graph,
+    pub env: EnvSettings,
+    /// The `env.py` read, for the lines that name it.
+    pub env_py: PathBuf,
+}
+
+/// Reads the configuration `files` (relative paths from `cwd`, alembic's working directory),
+/// every revision file, builds the graph, then reads `env.py`. A graph with no revision at all
+/// is a fallback: it is what an `env.py` that moves the versions at run time looks like, and
+/// "no revisions, no rows" must never read as "at head".
+pub fn load(files: &ConfigFiles, cwd: &Path) -> Result<Project, LoadError> {
     let location = locate(files, cwd)?;
     let mut scripts = Vec::new();
     for file in revision_files(&location)? {
         scripts.push((read_revision_file(&file)?, file));
     }
-    Graph::build(scripts).map_err(|e| match e {
+    let graph = Graph::build(scripts).map_err(|e| match e {
         GraphError::Unsupported { file, why } => LoadError::Fallback(Fallback { file, why }),
         other => LoadError::Graph(other),
-    })
+    })?;
+    if graph.heads().is_empty() {
+        let dirs: Vec<String> = location
+            .version_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(LoadError::Fallback(Fallback {
+            file: location.script_dir.clone(),
+            why: format!(
+                "no revision file in {} (env.py may choose the versions at run time)",
+                dirs.join(", ")
+            ),
+        }));
+    }
+    let env_py = location.script_dir.join("env.py");
+    let env = read_env_py(&env_py)?;
+    Ok(Project { graph, env, env_py })
+}
+
+/// `env.py` as alembic's `ScriptDirectory.run_env` loads it; what roadie cannot be sure of is
+/// a fallback naming the file and the line.
+fn read_env_py(path: &Path) -> Result<EnvSettings, LoadError> {
+    let fallback = |why: String| {
+        LoadError::Fallback(Fallback {
+            file: path.to_path_buf(),
+            why,
+        })
+    };
+    let bytes = std::fs::read(path).map_err(|e| fallback(format!("cannot be read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fallback("is not UTF-8".into()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    env_py::read(text).map_err(fallback)
 }
 
 /// alembic's `_load_revisions` and `Script._list_py_dir`/`_from_path`: `*.py` files not named

@@ -71,6 +71,36 @@ impl ConfigFiles {
     }
 }
 
+/// What alembic would read in `cwd` when started without `-c`, if anything: `ALEMBIC_CONFIG`'s
+/// file, `alembic.ini`, or a `pyproject.toml` with a `[tool.alembic]` table (alembic 1.16+ runs
+/// from that alone). Named as a user would recognise it, for the plan's log and its refusals.
+pub fn found_here(cwd: &Path, env_config: Option<&Path>) -> Option<String> {
+    let files = ConfigFiles::from_options(&[], None, env_config)
+        .expect("UNWRAP: without -c there is nothing to refuse");
+    let env_named = |p: &Path| env_config.is_some_and(|e| e == p);
+    if cwd.join(&files.ini).is_file() {
+        return Some(if env_named(&files.ini) {
+            format!("ALEMBIC_CONFIG={}", files.ini.display())
+        } else {
+            files.ini.display().to_string()
+        });
+    }
+    let text = std::fs::read_to_string(cwd.join(&files.pyproject)).ok()?;
+    let has_table = match text.parse::<toml::Table>() {
+        Ok(doc) => doc.get("tool").and_then(|t| t.get("alembic")).is_some(),
+        // Broken TOML that mentions the table: alembic would try it, and the load says 78.
+        Err(_) => text.contains("[tool.alembic"),
+    };
+    has_table.then(|| {
+        let name = files.pyproject.display();
+        if env_named(&files.pyproject) {
+            format!("[tool.alembic] in ALEMBIC_CONFIG={name}")
+        } else {
+            format!("[tool.alembic] in {name}")
+        }
+    })
+}
+
 /// What the revision reader needs: the script directory and where its revision files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptLocation {
@@ -580,6 +610,28 @@ mod tests {
         #[case] expected: Outcome,
     ) {
         assert_eq!(outcome(files), expected);
+    }
+
+    #[rstest]
+    #[case::nothing(&[], None, None)]
+    #[case::alembic_ini(&[("alembic.ini", "[alembic]\n")], None, Some("alembic.ini"))]
+    #[case::pyproject_alone(&[("pyproject.toml", "[project]\nname = 'x'\n[tool.alembic]\nscript_location = 'm'\n")], None, Some("[tool.alembic] in pyproject.toml"))]
+    #[case::pyproject_without_the_table(&[("pyproject.toml", "[project]\nname = 'x'\n")], None, None)]
+    #[case::pyproject_broken(&[("pyproject.toml", "[tool.alembic\n")], None, Some("[tool.alembic] in pyproject.toml"))]
+    #[case::ini_first(&[("alembic.ini", ""), ("pyproject.toml", "[tool.alembic]\n")], None, Some("alembic.ini"))]
+    #[case::env_ini(&[("db/prod.ini", "")], Some("db/prod.ini"), Some("ALEMBIC_CONFIG=db/prod.ini"))]
+    #[case::env_ini_missing(&[("alembic.ini", "")], Some("db/prod.ini"), None)]
+    #[case::env_pyproject(&[("app/pyproject.toml", "[tool.alembic]\n")], Some("app/pyproject.toml"), Some("[tool.alembic] in ALEMBIC_CONFIG=app/pyproject.toml"))]
+    fn finds_the_configuration_where_alembic_does(
+        #[case] files: &[(&str, &str)],
+        #[case] env: Option<&str>,
+        #[case] expected: Option<&str>,
+    ) {
+        let dir = project(files);
+        assert_eq!(
+            found_here(dir.path(), env.map(Path::new)).as_deref(),
+            expected
+        );
     }
 
     #[rstest]

@@ -231,6 +231,7 @@ fn roadie_graph(case: &Case) -> Graph {
     }
     let files = ConfigFiles::from_options(&configs, name, None).expect("valid options");
     load(&files, &case.cwd)
+        .map(|project| project.graph)
         .unwrap_or_else(|e| panic!("roadie cannot read {}: {e}", case.cwd.display()))
 }
 
