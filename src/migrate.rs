@@ -92,7 +92,8 @@ pub struct Asked<'a> {
     pub command: Option<&'a Program>,
     /// The app's argv, when there is one.
     pub app: Option<&'a [OsString]>,
-    pub alembic_ini: bool,
+    /// alembic's configuration found here (`alembic::found_here`), as the user would name it.
+    pub alembic_config: Option<String>,
     pub migrations_dir: bool,
 }
 
@@ -100,13 +101,15 @@ pub struct Asked<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Plan(Plan),
-    /// alembic.ini is here: run `alembic upgrade head` (to be found on PATH).
+    /// alembic's configuration is here (alembic.ini, `[tool.alembic]` in pyproject.toml,
+    /// `ALEMBIC_CONFIG`): run `alembic upgrade head` (to be found on PATH).
     Alembic,
     Invalid(String),
 }
 
 /// PRODUCT.md's rules: `--skip-migrations`; the migrator as COMMAND waits but does not migrate;
-/// `--migrations DIR` or `--migrate-command CMD`; else alembic.ini means `alembic upgrade head`,
+/// `--migrations DIR` or `--migrate-command CMD`; else alembic's configuration (alembic.ini,
+/// `[tool.alembic]` in pyproject.toml, `ALEMBIC_CONFIG`) means `alembic upgrade head`,
 /// else a `migrations/` folder of sqlx files means native; else nothing.
 pub fn decide(asked: &Asked<'_>) -> Decision {
     if !asked.database {
@@ -134,14 +137,16 @@ pub fn decide(asked: &Asked<'_>) -> Decision {
     if let Some(command) = asked.command {
         return Decision::Plan(Plan::Command(command.clone()));
     }
-    if asked.alembic_ini {
+    if asked.alembic_config.is_some() {
         return Decision::Alembic;
     }
     if asked.migrations_dir {
         return Decision::Plan(Plan::Native(PathBuf::from("migrations")));
     }
     Decision::Plan(Plan::Skip(Some(
-        "no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into(),
+        "no migrations: no --migrations, --migrate-command, alembic configuration (alembic.ini, \
+         [tool.alembic] in pyproject.toml, ALEMBIC_CONFIG) or migrations/ here"
+            .into(),
     )))
 }
 
@@ -159,8 +164,8 @@ fn without_a_database(asked: &Asked<'_>) -> Decision {
         ));
     }
     let migrator = asked.app.is_some_and(|app| is_the_migrator(app, None));
-    let found = if asked.alembic_ini {
-        Some("alembic.ini")
+    let found = if let Some(alembic) = &asked.alembic_config {
+        Some(alembic.as_str())
     } else if asked.migrations_dir {
         Some("a migrations/ folder of sqlx files")
     } else {
@@ -215,8 +220,8 @@ fn effective_argv(argv: &[OsString]) -> Option<&[OsString]> {
     Some(argv)
 }
 
-/// `alembic upgrade head` as people write it, however it is started, with the options that
-/// say where its configuration is.
+/// `alembic upgrade head` (or `heads`) as people write it, however it is started, with the
+/// options that say where its configuration is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlembicUpgradeHead {
     /// `-c FILE` / `--config FILE`, in order (an ini file and a pyproject.toml may both be).
@@ -225,9 +230,11 @@ pub struct AlembicUpgradeHead {
     pub name: Option<String>,
     /// `-x KEY=VALUE`: read by env.py alone, which roadie cannot read.
     pub x: Vec<String>,
+    /// `upgrade heads`: every branch to its head (done when the table holds exactly the heads).
+    pub heads: bool,
 }
 
-/// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head`,
+/// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head[s]`,
 /// started directly or through a launcher; `None` for any other command (it stays opaque).
 pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
     let argv = effective_argv(argv)?;
@@ -251,8 +258,12 @@ pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
             },
         }
     }
-    let target = words.next()??;
-    (target == "head" && words.next().is_none()).then_some(found)
+    found.heads = match words.next()?? {
+        "head" => false,
+        "heads" => true,
+        _ => return None,
+    };
+    words.next().is_none().then_some(found)
 }
 
 /// `uv run`'s options before the program (`--no-sync`, `--with alembic`, `--python=3.12`).
@@ -564,12 +575,13 @@ mod tests {
 
     #[rstest]
     #[case::no_database(Asked { ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
-    #[case::skip(Asked { database: true, skip: true, alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
-    #[case::alembic_ini(Asked { database: true, alembic_ini: true, migrations_dir: true, ..Default::default() }, Decision::Alembic)]
+    #[case::skip(Asked { database: true, skip: true, alembic_config: Some("alembic.ini".into()), ..Default::default() }, Decision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
+    #[case::alembic_ini(Asked { database: true, alembic_config: Some("alembic.ini".into()), migrations_dir: true, ..Default::default() }, Decision::Alembic)]
+    #[case::pyproject_alone(Asked { database: true, alembic_config: Some("[tool.alembic] in pyproject.toml".into()), ..Default::default() }, Decision::Alembic)]
     #[case::migrations_dir(Asked { database: true, migrations_dir: true, ..Default::default() }, Decision::Plan(Plan::Native("migrations".into())))]
-    #[case::nothing(Asked { database: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into()))))]
-    #[case::explicit_folder(Asked { database: true, migrations: Some(Path::new("db")), alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Native("db".into())))]
-    #[case::no_database_but_skip(Asked { skip: true, alembic_ini: true, ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
+    #[case::nothing(Asked { database: true, ..Default::default() }, Decision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic configuration (alembic.ini, [tool.alembic] in pyproject.toml, ALEMBIC_CONFIG) or migrations/ here".into()))))]
+    #[case::explicit_folder(Asked { database: true, migrations: Some(Path::new("db")), alembic_config: Some("alembic.ini".into()), ..Default::default() }, Decision::Plan(Plan::Native("db".into())))]
+    #[case::no_database_but_skip(Asked { skip: true, alembic_config: Some("alembic.ini".into()), ..Default::default() }, Decision::Plan(Plan::Skip(None)))]
     fn the_plan_follows_product_md(#[case] asked: Asked<'_>, #[case] expected: Decision) {
         assert_eq!(decide(&asked), expected);
     }
@@ -625,7 +637,9 @@ mod tests {
     }
 
     #[rstest]
-    #[case::alembic_ini(Asked { alembic_ini: true, ..Default::default() }, "found alembic.ini")]
+    #[case::alembic_ini(Asked { alembic_config: Some("alembic.ini".into()), ..Default::default() }, "found alembic.ini")]
+    #[case::pyproject_alone(Asked { alembic_config: Some("[tool.alembic] in pyproject.toml".into()), ..Default::default() }, "found [tool.alembic] in pyproject.toml")]
+    #[case::alembic_config_env(Asked { alembic_config: Some("ALEMBIC_CONFIG=db/prod.ini".into()), ..Default::default() }, "found ALEMBIC_CONFIG=db/prod.ini")]
     #[case::migrations_dir(Asked { migrations_dir: true, ..Default::default() }, "found a migrations/ folder")]
     fn migrations_found_without_a_database_are_refused_naming_them(
         #[case] asked: Asked<'_>,
@@ -645,9 +659,12 @@ mod tests {
     #[case(&["alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["python", "-m", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["uv", "run", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
-    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![] }))]
-    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()] }))]
-    #[case(&["alembic", "upgrade", "heads"], None)]
+    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![], heads: false }))]
+    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()], heads: false }))]
+    #[case(&["alembic", "upgrade", "heads"], Some(AlembicUpgradeHead { heads: true, ..Default::default() }))]
+    #[case(&["uv", "run", "alembic", "-c", "a.ini", "upgrade", "heads"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], heads: true, ..Default::default() }))]
+    #[case(&["alembic", "upgrade", "heads", "--sql"], None)]
+    #[case(&["alembic", "upgrade", "branch@head"], None)]
     #[case(&["alembic", "upgrade", "head", "--sql"], None)]
     #[case(&["alembic", "upgrade", "+1"], None)]
     #[case(&["alembic", "-c"], None)]
