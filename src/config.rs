@@ -64,8 +64,8 @@ pub struct Stages {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlembicSettings {
-    /// `--alembic-version-table`.
-    pub version_table: VersionTable,
+    /// `--alembic-version-table`, when given (it wins over what env.py names).
+    pub version_table: Option<VersionTable>,
     /// Not `--no-alembic-shortcut`: at head, alembic is not started.
     pub shortcut: bool,
 }
@@ -179,7 +179,11 @@ impl Config {
         let m = options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let alembic = AlembicSettings {
-            version_table: VersionTable::parse(&m.alembic_version_table)
+            version_table: m
+                .alembic_version_table
+                .as_deref()
+                .map(VersionTable::parse)
+                .transpose()
                 .map_err(ConfigError::Invalid)?,
             shortcut: !m.no_alembic_shortcut,
         };
@@ -310,7 +314,10 @@ fn migration_plan(
         migrations: m.migrations.as_deref(),
         command: command.as_ref(),
         app: app.map(|a| a.argv.as_slice()),
-        alembic_ini: Path::new("alembic.ini").is_file(),
+        alembic_config: migrate::alembic::found_here(
+            Path::new(""),
+            std::env::var_os("ALEMBIC_CONFIG").as_deref().map(Path::new),
+        ),
         migrations_dir: migrate::has_sqlx_migrations(Path::new("migrations")),
     };
     match migrate::decide(&asked) {

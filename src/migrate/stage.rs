@@ -179,7 +179,9 @@ pub fn status(runtime: Option<&Runtime>, config: &Config, json: bool) -> Result<
 /// roadie can read it without Python.
 fn alembic_scripts(config: &Config) -> Result<Option<Scripts>, MigrateError> {
     match &config.migrate {
-        Plan::Command(program) => Scripts::of_command(program, &config.alembic.version_table),
+        Plan::Command(program) => {
+            Scripts::of_command(program, config.alembic.version_table.as_ref())
+        }
         _ => Ok(None),
     }
 }
