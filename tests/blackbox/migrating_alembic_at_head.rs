@@ -200,14 +200,67 @@ fn a_revision_no_script_knows_is_65_naming_it_without_starting_alembic() {
     assert_eq!(alembic_runs(&marker), 1);
 }
 
+/// Rewrites the copy's `context.configure(...)` arguments (env.py names its version table).
+fn configure_with(project: &Path, extra: &str) {
+    let env = project.join("migrations/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let old = "target_metadata=target_metadata,\n";
+    assert!(text.contains(old), "the test app's env.py changed");
+    std::fs::write(
+        &env,
+        text.replace(old, &format!("{old}            {extra},\n")),
+    )
+    .unwrap();
+}
+
 #[test]
-fn a_renamed_version_table_is_read_where_env_py_put_it() {
+fn a_version_table_env_py_names_as_a_literal_is_read_there() {
     let pg = Postgres::started();
     let dir = scratch();
     let project = project(dir.path());
     let marker = dir.path().join("marker");
-    let renamed = |r: Roadie| r.env("ALEMBIC_VERSION_TABLE", "app_versions");
+    configure_with(&project, "version_table=\"app_versions\"");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    assert_eq!(pg.psql("SELECT version_num FROM app_versions"), "0005");
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stderr_has("alembic at head 0005; alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+    // Another graph's table at a revision these scripts do not know: not this project's.
+    pg.psql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)");
+    pg.psql("INSERT INTO alembic_version VALUES ('c0ffee')");
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stderr_has("alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+}
+
+#[test]
+fn a_computed_version_table_runs_alembic_unless_the_flag_names_it() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    configure_with(&project, "version_table=os.environ[\"APP_VERSION_TABLE\"]");
+    let renamed = |r: Roadie| r.env("APP_VERSION_TABLE", "app_versions");
     renamed(boot(&pg, &project, &marker, &APP)).run().code(0);
+    assert_eq!(alembic_runs(&marker), 1);
+    // Not told: roadie cannot know the table, says so naming env.py's line, and alembic decides.
+    let env = std::fs::read_to_string(project.join("migrations/env.py")).unwrap();
+    let line = 1 + env
+        .lines()
+        .position(|l| l.contains("version_table="))
+        .unwrap();
+    renamed(boot(&pg, &project, &marker, &APP))
+        .run()
+        .code(0)
+        .stderr_has(&format!(
+            "env.py: roadie cannot tell which version table env.py uses (line {line}: \
+             version_table is not a literal string"
+        ));
+    assert_eq!(alembic_runs(&marker), 2);
     renamed(boot(
         &pg,
         &project,
@@ -223,10 +276,154 @@ fn a_renamed_version_table_is_read_where_env_py_put_it() {
     .run()
     .code(0)
     .stderr_has("alembic not started");
-    assert_eq!(alembic_runs(&marker), 1);
-    // Not told: alembic_version does not exist, so "not at head", and alembic runs to decide.
-    renamed(boot(&pg, &project, &marker, &APP)).run().code(0);
     assert_eq!(alembic_runs(&marker), 2);
+}
+
+#[test]
+fn a_tenant_loop_in_env_py_always_runs_alembic_even_with_the_flag() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    let env = project.join("migrations/env.py");
+    let text = std::fs::read_to_string(&env).unwrap();
+    // Two passes over the tenants: each a configure + run_migrations, inside a loop.
+    let looped = text.replace(
+        "    with engine.connect() as connection:\n",
+        "    for _tenant in (\"a\",):\n     with engine.connect() as connection:\n",
+    );
+    assert_ne!(looped, text);
+    std::fs::write(&env, &looped).unwrap();
+    let line_of = |needle: &str| 1 + looped.lines().position(|l| l.contains(needle)).unwrap();
+    let says = format!(
+        "env.py without Python (line {}: context.configure(...) runs inside the loop of line {}",
+        line_of("context.configure("),
+        line_of("for _tenant in")
+    );
+    boot(
+        &pg,
+        &project,
+        &marker,
+        &[
+            "--alembic-version-table",
+            "alembic_version",
+            APP[0],
+            APP[1],
+            APP[2],
+        ],
+    )
+    .run()
+    .code(0)
+    .stderr_has(&says);
+    assert_eq!(alembic_runs(&marker), 2);
+}
+
+#[test]
+fn an_empty_versions_folder_is_never_at_head() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    for entry in std::fs::read_dir(project.join("migrations/versions")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    for _ in 0..2 {
+        boot(&pg, &project, &marker, &APP)
+            .run()
+            .code(0)
+            .stderr_has("no revision file in")
+            .stderr_lacks("alembic not started");
+    }
+    assert_eq!(alembic_runs(&marker), 2);
+}
+
+#[test]
+fn a_project_configured_in_pyproject_toml_alone_is_migrated_and_needs_a_database() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    std::fs::remove_file(project.join("alembic.ini")).unwrap();
+    std::fs::write(
+        project.join("pyproject.toml"),
+        "[project]\nname = \"app\"\n\n[tool.alembic]\nscript_location = \"%(here)s/migrations\"\n",
+    )
+    .unwrap();
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stdout_has("app-started");
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stderr_has("alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+    // No database: the configuration found is named, and the app does not start unmigrated.
+    let path = format!("{}:/usr/bin:/bin", venv_bin().display());
+    roadie(Mode::Subreaper, APP)
+        .current_dir(&project)
+        .env("PATH", &path)
+        .run()
+        .code(78)
+        .stderr_has("found [tool.alembic] in pyproject.toml in the working directory")
+        .stderr_lacks("app-started");
+}
+
+#[test]
+fn upgrade_heads_is_at_head_when_the_table_holds_every_head_and_status_shows_them() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    revision(&project, "0006", "\"0005\"");
+    revision(&project, "0007", "\"0005\"");
+    let heads = |pg: &Postgres| {
+        boot(
+            pg,
+            &project,
+            &marker,
+            &[
+                "--migrate-command",
+                "alembic upgrade heads",
+                APP[0],
+                APP[1],
+                APP[2],
+            ],
+        )
+        .run()
+    };
+    heads(&pg).code(0).stdout_has("app-started");
+    assert_eq!(alembic_runs(&marker), 1);
+    heads(&pg)
+        .code(0)
+        .stderr_has("alembic at head 0006, 0007; alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+    // One branch back: not at head, alembic runs.
+    pg.psql("DELETE FROM alembic_version WHERE version_num = '0007'");
+    pg.psql("DROP TABLE t_0007");
+    heads(&pg).code(0).stderr_lacks("alembic not started");
+    assert_eq!(alembic_runs(&marker), 2);
+    // `migrate status` prints the graph with both heads marked (only the boot refuses them).
+    let text = roadie_status(&pg, &project, &marker, &[]);
+    text.code(0).stdout_has("0006").stdout_has("0007");
+    let heads_marked = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("head") && !l.starts_with("revision"))
+        .count();
+    assert_eq!(heads_marked, 2, "{}", text.stdout);
+    let json = roadie_status(&pg, &project, &marker, &["--json"]);
+    let rows: serde_json::Value = serde_json::from_str(json.code(0).stdout.trim()).unwrap();
+    let marked: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["head"] == true)
+        .map(|r| r["revision"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, ["0006", "0007"]);
 }
 
 #[test]
