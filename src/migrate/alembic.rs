@@ -28,6 +28,7 @@
 
 mod config;
 mod env_py;
+mod flask;
 mod graph;
 mod ini;
 mod python;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ConfigFiles, ScriptLocation, found_here, locate};
 pub use env_py::EnvSettings;
+pub use flask::load_flask;
 pub use graph::{Graph, GraphError, RevisionStatus, State, Verdict};
 pub use revision::RevisionScript;
 
@@ -97,6 +99,18 @@ pub struct Project {
 /// is a fallback: it is what an `env.py` that moves the versions at run time looks like, and
 /// "no revisions, no rows" must never read as "at head".
 pub fn load(files: &ConfigFiles, cwd: &Path) -> Result<Project, LoadError> {
+    let mut project = read_project(files, cwd)?;
+    if let (Some(line), None) = (project.env.flask_configure_args, &project.env.table_unknown) {
+        project.env.table_unknown = Some(format!(
+            "line {line}: context.configure(...) takes Flask-Migrate's Migrate(...) keywords, \
+             which only `flask db` hands it"
+        ));
+    }
+    Ok(project)
+}
+
+/// `load` without deciding what Flask-Migrate's keywords mean (`flask.rs` does).
+fn read_project(files: &ConfigFiles, cwd: &Path) -> Result<Project, LoadError> {
     let location = locate(files, cwd)?;
     let mut scripts = Vec::new();
     for file in revision_files(&location)? {

@@ -16,6 +16,11 @@ pub struct ConfigFiles {
     pub pyproject: PathBuf,
     /// `-n/--name`: the ini section (the TOML section is always `[tool.alembic]`).
     pub section: String,
+    /// `script_location` set in code before alembic reads it (Flask-Migrate's
+    /// `set_main_option`): wins over both files.
+    pub script_location: Option<String>,
+    /// Whether `pyproject.toml` is read at all (Flask-Migrate hands alembic the ini alone).
+    pub read_pyproject: bool,
 }
 
 impl Default for ConfigFiles {
@@ -24,11 +29,24 @@ impl Default for ConfigFiles {
             ini: PathBuf::from("alembic.ini"),
             pyproject: PathBuf::from("pyproject.toml"),
             section: "alembic".into(),
+            script_location: None,
+            read_pyproject: true,
         }
     }
 }
 
 impl ConfigFiles {
+    /// What Flask-Migrate's `Migrate.get_config` builds for `flask db -d DIRECTORY`:
+    /// `DIRECTORY/alembic.ini`, `script_location` set to DIRECTORY, no `pyproject.toml`.
+    pub fn flask_migrate(directory: &Path) -> Self {
+        ConfigFiles {
+            ini: directory.join("alembic.ini"),
+            script_location: Some(directory.to_string_lossy().into_owned()),
+            read_pyproject: false,
+            ..ConfigFiles::default()
+        }
+    }
+
     /// alembic's `CommandLine._inis_from_config`: `configs` are the `-c` values in order,
     /// `env_config` is `ALEMBIC_CONFIG`.
     pub fn from_options(
@@ -130,20 +148,22 @@ enum Raw {
 
 pub fn locate(files: &ConfigFiles, cwd: &Path) -> Result<ScriptLocation, LoadError> {
     let sources = Sources::read(files, cwd)?;
-    let script_location = match sources.option("script_location")? {
-        Some(Raw::Ini(value)) => value,
-        Some(Raw::Toml(value)) => sources.toml_string("script_location", value)?,
-        None => {
-            return Err(config_error(
-                &sources.ini_path,
-                format!(
-                    "no script_location in its [{}] section, nor in [tool.alembic] of {}",
-                    sources.section,
-                    sources.toml_path.display()
-                ),
-            ));
-        }
-    };
+    let set_in_code = files.script_location.clone().map(Raw::Ini);
+    let script_location =
+        match set_in_code.map_or_else(|| sources.option("script_location"), |s| Ok(Some(s)))? {
+            Some(Raw::Ini(value)) => value,
+            Some(Raw::Toml(value)) => sources.toml_string("script_location", value)?,
+            None => {
+                return Err(config_error(
+                    &sources.ini_path,
+                    format!(
+                        "no script_location in its [{}] section, nor in [tool.alembic] of {}",
+                        sources.section,
+                        sources.toml_path.display()
+                    ),
+                ));
+            }
+        };
     let sys_path = sources.prepend_sys_path()?;
     let script_dir = resource(&script_location, cwd, &sys_path, &sources.ini_path)?;
     if !script_dir.exists() {
@@ -219,6 +239,7 @@ impl Sources {
             Err(e) => return Err(fallback(&ini_path, format!("cannot be read: {e}"))),
         };
         let toml = match std::fs::read_to_string(&toml_path) {
+            _ if !files.read_pyproject => None,
             Ok(text) => {
                 let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                     config_error(&toml_path, format!("is not valid TOML: {}", e.message()))
@@ -631,6 +652,28 @@ mod tests {
         assert_eq!(
             found_here(dir.path(), env.map(Path::new)).as_deref(),
             expected
+        );
+    }
+
+    #[test]
+    fn flask_migrate_sets_script_location_and_reads_no_pyproject() {
+        let dir = project(&[
+            (
+                "db/migrations/alembic.ini",
+                "[alembic]\nscript_location = elsewhere\n",
+            ),
+            ("db/migrations/versions/", ""),
+            (
+                "pyproject.toml",
+                "[tool.alembic]\nversion_locations = ['%(here)s/other']\n",
+            ),
+        ]);
+        let files = ConfigFiles::flask_migrate(Path::new("db/migrations"));
+        let found = locate(&files, dir.path()).expect("located");
+        assert_eq!(found.script_dir, dir.path().join("db/migrations"));
+        assert_eq!(
+            found.version_dirs,
+            [dir.path().join("db/migrations/versions")]
         );
     }
 

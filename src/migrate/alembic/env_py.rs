@@ -18,6 +18,10 @@ pub struct EnvSettings {
     /// Why the table cannot be known statically (a computed value, `**kwargs`), with its line:
     /// alembic must run to decide, unless `--alembic-version-table` says where it is.
     pub table_unknown: Option<String>,
+    /// The line of `context.configure(..., **conf_args)` where `conf_args` is Flask-Migrate's
+    /// `current_app.extensions['migrate'].configure_args`: the keywords of `Migrate(...)` in
+    /// the app, which `flask::check_app_sources` looks at.
+    pub flask_configure_args: Option<usize>,
 }
 
 /// Names whose presence on the online path means the revisions or the table are decided at
@@ -26,10 +30,6 @@ const RUN_TIME: &[(&str, &str)] = &[
     (
         "get_x_argument",
         "reads alembic's -x arguments (get_x_argument), which decide at run time",
-    ),
-    (
-        "cmd_opts",
-        "reads alembic's command-line options (cmd_opts) at run time",
     ),
     (
         "script_location",
@@ -106,7 +106,11 @@ pub fn read(source: &str) -> Result<EnvSettings, String> {
     }
     outline.check_migrating_functions_run_once(&sites)?;
     let (line, at) = sites[0][0];
-    Ok(keyword_arguments(&lines[line].tokens, at))
+    Ok(keyword_arguments(
+        &lines[line].tokens,
+        at,
+        &configure_args_names(&lines),
+    ))
 }
 
 /// The block structure of a file: for each logical line, the header of the block it is in.
@@ -341,7 +345,7 @@ fn offline_test(line: &LogicalLine) -> Option<bool> {
 
 /// The `version_table` and `version_table_schema` keywords of the call whose name is token
 /// `at` of `tokens`; what they cannot be read as is `table_unknown`.
-fn keyword_arguments(tokens: &[Token], at: usize) -> EnvSettings {
+fn keyword_arguments(tokens: &[Token], at: usize, flask_names: &[&str]) -> EnvSettings {
     let open = &tokens[at + 1];
     let inner = open.depth + 1;
     let end = tokens[at + 2..]
@@ -352,6 +356,13 @@ fn keyword_arguments(tokens: &[Token], at: usize) -> EnvSettings {
     for arg in tokens[at + 2..end].split(|t| t.depth == inner && t.tok == Tok::Op(",")) {
         let Some(first) = arg.first() else { continue };
         let unknown = |why: String| Some(format!("line {}: {why}", first.line));
+        let flask = arg.len() == 2
+            && first.tok == Tok::Op("**")
+            && matches!(&arg[1].tok, Tok::Name(n) if flask_names.contains(&n.as_str()));
+        if flask {
+            settings.flask_configure_args = Some(first.line);
+            continue;
+        }
         if let Tok::Op(star @ ("**" | "*")) = first.tok {
             settings.table_unknown = unknown(format!(
                 "context.configure(...) takes arguments roadie cannot see ({star}...), which \
@@ -394,6 +405,36 @@ fn keyword_arguments(tokens: &[Token], at: usize) -> EnvSettings {
         settings.version_table_schema = None;
     }
     settings
+}
+
+/// Names bound once, by a plain `NAME = ....configure_args` (Flask-Migrate's env.py), and never
+/// otherwise assigned.
+fn configure_args_names(lines: &[LogicalLine]) -> Vec<&str> {
+    let mut names = Vec::new();
+    for line in lines {
+        let t = &line.tokens;
+        let binds = t.len() > 3
+            && t[1].tok == Tok::Op("=")
+            && t.last()
+                .is_some_and(|x| x.tok == Tok::Name("configure_args".into()))
+            && t[t.len() - 2].tok == Tok::Op(".");
+        if let (true, Tok::Name(name)) = (binds, &t[0].tok) {
+            names.push(name.as_str());
+        }
+    }
+    names.retain(|name| {
+        let bindings = lines
+            .iter()
+            .filter(|l| {
+                matches!(&l.tokens.first().map(|t| &t.tok), Some(Tok::Name(n)) if n == name)
+                    && l.tokens.get(1).is_some_and(
+                        |t| matches!(t.tok, Tok::Op(op) if op.ends_with('=') && op != "=="),
+                    )
+            })
+            .count();
+        bindings == 1
+    });
+    names
 }
 
 /// A string literal (implicitly concatenated, no escapes, no f-string) as Python reads it.

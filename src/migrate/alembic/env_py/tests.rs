@@ -37,8 +37,8 @@ fn table(name: &str, line: usize) -> Option<(String, usize)> {
 
 #[rstest]
 #[case::default(generic(""), EnvSettings::default())]
-#[case::literal_table(generic(", version_table=\"activity_alembic_version\""), EnvSettings { version_table: table("activity_alembic_version", 14), version_table_schema: None, table_unknown: None })]
-#[case::literal_schema(generic(",\n            version_table_schema='public',\n            version_table='fief_alembic_version',\n"), EnvSettings { version_table: table("fief_alembic_version", 16), version_table_schema: table("public", 15), table_unknown: None })]
+#[case::literal_table(generic(", version_table=\"activity_alembic_version\""), EnvSettings { version_table: table("activity_alembic_version", 14), version_table_schema: None, ..EnvSettings::default() })]
+#[case::literal_schema(generic(",\n            version_table_schema='public',\n            version_table='fief_alembic_version',\n"), EnvSettings { version_table: table("fief_alembic_version", 16), version_table_schema: table("public", 15), ..EnvSettings::default() })]
 #[case::schema_none(generic(", version_table_schema=None"), EnvSettings::default())]
 #[case::offline_only_settings_ignored(
     "from alembic import context\ndef off():\n    context.configure(url='x', version_table=T)\n    context.run_migrations()\ndef on():\n    context.configure(connection=c)\n    context.run_migrations()\nif not context.is_offline_mode():\n    on()\nelse:\n    off()\n".to_string(),

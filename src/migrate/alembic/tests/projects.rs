@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::super::{ConfigFiles, EnvSettings, LoadError, Verdict, load};
+use super::super::{ConfigFiles, EnvSettings, LoadError, Verdict, load, load_flask};
 use super::{Project, Rev, venv_python};
 
 const UPGRADE_ORACLE: &str = include_str!("upgrade_oracle.py");
@@ -54,6 +54,8 @@ struct Fixture {
     options: Vec<String>,
     /// `upgrade heads` rather than `upgrade head`.
     heads: bool,
+    /// Flask-Migrate: `flask --app app db [-d DIR] upgrade`, with `-d DIR` when `Some(Some)`.
+    flask: Option<Option<&'static str>>,
     /// `--alembic-version-table` (no schema: the fixtures are SQLite files).
     flag: Option<&'static str>,
     env: Vec<(&'static str, &'static str)>,
@@ -71,13 +73,19 @@ fn two_revisions(p: &Project, versions: &str) {
 
 /// alembic's template file `template/name`, as the installed package ships it.
 pub fn template(template: &str, name: &str) -> String {
+    std::fs::read_to_string(template_dir().join(template).join(name))
+        .unwrap_or_else(|e| panic!("alembic's {template}/{name}: {e}"))
+}
+
+/// The installed alembic's `templates` directory.
+fn template_dir() -> PathBuf {
     let python = venv_python();
     let lib = python
         .parent()
         .and_then(Path::parent)
         .expect("UNWRAP: .venv/bin/python")
         .join("lib");
-    let site = std::fs::read_dir(&lib)
+    std::fs::read_dir(&lib)
         .ok()
         .and_then(|mut d| {
             d.find_map(|e| {
@@ -92,9 +100,7 @@ pub fn template(template: &str, name: &str) -> String {
                 "no alembic templates under {}: run scripts/venv.sh",
                 lib.display()
             )
-        });
-    std::fs::read_to_string(site.join(template).join(name))
-        .unwrap_or_else(|e| panic!("alembic's {template}/{name}: {e}"))
+        })
 }
 
 /// Logging sections `fileConfig` needs (the templates' env.py call it on the ini).
@@ -309,6 +315,45 @@ fn star_import() -> Project {
     p
 }
 
+/// A Flask app on Flask-Migrate (SQLite `oracle.sqlite`), `Migrate(app, db{migrate})`, its
+/// migrations folder at `dir` as `flask db init` writes it (Flask-Migrate's flask template).
+fn flask_app(dir: &str, migrate: &str, extra: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "app.py",
+        &format!(
+            "import os\nfrom flask import Flask\nfrom flask_sqlalchemy import SQLAlchemy\n\
+             from flask_migrate import Migrate\n\napp = Flask(__name__)\n\
+             app.config['SQLALCHEMY_DATABASE_URI'] = 'sqlite:///' + os.path.join(\
+             os.path.dirname(os.path.abspath(__file__)), 'oracle.sqlite')\n\
+             db = SQLAlchemy(app)\nmigrate = Migrate(app, db{migrate})\n{extra}"
+        ),
+    );
+    p.write(
+        &format!("{dir}/alembic.ini"),
+        &flask_template("alembic.ini.mako"),
+    );
+    p.write(&format!("{dir}/env.py"), &flask_template("env.py"));
+    two_revisions(&p, &format!("{dir}/versions"));
+    p
+}
+
+/// Flask-Migrate's `flask` template file `name`, as the installed package ships it.
+fn flask_template(name: &str) -> String {
+    let site = template_dir();
+    let site = site
+        .parent()
+        .and_then(Path::parent)
+        .expect("UNWRAP: site-packages/alembic/templates");
+    let path = site.join("flask_migrate/templates/flask").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/venv.sh installs Flask-Migrate)",
+            path.display()
+        )
+    })
+}
+
 fn fixtures() -> Vec<Fixture> {
     let run = |why: &str| Roadie::Run(why.to_string());
     let fixture = |name, project, tables, roadie, alembic| Fixture {
@@ -316,6 +361,7 @@ fn fixtures() -> Vec<Fixture> {
         project,
         options: Vec::new(),
         heads: false,
+        flask: None,
         flag: None,
         env: Vec::new(),
         tables,
@@ -541,6 +587,92 @@ fn fixtures() -> Vec<Fixture> {
             run("a star import can bind `revision`"),
             Alembic::Any,
         ),
+        Fixture {
+            flask: Some(None),
+            ..fixture(
+                "flask db upgrade at head",
+                flask_app("migrations", "", ""),
+                main("alembic_version", vec!["b1"]),
+                Roadie::Skip,
+                Alembic::Noop,
+            )
+        },
+        Fixture {
+            flask: Some(None),
+            ..fixture(
+                "flask db upgrade one behind",
+                flask_app("migrations", "", ""),
+                main("alembic_version", vec!["a1"]),
+                run("pending"),
+                Alembic::Changed,
+            )
+        },
+        Fixture {
+            flask: Some(Some("db/migrations")),
+            ..fixture(
+                "flask db -d upgrade at head, Migrate(directory=...) too",
+                flask_app("db/migrations", ", directory='db/migrations'", ""),
+                main("alembic_version", vec!["b1"]),
+                Roadie::Skip,
+                Alembic::Noop,
+            )
+        },
+        Fixture {
+            flask: Some(None),
+            ..fixture(
+                "flask db upgrade, Migrate(directory=...) and a stale migrations/",
+                {
+                    let p = flask_app("db/migrations", ", directory='db/migrations'", "");
+                    p.write("migrations/alembic.ini", "[alembic]\n");
+                    p
+                },
+                main("alembic_version", vec!["a1"]),
+                run("app.py: line 9: sets a directory, which may be Migrate(directory=...)"),
+                Alembic::Changed,
+            )
+        },
+        Fixture {
+            flask: Some(None),
+            ..fixture(
+                "flask db upgrade, Migrate(version_table=...) behind, alembic_version at head",
+                flask_app("migrations", ", version_table='app_version'", ""),
+                vec![
+                    ("oracle.sqlite", "app_version", vec!["a1"]),
+                    ("oracle.sqlite", "alembic_version", vec!["b1"]),
+                ],
+                run("app.py: line 9: names version_table"),
+                Alembic::Changed,
+            )
+        },
+        Fixture {
+            flask: Some(None),
+            ..fixture(
+                "flask db upgrade, a configure callback",
+                flask_app(
+                    "migrations",
+                    "",
+                    "\n@migrate.configure\ndef configure_alembic(config):\n    return config\n",
+                ),
+                main("alembic_version", vec!["b1"]),
+                run("app.py: line 11: a Flask-Migrate configure callback"),
+                Alembic::Any,
+            )
+        },
+        Fixture {
+            flask: Some(None),
+            heads: true,
+            ..fixture(
+                "flask db upgrade heads at both heads",
+                {
+                    let p = flask_app("migrations", "", "");
+                    p.revision("migrations/versions", &Rev::new("c1", &["a1"]));
+                    p
+                },
+                main("alembic_version", vec!["b1", "c1"]),
+                Roadie::Skip,
+                Alembic::Noop,
+            )
+        },
     ]
 }
 
@@ -552,7 +684,11 @@ fn roadie_verdict(fixture: &Fixture, answer: &Answer) -> Roadie {
         .map(|o| PathBuf::from(&o[1]))
         .collect();
     let files = ConfigFiles::from_options(&configs, None, None).expect("valid options");
-    let project = match load(&files, fixture.project.path()) {
+    let loaded = match fixture.flask {
+        Some(directory) => load_flask(directory.map(Path::new), fixture.project.path()),
+        None => load(&files, fixture.project.path()),
+    };
+    let project = match loaded {
         Ok(project) => project,
         Err(LoadError::Config(e)) => return Roadie::Config(e.why),
         Err(LoadError::Graph(e)) => return Roadie::Refuse(e.to_string()),
@@ -607,12 +743,19 @@ fn ask(fixtures: &[Fixture]) -> Vec<Answer> {
                 entry[*table] = serde_json::json!(rows);
             }
             let mut args = f.options.clone();
+            if let Some(directory) = f.flask {
+                args.extend(["--app".into(), "app".into(), "db".into()]);
+                if let Some(directory) = directory {
+                    args.extend(["-d".into(), directory.into()]);
+                }
+            }
             args.extend(["upgrade".into(), if f.heads { "heads" } else { "head" }.into()]);
             serde_json::json!({
                 "cwd": f.project.path(),
                 "args": args,
                 "env": f.env.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                 "tables": tables,
+                "flask": f.flask.is_some(),
             })
         })
         .collect();
@@ -719,4 +862,36 @@ fn every_template_alembic_ships_keeps_the_shortcut_except_multidb() {
     let why =
         super::super::env_py::read(&template("multidb", "env.py")).expect_err("multidb falls back");
     assert!(why.contains("runs inside the loop of line"), "{why}");
+}
+
+#[test]
+fn flask_migrates_templates_keep_the_shortcut_except_multidb() {
+    let site = template_dir();
+    let flask = site
+        .parent()
+        .and_then(Path::parent)
+        .expect("UNWRAP: site-packages/alembic/templates")
+        .join("flask_migrate/templates");
+    let read = |name: &str| {
+        let path = flask.join(name).join("env.py");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/venv.sh installs Flask-Migrate)",
+                path.display()
+            )
+        });
+        super::super::env_py::read(&text)
+    };
+    for name in ["flask", "aioflask"] {
+        let settings = read(name).unwrap_or_else(|why| panic!("Flask-Migrate's {name}: {why}"));
+        assert!(
+            settings.flask_configure_args.is_some(),
+            "{name}: {settings:?}"
+        );
+        assert_eq!(settings.table_unknown, None, "{name}");
+    }
+    for name in ["flask-multidb", "aioflask-multidb"] {
+        let why = read(name).expect_err("multidb falls back");
+        assert!(why.contains("loop"), "{name}: {why}");
+    }
 }

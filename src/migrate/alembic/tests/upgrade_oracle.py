@@ -1,7 +1,8 @@
 """The oracle of roadie's at-head verdict: the real `alembic upgrade`, and what it changed.
 
-Reads a JSON list of cases on stdin; each case is {"cwd", "args", "env", "tables"}: the working
-directory, alembic's command line (global options, then `upgrade head` or `upgrade heads`),
+Reads a JSON list of cases on stdin; each case is {"cwd", "args", "env", "tables", "flask"}: the
+working directory, alembic's command line (global options, then `upgrade head` or `upgrade
+heads`; with "flask": true, Flask-Migrate's `flask` command line, run in a child process),
 environment variables for env.py, and the version tables to write first, as
 {"<sqlite file>": {"<table>": [rows]}} (each file is created anew). For each case it writes the
 tables, reads every table of every file, runs alembic's own command line (`CommandLine`, as the
@@ -14,6 +15,7 @@ import io
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import warnings
 
@@ -45,6 +47,15 @@ def write(files):
         con.close()
 
 
+def flask(args, cwd):
+    """`flask ARGS` (Flask-Migrate's command line) in a child process: None or the error."""
+    program = os.path.join(os.path.dirname(sys.executable), "flask")
+    done = subprocess.run([program] + args, cwd=cwd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        return f"error: flask exited with {done.returncode}: {done.stderr.strip()[-500:]}"
+    return None
+
+
 def upgrade(args, cwd):
     os.chdir(cwd)
     cl = CommandLine(prog="alembic")
@@ -67,7 +78,8 @@ def main():
         os.environ.update(case["env"])
         write(case["tables"])
         before = snapshot(case["tables"])
-        error = upgrade(case["args"], case["cwd"])
+        run = flask if case.get("flask") else upgrade
+        error = run(case["args"], case["cwd"])
         after = snapshot(case["tables"])
         os.environ.clear()
         os.environ.update(saved)
