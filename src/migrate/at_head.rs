@@ -60,10 +60,14 @@ impl Scripts {
     ) -> Result<Option<Self>, MigrateError> {
         if !upgrade.x.is_empty() {
             info!(
-                "alembic -x {}: env.py reads it, roadie cannot, so alembic runs to decide",
+                "-x {}: env.py reads it, roadie cannot, so alembic runs to decide",
                 upgrade.x.join(" -x ")
             );
             return Ok(None);
+        }
+        if let Some(flask) = &upgrade.flask {
+            let loaded = alembic::load_flask(flask.directory.as_deref(), cwd);
+            return Self::judged(loaded, upgrade, table);
         }
         let env_config = std::env::var_os("ALEMBIC_CONFIG").map(std::path::PathBuf::from);
         let files = ConfigFiles::from_options(
@@ -72,7 +76,16 @@ impl Scripts {
             env_config.as_deref(),
         )
         .map_err(|why| MigrateError::Misconfigured(format!("alembic: {why}")))?;
-        let project = match alembic::load(&files, cwd) {
+        Self::judged(alembic::load(&files, cwd), upgrade, table)
+    }
+
+    /// The project as loaded, or the fallback line / the error for it.
+    fn judged(
+        loaded: Result<alembic::Project, LoadError>,
+        upgrade: &AlembicUpgradeHead,
+        table: Option<&VersionTable>,
+    ) -> Result<Option<Self>, MigrateError> {
+        let project = match loaded {
             Ok(project) => project,
             Err(LoadError::Fallback(fallback)) => {
                 info!(
