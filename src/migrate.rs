@@ -232,16 +232,32 @@ pub struct AlembicUpgradeHead {
     pub x: Vec<String>,
     /// `upgrade heads`: every branch to its head (done when the table holds exactly the heads).
     pub heads: bool,
+    /// Flask-Migrate's `flask db upgrade` rather than alembic's own command line.
+    pub flask: Option<FlaskDb>,
+}
+
+/// Flask-Migrate's `flask db upgrade`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlaskDb {
+    /// `-d/--directory DIR`; `None`: what `Migrate(directory=...)` says in the app, by default
+    /// `migrations`.
+    pub directory: Option<PathBuf>,
 }
 
 /// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head[s]`,
 /// started directly or through a launcher; `None` for any other command (it stays opaque).
 pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
     let argv = effective_argv(argv)?;
-    if program_name(&argv[0]) != "alembic" {
-        return None;
+    match program_name(&argv[0]).to_str()? {
+        "alembic" => alembic_words(&argv[1..]),
+        "flask" => flask_db_upgrade(flask_db(&argv[1..])?),
+        _ => None,
     }
-    let mut words = argv[1..].iter().map(|a| a.to_str());
+}
+
+/// alembic's own command line after the program name.
+fn alembic_words(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
+    let mut words = argv.iter().map(|a| a.to_str());
     let mut found = AlembicUpgradeHead::default();
     loop {
         let word = words.next()??;
@@ -264,6 +280,59 @@ pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
         _ => return None,
     };
     words.next().is_none().then_some(found)
+}
+
+/// `flask [--app APP] [--env-file FILE] [--debug] db ...`: the words after `db`; `None` for any
+/// other flask command (`flask run` is an app).
+fn flask_db(argv: &[OsString]) -> Option<&[OsString]> {
+    let mut i = 0;
+    loop {
+        let word = argv.get(i)?.to_str()?;
+        match word {
+            "db" => return Some(&argv[i + 1..]),
+            "--app" | "-A" | "--env-file" | "-e" => i += 2,
+            "--debug" | "--no-debug" => i += 1,
+            _ if word.starts_with("--app=") || word.starts_with("--env-file=") => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Flask-Migrate's `db [-d DIR] [-x ARG] upgrade [-d DIR] [-x ARG] [head|heads]` (the words
+/// after `db`); `--sql`, `--tag` (read by env.py) or another revision stay opaque.
+fn flask_db_upgrade(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
+    let mut found = AlembicUpgradeHead::default();
+    let (mut group_dir, mut command_dir) = (None, None);
+    let mut words = argv.iter().map(|a| a.to_str());
+    let mut upgrade = false;
+    let mut revision = None;
+    while let Some(word) = words.next() {
+        let word = word?;
+        let dir = if upgrade {
+            &mut command_dir
+        } else {
+            &mut group_dir
+        };
+        match word.split_once('=') {
+            Some(("--directory", v)) => *dir = Some(PathBuf::from(v)),
+            Some(("--x-arg", v)) => found.x.push(v.into()),
+            _ => match word {
+                "-d" | "--directory" => *dir = Some(PathBuf::from(words.next()??)),
+                "-x" | "--x-arg" => found.x.push(words.next()??.into()),
+                "upgrade" if !upgrade => upgrade = true,
+                "head" | "heads" if upgrade && revision.is_none() => revision = Some(word),
+                _ => return None,
+            },
+        }
+    }
+    if !upgrade {
+        return None;
+    }
+    found.heads = revision == Some("heads");
+    found.flask = Some(FlaskDb {
+        directory: command_dir.or(group_dir),
+    });
+    Some(found)
 }
 
 /// `uv run`'s options before the program (`--no-sync`, `--with alembic`, `--python=3.12`).
@@ -318,6 +387,10 @@ fn is_the_migrator(app: &[OsString], command: Option<&Program>) -> bool {
     let effective = effective_program(app);
     if effective == Some(OsStr::new("alembic")) {
         return true;
+    }
+    // Flask-Migrate's commands are `flask db ...`; any other flask command is the app.
+    if effective == Some(OsStr::new("flask")) {
+        return effective_argv(app).is_some_and(|argv| flask_db(&argv[1..]).is_some());
     }
     let Some(command) = command else {
         return false;
@@ -613,6 +686,13 @@ mod tests {
     #[case(&["python", "-m", "uvicorn", "alembic:app"], &["alembic", "upgrade", "head"], false)]
     #[case(&["python", "alembic.py"], &["alembic", "upgrade", "head"], false)]
     #[case(&["python3.x", "-m", "alembic"], &["dbmate", "up"], false)]
+    #[case(&["flask", "db", "downgrade"], &["flask", "db", "upgrade"], true)]
+    #[case(&["flask", "--app", "app", "db", "current"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["uv", "run", "flask", "db", "history"], &["dbmate", "up"], true)]
+    #[case(&["python", "-m", "flask", "db", "downgrade"], &["flask", "db", "upgrade"], true)]
+    #[case(&["flask", "run", "--host", "0.0.0.0"], &["flask", "db", "upgrade"], false)]
+    #[case(&["flask", "--app", "app", "run"], &["flask", "--app", "app", "db", "upgrade"], false)]
+    #[case(&["flask", "seed-data"], &["flask", "db", "upgrade"], false)]
     fn the_migrator_as_command_waits_but_does_not_migrate(
         #[case] app: &[&str],
         #[case] migrate_command: &[&str],
@@ -659,11 +739,20 @@ mod tests {
     #[case(&["alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["python", "-m", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["uv", "run", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
-    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![], heads: false }))]
-    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()], heads: false }))]
+    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![], heads: false, flask: None }))]
+    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()], heads: false, flask: None }))]
     #[case(&["alembic", "upgrade", "heads"], Some(AlembicUpgradeHead { heads: true, ..Default::default() }))]
     #[case(&["uv", "run", "alembic", "-c", "a.ini", "upgrade", "heads"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], heads: true, ..Default::default() }))]
     #[case(&["alembic", "upgrade", "heads", "--sql"], None)]
+    #[case(&["flask", "db", "upgrade"], Some(AlembicUpgradeHead { flask: Some(FlaskDb::default()), ..Default::default() }))]
+    #[case(&["flask", "--app", "app:create_app()", "db", "-d", "db/migrations", "upgrade", "heads"], Some(AlembicUpgradeHead { flask: Some(FlaskDb { directory: Some("db/migrations".into()) }), heads: true, ..Default::default() }))]
+    #[case(&["uv", "run", "flask", "db", "--directory=outer", "upgrade", "--directory", "inner", "head"], Some(AlembicUpgradeHead { flask: Some(FlaskDb { directory: Some("inner".into()) }), ..Default::default() }))]
+    #[case(&["python", "-m", "flask", "db", "upgrade", "-x", "tenant=a"], Some(AlembicUpgradeHead { flask: Some(FlaskDb::default()), x: vec!["tenant=a".into()], ..Default::default() }))]
+    #[case(&["flask", "db", "upgrade", "--sql"], None)]
+    #[case(&["flask", "db", "upgrade", "--tag", "t"], None)]
+    #[case(&["flask", "db", "upgrade", "ae10"], None)]
+    #[case(&["flask", "db", "downgrade"], None)]
+    #[case(&["flask", "run"], None)]
     #[case(&["alembic", "upgrade", "branch@head"], None)]
     #[case(&["alembic", "upgrade", "head", "--sql"], None)]
     #[case(&["alembic", "upgrade", "+1"], None)]
