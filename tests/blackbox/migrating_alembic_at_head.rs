@@ -554,3 +554,80 @@ fn a_replica_waits_for_the_schema_while_alembic_runs_elsewhere() {
     .code(69)
     .stderr_has("missing alembic revision 0006");
 }
+
+/// A Flask-Migrate app in `dir`: app.py (its URL from DATABASE_URL, a line appended to
+/// $ALEMBIC_IMPORTED_MARKER each time Python imports it), `flask db init`'s migrations/ and
+/// the test app's revisions 0001 to 0005.
+fn flask_project(dir: &Path) -> PathBuf {
+    let project = dir.join("flask_app");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("app.py"),
+        "import os\nfrom flask import Flask\nfrom flask_sqlalchemy import SQLAlchemy\n\
+         from flask_migrate import Migrate\n\n\
+         if os.environ.get('ALEMBIC_IMPORTED_MARKER'):\n    \
+         with open(os.environ['ALEMBIC_IMPORTED_MARKER'], 'a') as marker:\n        \
+         marker.write('flask started\\n')\n\
+         app = Flask(__name__)\n\
+         url = os.environ.get('DATABASE_URL', 'sqlite://')\n\
+         app.config['SQLALCHEMY_DATABASE_URI'] = url.replace('postgres://', 'postgresql+psycopg://', 1)\n\
+         db = SQLAlchemy(app)\nmigrate = Migrate(app, db)\n",
+    )
+    .unwrap();
+    let init = std::process::Command::new(venv_bin().join("flask"))
+        .args(["--app", "app", "db", "init"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "flask db init: {init:?}");
+    let versions = PathBuf::from(app("alembic")).join("migrations/versions");
+    for entry in std::fs::read_dir(versions).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(
+                &path,
+                project
+                    .join("migrations/versions")
+                    .join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    project
+}
+
+const FLASK_UPGRADE: &str = "flask --app app db upgrade";
+
+#[test]
+fn flask_db_upgrade_is_read_and_skipped_at_head_and_flask_db_as_command_does_not_migrate() {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let project = flask_project(dir.path());
+    let marker = dir.path().join("marker");
+    let with_flask = |argv: &[&str]| {
+        let mut args = vec!["--migrate-command", FLASK_UPGRADE];
+        args.extend(argv);
+        boot(&pg, &project, &marker, &args)
+    };
+    with_flask(&APP).run().code(0).stdout_has("app-started");
+    assert_eq!(alembic_runs(&marker), 1, "the first boot migrates");
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    with_flask(&APP)
+        .run()
+        .code(0)
+        .stderr_has("schema up to date (alembic at head 0005; alembic not started)");
+    assert_eq!(alembic_runs(&marker), 1, "flask started at head");
+
+    // A pending revision, and Flask-Migrate's own command as COMMAND: it waits, runs, and
+    // nothing migrates first.
+    revision(&project, "0006", "\"0005\"");
+    with_flask(&["flask", "--app", "app", "db", "current"])
+        .run()
+        .code(0)
+        .stderr_has("is the migrator itself: waiting, but not migrating first")
+        .stdout_has("0005");
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0005");
+    assert_eq!(alembic_runs(&marker), 2, "only the COMMAND ran");
+    with_flask(&APP).run().code(0);
+    assert_eq!(pg.psql("SELECT version_num FROM alembic_version"), "0006");
+}
