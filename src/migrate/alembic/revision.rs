@@ -142,10 +142,71 @@ fn function_bodies(lines: &[LogicalLine]) -> Vec<bool> {
 
 /// Function bodies may do anything with their own names; they decline the file only when they
 /// can reach the module's: `global`/`nonlocal` naming a target, or a dynamic-binding name
-/// (`setattr`, `globals`, `exec`, ...) in a function that module-level code refers to (or a
-/// decorator gets).
+/// (`setattr`, `globals`, `exec`, ...) in a function that import-time code can run: one it
+/// refers to, one a decorator gets, or one such a function refers to.
 fn check_functions_stay_inside(lines: &[LogicalLine], in_function: &[bool]) -> Result<(), String> {
     let parents = python::block_parents(lines);
+    // The outermost function each line is in (its header line).
+    let owner: Vec<Option<usize>> = (0..lines.len())
+        .map(|i| {
+            std::iter::successors(parents[i], |&h| parents[h])
+                .filter(|&h| lines[h].first_word() == Some("def"))
+                .last()
+        })
+        .collect();
+    let outermost: Vec<(usize, &str)> = (0..lines.len())
+        .filter(|&h| owner[h].is_none())
+        .filter_map(|h| lines[h].def_name().map(|n| (h, n)))
+        .collect();
+    let refers_to = |i: usize, function: &str| {
+        let own_header = lines[i].def_name() == Some(function) && owner[i].is_none();
+        !own_header
+            && lines[i]
+                .tokens
+                .iter()
+                .any(|t| matches!(&t.tok, Tok::Name(n) if n == function))
+    };
+    let decorated = |h: usize| {
+        h > 0
+            && lines[h - 1].indent == lines[h].indent
+            && lines[h - 1]
+                .tokens
+                .first()
+                .is_some_and(|t| t.tok == Tok::Op("@"))
+    };
+    // Functions import-time code can run, and why (for the line that declines the file).
+    let mut runs: Vec<Option<&str>> = outermost
+        .iter()
+        .map(|&(h, name)| {
+            if decorated(h) {
+                Some("a decorator gets")
+            } else if (0..lines.len()).any(|i| !in_function[i] && refers_to(i, name)) {
+                Some("module-level code refers to")
+            } else {
+                None
+            }
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for f in 0..outermost.len() {
+            if runs[f].is_some() {
+                continue;
+            }
+            let reached = (0..outermost.len()).any(|g| {
+                runs[g].is_some()
+                    && (0..lines.len())
+                        .any(|i| owner[i] == Some(outermost[g].0) && refers_to(i, outermost[f].1))
+            });
+            if reached {
+                runs[f] = Some("a function module-level code runs refers to");
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
     for (i, line) in lines.iter().enumerate().filter(|(i, _)| in_function[*i]) {
         let names = || {
             line.tokens.iter().filter_map(|t| match &t.tok {
@@ -164,37 +225,14 @@ fn check_functions_stay_inside(lines: &[LogicalLine], in_function: &[bool]) -> R
         let Some((dynamic, at)) = names().find(|(n, _)| DYNAMIC.contains(n) && !import) else {
             continue;
         };
-        // The module-level function this line is in.
-        let Some(outer) = std::iter::successors(parents[i], |&h| parents[h])
-            .filter(|&h| lines[h].first_word() == Some("def"))
-            .last()
-        else {
+        let Some(f) = outermost.iter().position(|&(h, _)| Some(h) == owner[i]) else {
             continue;
         };
-        let Some(function) = lines[outer].def_name() else {
-            continue;
-        };
-        let decorated = outer > 0
-            && lines[outer - 1].indent == lines[outer].indent
-            && lines[outer - 1]
-                .tokens
-                .first()
-                .is_some_and(|t| t.tok == Tok::Op("@"));
-        let called_at_import = lines
-            .iter()
-            .enumerate()
-            .filter(|(j, l)| !in_function[*j] && l.def_name() != Some(function))
-            .flat_map(|(_, l)| &l.tokens)
-            .find(|t| matches!(&t.tok, Tok::Name(n) if n == function));
-        if decorated || called_at_import.is_some() {
+        if let Some(why) = runs[f] {
             return Err(format!(
-                "line {at}: uses `{dynamic}`, which can set module names, in {function}(), which \
-                 {} when alembic imports the file",
-                if decorated {
-                    "a decorator gets"
-                } else {
-                    "module-level code refers to"
-                }
+                "line {at}: uses `{dynamic}`, which can set module names, in {}(), which {why} \
+                 when alembic imports the file",
+                outermost[f].1
             ));
         }
     }
@@ -546,6 +584,9 @@ def downgrade() -> None:
     )]
     #[case::dynamic_function_decorated(
         "revision = 'a'\ndown_revision = None\n@run_now\ndef fix():\n    exec('revision = 1')\n"
+    )]
+    #[case::dynamic_function_reached_through_another(
+        "revision = 'a'\ndown_revision = None\ndef fix():\n    globals()['revision'] = 'b'\ndef setup():\n    fix()\nsetup()\n"
     )]
     #[case::nonlocal_target(
         "revision = 'a'\ndown_revision = None\ndef f():\n    nonlocal revision\n"
