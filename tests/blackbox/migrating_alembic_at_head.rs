@@ -238,6 +238,29 @@ fn a_version_table_env_py_names_as_a_literal_is_read_there() {
 }
 
 #[test]
+fn a_version_table_schema_env_py_names_is_read_in_that_schema() {
+    let pg = Postgres::started();
+    pg.psql("CREATE SCHEMA audit AUTHORIZATION roadie");
+    let dir = scratch();
+    let project = project(dir.path());
+    let marker = dir.path().join("marker");
+    configure_with(
+        &project,
+        "version_table_schema=\"audit\", version_table=\"schema_versions\"",
+    );
+    boot(&pg, &project, &marker, &APP).run().code(0);
+    assert_eq!(
+        pg.psql("SELECT version_num FROM audit.schema_versions"),
+        "0005"
+    );
+    boot(&pg, &project, &marker, &APP)
+        .run()
+        .code(0)
+        .stderr_has("alembic at head 0005; alembic not started");
+    assert_eq!(alembic_runs(&marker), 1);
+}
+
+#[test]
 fn a_computed_version_table_runs_alembic_unless_the_flag_names_it() {
     let pg = Postgres::started();
     let dir = scratch();
