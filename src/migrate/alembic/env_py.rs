@@ -88,29 +88,34 @@ pub fn read(source: &str) -> Result<EnvSettings, String> {
     }
     for (kind, found) in sites.iter().enumerate() {
         let name = CALLS[kind];
-        match found.as_slice() {
-            [] => {
-                return Err(format!(
-                    "no context.{name}(...) call roadie can see on the online path"
-                ));
-            }
-            [_] => {}
-            [first, second, ..] => {
-                return Err(format!(
-                    "lines {} and {}: more than one context.{name}(...) call on the online \
-                     path: one version table says nothing of the others",
-                    lines[first.0].tokens[first.1].line, lines[second.0].tokens[second.1].line
-                ));
-            }
+        if found.is_empty() {
+            return Err(format!(
+                "no context.{name}(...) call roadie can see on the online path"
+            ));
+        }
+        // Several calls are one run only when each is in its own branch of one `if`.
+        if let Some((a, b)) = outline.not_exclusive(found, &counted) {
+            return Err(format!(
+                "lines {} and {}: more than one context.{name}(...) call on the online \
+                 path: one version table says nothing of the others",
+                lines[a.0].tokens[a.1].line, lines[b.0].tokens[b.1].line
+            ));
         }
     }
-    outline.check_migrating_functions_run_once(&sites)?;
-    let (line, at) = sites[0][0];
-    Ok(keyword_arguments(
-        &lines[line].tokens,
-        at,
-        &configure_args_names(&lines),
-    ))
+    outline.check_migrating_functions_run_once(&sites, &counted)?;
+    let flask = configure_args_names(&lines);
+    let mut settings = sites[0]
+        .iter()
+        .map(|&(line, at)| (line, keyword_arguments(&lines[line].tokens, at, &flask)));
+    let (first_line, first) = settings.next().expect("UNWRAP: one site at least");
+    if let Some((other, _)) = settings.find(|(_, s)| *s != first) {
+        return Err(format!(
+            "lines {} and {}: the context.configure(...) calls of two branches name different \
+             version tables",
+            lines[first_line].tokens[0].line, lines[other].tokens[0].line
+        ));
+    }
+    Ok(first)
 }
 
 /// The block structure of a file: for each logical line, the header of the block it is in.
@@ -261,8 +266,8 @@ impl<'a> Outline<'a> {
     fn check_migrating_functions_run_once(
         &self,
         sites: &[Vec<(usize, usize)>; 2],
+        online: &[bool],
     ) -> Result<(), String> {
-        let online = self.online();
         let functions = self.functions();
         let contains = |f: usize, i: usize| self.ancestors(i).any(|h| h == functions[f].1);
         let mut migrating: Vec<bool> = functions
@@ -301,7 +306,7 @@ impl<'a> Outline<'a> {
                 .into_iter()
                 .filter(|&(i, _)| online[i])
                 .collect();
-            if let [first, second, ..] = refs.as_slice() {
+            if let Some((first, second)) = self.not_exclusive(&refs, online) {
                 return Err(format!(
                     "lines {} and {} both run {name}(), which migrates: more than one migration \
                      run on the online path",
@@ -320,6 +325,68 @@ impl<'a> Outline<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Outline<'_> {
+    /// The `if` whose chain (`if`, `elif`s, `else`) header `h` opens a branch of.
+    fn chain_of(&self, h: usize) -> Option<usize> {
+        match self.lines[h].first_word()? {
+            "if" => Some(h),
+            "elif" | "else" => {
+                let previous = (0..h).rev().find(|&j| {
+                    self.parent[j] == self.parent[h] && self.lines[j].indent == self.lines[h].indent
+                })?;
+                self.chain_of(previous)
+            }
+            _ => None,
+        }
+    }
+
+    /// The branches (`(chain, header)`) line `i` runs under: its own enclosing ones, and those
+    /// of the one online place that calls the function it is in (and so on up).
+    fn branches(&self, i: usize, online: &[bool], depth: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for h in self.ancestors(i) {
+            if let Some(chain) = self.chain_of(h) {
+                out.push((chain, h));
+            }
+            let Some(name) = self.lines[h].def_name() else {
+                continue;
+            };
+            let callers: Vec<(usize, usize)> = self
+                .references(name)
+                .into_iter()
+                .filter(|&(r, _)| online[r])
+                .collect();
+            if let ([(caller, _)], true) = (callers.as_slice(), depth < 8) {
+                out.extend(self.branches(*caller, online, depth + 1));
+            }
+        }
+        out
+    }
+
+    /// Two of `places` that can both run in one pass (not in different branches of one `if`).
+    fn not_exclusive(
+        &self,
+        places: &[(usize, usize)],
+        online: &[bool],
+    ) -> Option<((usize, usize), (usize, usize))> {
+        let branches: Vec<Vec<(usize, usize)>> = places
+            .iter()
+            .map(|&(i, _)| self.branches(i, online, 0))
+            .collect();
+        for a in 0..places.len() {
+            for b in a + 1..places.len() {
+                let exclusive = branches[a]
+                    .iter()
+                    .any(|(ca, ha)| branches[b].iter().any(|(cb, hb)| ca == cb && ha != hb));
+                if !exclusive {
+                    return Some((places[a], places[b]));
+                }
+            }
+        }
+        None
     }
 }
 

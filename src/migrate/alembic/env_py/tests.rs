@@ -52,9 +52,43 @@ fn table(name: &str, line: usize) -> Option<(String, usize)> {
     format!("{}\n# context.configure(version_table=x) in a loop\nDOC = 'for tenant in tenants: context.run_migrations()'\n", generic("")),
     EnvSettings::default()
 )]
+#[case::branches_of_one_if_are_one_run(
+    "from alembic import context\ndef off():\n    context.configure(url=u)\n    context.run_migrations()\ndef on():\n    context.configure(connection=c)\n    context.run_migrations()\nif offline:\n    off()\nelse:\n    on()\n".to_string(),
+    EnvSettings::default()
+)]
+#[case::the_cookbooks_connection_sharing(ASYNC_CONNECTION_SHARING.to_string(), EnvSettings::default())]
 fn reads_what_the_online_configure_names(#[case] source: String, #[case] expected: EnvSettings) {
     assert_eq!(read(&source), Ok(expected));
 }
+
+/// alembic's cookbook, "Programmatic API use (connection sharing) With Asyncio".
+const ASYNC_CONNECTION_SHARING: &str = "\
+import asyncio
+from alembic import context
+
+def do_run_migrations(connection):
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+async def run_async_migrations():
+    connectable = async_engine_from_config(config.get_section(config.config_ini_section, {}))
+    async with connectable.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await connectable.dispose()
+
+def run_migrations_online():
+    connectable = config.attributes.get('connection', None)
+    if connectable is None:
+        asyncio.run(run_async_migrations())
+    else:
+        do_run_migrations(connectable)
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+";
 
 const TENANT_LOOP: &str = "\
 from alembic import context
@@ -101,10 +135,12 @@ with engine.connect() as connection:
 #[case::called_twice(TWICE.to_string(), "lines 7 and 8 both run migrate(), which migrates")]
 #[case::comprehension("from alembic import context\n[context.configure(connection=c) for c in conns]\ncontext.run_migrations()\n".to_string(), "line 2: context.configure(...) runs once per item")]
 #[case::two_configures_online("from alembic import context\ncontext.configure(connection=a)\ncontext.configure(connection=b)\ncontext.run_migrations()\n".to_string(), "lines 2 and 3: more than one context.configure(...) call")]
-#[case::no_offline_test_both_count("from alembic import context\ndef off():\n    context.configure(url=u)\n    context.run_migrations()\ndef on():\n    context.configure(connection=c)\n    context.run_migrations()\nif offline:\n    off()\nelse:\n    on()\n".to_string(), "lines 3 and 6: more than one context.configure(...) call")]
 #[case::x_argument(generic("").replace("connectable = ", "tenant = context.get_x_argument(as_dictionary=True).get('tenant')\n    connectable = "), "line 11: reads alembic's -x arguments (get_x_argument)")]
 #[case::script_location_at_run_time(generic("").replace("config = context.config\n", "config = context.config\nconfig.set_main_option('script_location', 'migrations/' + DIALECT)\n"), "line 3: names script_location")]
 #[case::version_locations_at_run_time(generic("").replace("config = context.config\n", "config = context.config\nconfig.set_main_option(\"version_locations\", f\"versions/{dialect}\")\n"), "line 3: names version_locations")]
+#[case::two_branches_two_tables("from alembic import context\nif A:\n    context.configure(connection=c, version_table='a')\nelse:\n    context.configure(connection=c, version_table='b')\ncontext.run_migrations()\n".to_string(), "lines 3 and 5: the context.configure(...) calls of two branches name different version tables")]
+#[case::a_branch_then_again("from alembic import context\ndef on():\n    context.configure(connection=c)\n    context.run_migrations()\nif A:\n    on()\non()\n".to_string(), "lines 6 and 7 both run on(), which migrates")]
+#[case::elif_chain_then_after("from alembic import context\nif A:\n    context.configure(connection=a)\nelif B:\n    pass\ncontext.configure(connection=b)\ncontext.run_migrations()\n".to_string(), "lines 3 and 6: more than one context.configure(...) call")]
 #[case::delegated("from myapp.db import run_alembic\nrun_alembic()\n".to_string(), "no context.configure(...) call roadie can see")]
 #[case::getattr("from alembic import context\ngetattr(context, 'configure')(connection=c)\ncontext.run_migrations()\n".to_string(), "line 2: context.configure is used other than by calling it")]
 #[case::unreadable("context.configure(connection=c\n".to_string(), "cannot be read as Python")]
