@@ -270,7 +270,13 @@ fn check_no_dynamic_binding(line: &LogicalLine) -> Result<(), String> {
         let keyword = token.depth > 0 && tokens.get(i + 1).is_some_and(|t| t.tok == Tok::Op("="));
         let statement_start =
             line.indent == 0 && token.depth == 0 && (i == 0 || tokens[i - 1].tok == Tok::Op(";"));
-        if !(attribute || keyword || statement_start) {
+        // `def f(revision, x: str = ...)`: a parameter binds a local of the function.
+        let parameter = line.first_word() == Some("def")
+            && token.depth > 0
+            && tokens
+                .get(i + 1)
+                .is_some_and(|t| matches!(t.tok, Tok::Op("," | ")" | ":" | "=")));
+        if !(attribute || keyword || statement_start || parameter) {
             return Err(format!(
                 "line {}: `{name}` is used other than in a plain top-level assignment",
                 token.line
@@ -518,6 +524,78 @@ def downgrade() -> None:
         assert_eq!(read(source, "x.py"), Ok(expected));
     }
 
+    /// A data migration as big projects write them: every kind of string and statement in its
+    /// functions, module-level helpers and imports from `app.modules`.
+    const DATA_MIGRATION: &str = r#""""backfill invoices
+
+Revision ID: 7f3c2a9b1d04
+Revises: 5e1d0c8a7b32, 6a9b8c7d6e54
+"""
+from datetime import datetime
+import re
+
+from alembic import op
+import sqlalchemy as sa
+from sqlalchemy.sql import table, column
+from app.modules.billing.models import Invoice  # noqa
+from app.modules import users as user_module
+
+revision = "7f3c2a9b1d04"
+down_revision = ("5e1d0c8a7b32", "6a9b8c7d6e54")
+branch_labels = None
+depends_on = None
+
+TABLE = "invoices"
+PATTERN = re.compile(r"\d{2}-\d{4}")
+invoices = table(TABLE, column("id", sa.Integer), column("number", sa.String))
+
+
+def _rename(revision, *, prefix="INV"):
+    return f"{prefix}-{revision:0>6}" + "-" + "{}".format(revision)
+
+
+@sa.event.listens_for(sa.Table, "column_reflect")
+def _listener(inspector, table, column_info):
+    column_info["key"] = column_info["name"]
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    for revision, number in bind.execute(sa.text(f"SELECT id, number FROM {TABLE}")):
+        if (match := PATTERN.search(number)) is not None:
+            op.execute(
+                f"""UPDATE {TABLE}
+                    SET number = '{_rename(revision)!s}', updated = '{datetime.now():%Y-%m-%d %H:%M}'
+                    WHERE id = {revision} -- {{literal braces}} {match["group"] if False else ""}"""
+            )
+    setattr(Invoice, "migrated", True)
+    exec("x = 1", {})
+    match bind.dialect.name:
+        case "postgresql":
+            op.execute("SET LOCAL lock_timeout = '5s'")
+        case _:
+            pass
+    down_revision = "local, not the module's"
+    globals_seen = len(globals())
+
+
+def downgrade() -> None:
+    op.execute("UPDATE %s SET number = %s" % (TABLE, "number"))
+"#;
+
+    #[test]
+    fn a_data_migration_full_of_python_is_read() {
+        assert_eq!(
+            read(DATA_MIGRATION, "7f3c2a9b1d04_backfill.py"),
+            Ok(script(
+                "7f3c2a9b1d04",
+                &["5e1d0c8a7b32", "6a9b8c7d6e54"],
+                &[],
+                &[]
+            ))
+        );
+    }
+
     #[test]
     fn a_computed_branch_labels_is_read_as_unknown_labels() {
         let read = read(
@@ -587,6 +665,9 @@ def downgrade() -> None:
     )]
     #[case::dynamic_function_reached_through_another(
         "revision = 'a'\ndown_revision = None\ndef fix():\n    globals()['revision'] = 'b'\ndef setup():\n    fix()\nsetup()\n"
+    )]
+    #[case::walrus_in_a_default(
+        "revision = 'a'\ndown_revision = None\ndef f(x=(revision := 'b')):\n    pass\n"
     )]
     #[case::nonlocal_target(
         "revision = 'a'\ndown_revision = None\ndef f():\n    nonlocal revision\n"
