@@ -339,7 +339,7 @@ fn schema_to_wait_for(plan: &Plan) -> Result<(), ConfigError> {
         Plan::Command(program) if migrate::alembic_upgrade_head(&program.argv).is_some() => Ok(()),
         Plan::Command(program) => Err(ConfigError::Invalid(format!(
             "--wait-for-schema: roadie cannot read what {:?} applies; it waits for native \
-             migrations (--migrations) or for alembic upgrade head",
+             migrations (--migrations) or for alembic upgrade head[s] / flask db upgrade",
             program.command_line()
         ))),
     }
