@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 
 use super::{ConfigFiles, Fallback, LoadError, Project, read_project};
 
-/// More Python files than this under the working directory: not an app roadie can look through.
+/// More Python files or directories than this under the working directory: not an app roadie
+/// can look through (a working directory of `/`, say).
 const MAX_FILES: usize = 20_000;
+const MAX_DIRS: usize = 5_000;
 
 /// Directories that hold installed packages or tooling, not the app's own code.
 const NOT_THE_APP: &[&str] = &[
     "node_modules",
     "site-packages",
+    "dist-packages",
     "__pycache__",
     "venv",
     "env",
@@ -68,8 +71,17 @@ struct Looking {
 fn check_app_sources(cwd: &Path, migrations: &Path, looking: Looking) -> Result<(), LoadError> {
     let fallback = |file: PathBuf, why: String| LoadError::Fallback(Fallback { file, why });
     let mut pending = vec![cwd.to_path_buf()];
-    let mut seen = 0usize;
+    let (mut seen, mut dirs) = (0usize, 0usize);
     while let Some(dir) = pending.pop() {
+        dirs += 1;
+        if dirs > MAX_DIRS {
+            return Err(fallback(
+                cwd.to_path_buf(),
+                format!(
+                    "more than {MAX_DIRS} directories to look through for Migrate(...)'s keywords"
+                ),
+            ));
+        }
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| fallback(dir.clone(), format!("cannot be listed: {e}")))?;
         for entry in entries.flatten() {
