@@ -1,7 +1,8 @@
 //! alembic without Python: reads the script directory as alembic 1.20 would (`config.rs`), each
 //! revision file statically (`revision.rs` over the tokenizer in `python.rs`), and builds the
 //! revision graph with its heads, its verdict against the version table and the status list
-//! (`graph.rs`). It never runs Python and never guesses: what it cannot read exactly is a
+//! (`graph.rs`); then `env.py`, for its version table and whether it migrates once
+//! (`env_py.rs`); Flask-Migrate's `flask db upgrade` is `flask.rs`. It never runs Python and never guesses: what it cannot read exactly is a
 //! [`Fallback`], and the caller runs alembic as before, saying which file and why in one line.
 //!
 //! Bad input, decided case by case (alembic itself fails on most of these):
@@ -20,6 +21,9 @@
 //! | a versions directory or revision file roadie cannot read (permissions, not UTF-8, a non-UTF-8 coding cookie, not a regular file) | [`Fallback`] | alembic may run as another user; it decides |
 //! | a revision file with a syntax error the tokenizer sees (unclosed string or bracket) | [`Fallback`] | alembic reports it with Python's own message |
 //! | a revision file whose ids are not plain literals, or are bound other ways (see `revision.rs`) | [`Fallback`] | never guess |
+//! | no revision file at all | [`Fallback`] | what an `env.py` that moves the versions at run time looks like; never "at head" |
+//! | `env.py` unreadable, or migrating more than once or at run time (see `env_py.rs`) | [`Fallback`] | one version table says nothing of the others |
+//! | `env.py`'s `version_table` computed | [`EnvSettings::table_unknown`] | a fallback unless `--alembic-version-table` names it |
 //! | two files with one revision id; a `down_revision`/`depends_on` naming nothing; a cycle; a branch label used twice | [`GraphError`] (65) | alembic fails (or, for duplicates, silently keeps one) |
 //!
 //! A revision file that Python would refuse for reasons the tokenizer does not see (a bad
