@@ -297,15 +297,15 @@ pub struct MigrateArgs {
     )]
     pub wait_for_schema: bool,
 
-    /// Where alembic records the applied revisions, when env.py renames it.
+    /// Where alembic records the applied revisions, when env.py renames it [default: the
+    /// `version_table` env.py gives `context.configure` as a literal, else alembic_version].
     #[arg(
         long,
         env = "ROADIE_ALEMBIC_VERSION_TABLE",
         hide_env_values = true,
-        default_value = "alembic_version",
         value_name = "[SCHEMA.]NAME"
     )]
-    pub alembic_version_table: String,
+    pub alembic_version_table: Option<String>,
 
     /// Always start alembic, even when the database is already at head (for an env.py that
     /// does work on every run).

@@ -116,7 +116,11 @@ impl Config {
         let m = &options.migrate;
         let lock_timeout = duration("--lock-timeout", &m.lock_timeout)?;
         let alembic = AlembicSettings {
-            version_table: VersionTable::parse(&m.alembic_version_table)
+            version_table: m
+                .alembic_version_table
+                .as_deref()
+                .map(VersionTable::parse)
+                .transpose()
                 .map_err(ConfigError::Invalid)?,
             shortcut: !m.no_alembic_shortcut,
         };
@@ -319,7 +323,10 @@ fn migration_plan(
         migrations: m.migrations.as_deref(),
         command: command.as_ref(),
         app: app.map(|a| a.argv.as_slice()),
-        alembic_ini: Path::new("alembic.ini").is_file(),
+        alembic_config: migrate::alembic::found_here(
+            Path::new(""),
+            std::env::var_os("ALEMBIC_CONFIG").as_deref().map(Path::new),
+        ),
         migrations_dir: migrate::has_sqlx_migrations(Path::new("migrations")),
     };
     match migrate::decide(&asked) {
@@ -341,7 +348,7 @@ fn schema_to_wait_for(plan: &Plan) -> Result<(), ConfigError> {
         Plan::Command(program) if migrate::alembic_upgrade_head(&program.argv).is_some() => Ok(()),
         Plan::Command(program) => Err(ConfigError::Invalid(format!(
             "--wait-for-schema: roadie cannot read what {:?} applies; it waits for native \
-             migrations (--migrations) or for alembic upgrade head",
+             migrations (--migrations) or for alembic upgrade head[s] / flask db upgrade",
             program.command_line()
         ))),
     }

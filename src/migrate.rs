@@ -61,8 +61,8 @@ pub struct Settings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlembicSettings {
-    /// `--alembic-version-table`.
-    pub version_table: VersionTable,
+    /// `--alembic-version-table`, when given (it wins over what env.py names).
+    pub version_table: Option<VersionTable>,
     /// Not `--no-alembic-shortcut`: at head, alembic is not started.
     pub shortcut: bool,
 }

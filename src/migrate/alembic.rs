@@ -1,7 +1,8 @@
 //! alembic without Python: reads the script directory as alembic 1.20 would (`config.rs`), each
 //! revision file statically (`revision.rs` over the tokenizer in `python.rs`), and builds the
 //! revision graph with its heads, its verdict against the version table and the status list
-//! (`graph.rs`). It never runs Python and never guesses: what it cannot read exactly is a
+//! (`graph.rs`); then `env.py`, for its version table and whether it migrates once
+//! (`env_py.rs`); Flask-Migrate's `flask db upgrade` is `flask.rs`. It never runs Python and never guesses: what it cannot read exactly is a
 //! [`Fallback`], and the caller runs alembic as before, saying which file and why in one line.
 //!
 //! Bad input, decided case by case (alembic itself fails on most of these):
@@ -20,6 +21,9 @@
 //! | a versions directory or revision file roadie cannot read (permissions, not UTF-8, a non-UTF-8 coding cookie, not a regular file) | [`Fallback`] | alembic may run as another user; it decides |
 //! | a revision file with a syntax error the tokenizer sees (unclosed string or bracket) | [`Fallback`] | alembic reports it with Python's own message |
 //! | a revision file whose ids are not plain literals, or are bound other ways (see `revision.rs`) | [`Fallback`] | never guess |
+//! | no revision file at all | [`Fallback`] | what an `env.py` that moves the versions at run time looks like; never "at head" |
+//! | `env.py` unreadable, or migrating more than once or at run time (see `env_py.rs`) | [`Fallback`] | one version table says nothing of the others |
+//! | `env.py`'s `version_table` computed | [`EnvSettings::table_unknown`] | a fallback unless `--alembic-version-table` names it |
 //! | two files with one revision id; a `down_revision`/`depends_on` naming nothing; a cycle; a branch label used twice | [`GraphError`] (65) | alembic fails (or, for duplicates, silently keeps one) |
 //!
 //! A revision file that Python would refuse for reasons the tokenizer does not see (a bad
@@ -27,6 +31,8 @@
 //! the database, and the next `alembic` run reports the file.
 
 mod config;
+mod env_py;
+mod flask;
 mod graph;
 mod ini;
 mod python;
@@ -35,7 +41,9 @@ mod revision;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use config::{ConfigFiles, ScriptLocation, locate};
+pub use config::{ConfigFiles, ScriptLocation, found_here, locate};
+pub use env_py::EnvSettings;
+pub use flask::load_flask;
 pub use graph::{Graph, GraphError, RevisionStatus, State, Verdict};
 pub use revision::RevisionScript;
 
@@ -81,18 +89,73 @@ impl std::error::Error for LoadError {
     }
 }
 
-/// Reads the configuration `files` (relative paths from `cwd`, alembic's working directory), every
-/// revision file, and builds the graph.
-pub fn load(files: &ConfigFiles, cwd: &Path) -> Result<Graph, LoadError> {
+/// What roadie read of an alembic project: its revision graph and what `env.py` says.
+#[derive(Debug)]
+pub struct Project {
+    pub graph: Graph,
+    pub env: EnvSettings,
+    /// The `env.py` read, for the lines that name it.
+    pub env_py: PathBuf,
+}
+
+/// Reads the configuration `files` (relative paths from `cwd`, alembic's working directory),
+/// every revision file, builds the graph, then reads `env.py`. A graph with no revision at all
+/// is a fallback: it is what an `env.py` that moves the versions at run time looks like, and
+/// "no revisions, no rows" must never read as "at head".
+pub fn load(files: &ConfigFiles, cwd: &Path) -> Result<Project, LoadError> {
+    let mut project = read_project(files, cwd)?;
+    if let (Some(line), None) = (project.env.flask_configure_args, &project.env.table_unknown) {
+        project.env.table_unknown = Some(format!(
+            "line {line}: context.configure(...) takes Flask-Migrate's Migrate(...) keywords, \
+             which only `flask db` hands it"
+        ));
+    }
+    Ok(project)
+}
+
+/// `load` without deciding what Flask-Migrate's keywords mean (`flask.rs` does).
+fn read_project(files: &ConfigFiles, cwd: &Path) -> Result<Project, LoadError> {
     let location = locate(files, cwd)?;
     let mut scripts = Vec::new();
     for file in revision_files(&location)? {
         scripts.push((read_revision_file(&file)?, file));
     }
-    Graph::build(scripts).map_err(|e| match e {
+    let graph = Graph::build(scripts).map_err(|e| match e {
         GraphError::Unsupported { file, why } => LoadError::Fallback(Fallback { file, why }),
         other => LoadError::Graph(other),
-    })
+    })?;
+    if graph.heads().is_empty() {
+        let dirs: Vec<String> = location
+            .version_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(LoadError::Fallback(Fallback {
+            file: location.script_dir.clone(),
+            why: format!(
+                "no revision file in {} (env.py may choose the versions at run time)",
+                dirs.join(", ")
+            ),
+        }));
+    }
+    let env_py = location.script_dir.join("env.py");
+    let env = read_env_py(&env_py)?;
+    Ok(Project { graph, env, env_py })
+}
+
+/// `env.py` as alembic's `ScriptDirectory.run_env` loads it; what roadie cannot be sure of is
+/// a fallback naming the file and the line.
+fn read_env_py(path: &Path) -> Result<EnvSettings, LoadError> {
+    let fallback = |why: String| {
+        LoadError::Fallback(Fallback {
+            file: path.to_path_buf(),
+            why,
+        })
+    };
+    let bytes = std::fs::read(path).map_err(|e| fallback(format!("cannot be read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fallback("is not UTF-8".into()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    env_py::read(text).map_err(fallback)
 }
 
 /// alembic's `_load_revisions` and `Script._list_py_dir`/`_from_path`: `*.py` files not named

@@ -14,10 +14,12 @@ use crate::children::Program;
 use crate::database::Connection;
 use crate::database::history::VersionTable;
 
-/// The scripts of the alembic project an `alembic upgrade head` command works on.
+/// The scripts of the alembic project an `alembic upgrade head` (or `heads`) command works on.
 pub struct Scripts {
     graph: Graph,
     table: VersionTable,
+    /// `upgrade heads`: several heads are fine (each branch to its head).
+    all_heads: bool,
 }
 
 /// What the version table says against the scripts.
@@ -32,9 +34,10 @@ pub enum Reading {
 impl Scripts {
     /// The scripts `program` works on, when it is `alembic upgrade head` in one of its usual
     /// forms and roadie can read its project; `Ok(None)` runs it as any command.
+    /// `table`: `--alembic-version-table` when given (it wins over `env.py`).
     pub fn of_command(
         program: &Program,
-        table: &VersionTable,
+        table: Option<&VersionTable>,
     ) -> Result<Option<Self>, MigrateError> {
         let Some(upgrade) = super::alembic_upgrade_head(&program.argv) else {
             return Ok(None);
@@ -48,18 +51,23 @@ impl Scripts {
 
     /// Reads the project the command names (its `-c`, `-n`, `ALEMBIC_CONFIG`) from `cwd`.
     /// `Ok(None)`: roadie cannot read it exactly (or `-x` options feed env.py), so alembic
-    /// runs as before; the line saying why is logged here.
+    /// runs as before; the line saying why is logged here. The version table is `table` when
+    /// given, else the one `env.py` names, else `alembic_version`.
     pub fn read(
         upgrade: &AlembicUpgradeHead,
         cwd: &Path,
-        table: &VersionTable,
+        table: Option<&VersionTable>,
     ) -> Result<Option<Self>, MigrateError> {
         if !upgrade.x.is_empty() {
             info!(
-                "alembic -x {}: env.py reads it, roadie cannot, so alembic runs to decide",
+                "-x {}: env.py reads it, roadie cannot, so alembic runs to decide",
                 upgrade.x.join(" -x ")
             );
             return Ok(None);
+        }
+        if let Some(flask) = &upgrade.flask {
+            let loaded = alembic::load_flask(flask.directory.as_deref(), cwd);
+            return Self::judged(loaded, upgrade, table);
         }
         let env_config = std::env::var_os("ALEMBIC_CONFIG").map(std::path::PathBuf::from);
         let files = ConfigFiles::from_options(
@@ -68,8 +76,17 @@ impl Scripts {
             env_config.as_deref(),
         )
         .map_err(|why| MigrateError::Misconfigured(format!("alembic: {why}")))?;
-        let graph = match alembic::load(&files, cwd) {
-            Ok(graph) => graph,
+        Self::judged(alembic::load(&files, cwd), upgrade, table)
+    }
+
+    /// The project as loaded, or the fallback line / the error for it.
+    fn judged(
+        loaded: Result<alembic::Project, LoadError>,
+        upgrade: &AlembicUpgradeHead,
+        table: Option<&VersionTable>,
+    ) -> Result<Option<Self>, MigrateError> {
+        let project = match loaded {
+            Ok(project) => project,
             Err(LoadError::Fallback(fallback)) => {
                 info!(
                     "starting alembic: roadie cannot read {} without Python ({})",
@@ -92,8 +109,27 @@ impl Scripts {
                 });
             }
         };
-        let heads = graph.heads();
-        if heads.len() > 1 {
+        let table = match (table, env_table(&project.env)) {
+            (Some(flag), _) => flag.clone(),
+            (None, Some(Ok(named))) => named,
+            (None, Some(Err(why))) => {
+                info!("starting alembic: {}: {why}", project.env_py.display());
+                return Ok(None);
+            }
+            (None, None) => VersionTable::default(),
+        };
+        Ok(Some(Scripts {
+            graph: project.graph,
+            table,
+            all_heads: upgrade.heads,
+        }))
+    }
+
+    /// `upgrade head` with several heads: said before Python starts (65). `upgrade heads`
+    /// and `migrate status` take them as they are.
+    fn refuse_several_heads(&self) -> Result<(), MigrateError> {
+        let heads = self.graph.heads();
+        if heads.len() > 1 && !self.all_heads {
             return Err(MigrateError::Failed {
                 what: "alembic upgrade head".into(),
                 message: format!(
@@ -103,15 +139,13 @@ impl Scripts {
                 ),
             });
         }
-        Ok(Some(Scripts {
-            graph,
-            table: table.clone(),
-        }))
+        Ok(())
     }
 
     /// Reads the version table (one simple query: fine through a transaction pooler) and
     /// judges it. A revision no script knows is 65: the image is older than the schema.
     pub async fn reading(&self, conn: &mut Connection) -> Result<Reading, MigrateError> {
+        self.refuse_several_heads()?;
         let rows = conn
             .alembic_revisions(&self.table)
             .await
@@ -139,4 +173,32 @@ impl Scripts {
     pub fn table(&self) -> &VersionTable {
         &self.table
     }
+}
+
+/// The table `env.py` names (`[schema.]name`), if it names one; `Err` when roadie cannot query
+/// it as named (the line for running alembic instead).
+fn env_table(env: &alembic::EnvSettings) -> Option<Result<VersionTable, String>> {
+    if let Some(why) = &env.table_unknown {
+        return Some(Err(format!(
+            "roadie cannot tell which version table env.py uses ({why}); \
+             --alembic-version-table would say"
+        )));
+    }
+    let name = env
+        .version_table
+        .as_ref()
+        .map_or("alembic_version", |(n, _)| n);
+    let text = match &env.version_table_schema {
+        Some((schema, _)) => format!("{schema}.{name}"),
+        None if env.version_table.is_some() => name.to_string(),
+        None => return None,
+    };
+    let line = env
+        .version_table
+        .as_ref()
+        .or(env.version_table_schema.as_ref())
+        .map_or(0, |(_, l)| *l);
+    Some(VersionTable::parse(&text).map_err(|_| {
+        format!("line {line} names the version table {text}, which roadie cannot query")
+    }))
 }

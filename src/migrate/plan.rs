@@ -27,7 +27,8 @@ pub struct PlanInputs<'a> {
     pub command: Option<&'a Program>,
     /// The app's argv, when there is one.
     pub app: Option<&'a [OsString]>,
-    pub alembic_ini: bool,
+    /// alembic's configuration found here (`alembic::found_here`), as the user would name it.
+    pub alembic_config: Option<String>,
     pub migrations_dir: bool,
 }
 
@@ -35,13 +36,15 @@ pub struct PlanInputs<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum PlanDecision {
     Plan(Plan),
-    /// alembic.ini is here: run `alembic upgrade head` (to be found on PATH).
+    /// alembic's configuration is here (alembic.ini, `[tool.alembic]` in pyproject.toml,
+    /// `ALEMBIC_CONFIG`): run `alembic upgrade head` (to be found on PATH).
     Alembic,
     Invalid(String),
 }
 
 /// PRODUCT.md's rules: `--skip-migrations`; the migrator as COMMAND waits but does not migrate;
-/// `--migrations DIR` or `--migrate-command CMD`; else alembic.ini means `alembic upgrade head`,
+/// `--migrations DIR` or `--migrate-command CMD`; else alembic's configuration (alembic.ini,
+/// `[tool.alembic]` in pyproject.toml, `ALEMBIC_CONFIG`) means `alembic upgrade head`,
 /// else a `migrations/` folder of sqlx files means native; else nothing.
 pub fn decide(asked: &PlanInputs<'_>) -> PlanDecision {
     if !asked.database {
@@ -71,14 +74,16 @@ pub fn decide(asked: &PlanInputs<'_>) -> PlanDecision {
     if let Some(command) = asked.command {
         return PlanDecision::Plan(Plan::Command(command.clone()));
     }
-    if asked.alembic_ini {
+    if asked.alembic_config.is_some() {
         return PlanDecision::Alembic;
     }
     if asked.migrations_dir {
         return PlanDecision::Plan(Plan::Native(PathBuf::from("migrations")));
     }
     PlanDecision::Plan(Plan::Skip(Some(
-        "no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into(),
+        "no migrations: no --migrations, --migrate-command, alembic configuration (alembic.ini, \
+         [tool.alembic] in pyproject.toml, ALEMBIC_CONFIG) or migrations/ here"
+            .into(),
     )))
 }
 
@@ -96,8 +101,8 @@ fn without_a_database(asked: &PlanInputs<'_>) -> PlanDecision {
         ));
     }
     let migrator = asked.app.is_some_and(|app| is_the_migrator(app, None));
-    let found = if asked.alembic_ini {
-        Some("alembic.ini")
+    let found = if let Some(alembic) = &asked.alembic_config {
+        Some(alembic.as_str())
     } else if asked.migrations_dir {
         Some("a migrations/ folder of sqlx files")
     } else {
@@ -152,8 +157,8 @@ fn effective_argv(argv: &[OsString]) -> Option<&[OsString]> {
     Some(argv)
 }
 
-/// `alembic upgrade head` as people write it, however it is started, with the options that
-/// say where its configuration is.
+/// `alembic upgrade head` (or `heads`) as people write it, however it is started, with the
+/// options that say where its configuration is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AlembicUpgradeHead {
     /// `-c FILE` / `--config FILE`, in order (an ini file and a pyproject.toml may both be).
@@ -162,16 +167,34 @@ pub struct AlembicUpgradeHead {
     pub name: Option<String>,
     /// `-x KEY=VALUE`: read by env.py alone, which roadie cannot read.
     pub x: Vec<String>,
+    /// `upgrade heads`: every branch to its head (done when the table holds exactly the heads).
+    pub heads: bool,
+    /// Flask-Migrate's `flask db upgrade` rather than alembic's own command line.
+    pub flask: Option<FlaskDb>,
 }
 
-/// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head`,
+/// Flask-Migrate's `flask db upgrade`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlaskDb {
+    /// `-d/--directory DIR`; `None`: what `Migrate(directory=...)` says in the app, by default
+    /// `migrations`.
+    pub directory: Option<PathBuf>,
+}
+
+/// Reads `argv` as `alembic [-c FILE] [-n NAME] [-x ARG]... [--raiseerr] [-q] upgrade head[s]`,
 /// started directly or through a launcher; `None` for any other command (it stays opaque).
 pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
     let argv = effective_argv(argv)?;
-    if program_name(&argv[0]) != "alembic" {
-        return None;
+    match program_name(&argv[0]).to_str()? {
+        "alembic" => alembic_words(&argv[1..]),
+        "flask" => flask_db_upgrade(flask_db(&argv[1..])?),
+        _ => None,
     }
-    let mut words = argv[1..].iter().map(|a| a.to_str());
+}
+
+/// alembic's own command line after the program name.
+fn alembic_words(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
+    let mut words = argv.iter().map(|a| a.to_str());
     let mut found = AlembicUpgradeHead::default();
     loop {
         let word = words.next()??;
@@ -188,8 +211,65 @@ pub fn alembic_upgrade_head(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
             },
         }
     }
-    let target = words.next()??;
-    (target == "head" && words.next().is_none()).then_some(found)
+    found.heads = match words.next()?? {
+        "head" => false,
+        "heads" => true,
+        _ => return None,
+    };
+    words.next().is_none().then_some(found)
+}
+
+/// `flask [--app APP] [--env-file FILE] [--debug] db ...`: the words after `db`; `None` for any
+/// other flask command (`flask run` is an app).
+fn flask_db(argv: &[OsString]) -> Option<&[OsString]> {
+    let mut i = 0;
+    loop {
+        let word = argv.get(i)?.to_str()?;
+        match word {
+            "db" => return Some(&argv[i + 1..]),
+            "--app" | "-A" | "--env-file" | "-e" => i += 2,
+            "--debug" | "--no-debug" => i += 1,
+            _ if word.starts_with("--app=") || word.starts_with("--env-file=") => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Flask-Migrate's `db [-d DIR] [-x ARG] upgrade [-d DIR] [-x ARG] [head|heads]` (the words
+/// after `db`); `--sql`, `--tag` (read by env.py) or another revision stay opaque.
+fn flask_db_upgrade(argv: &[OsString]) -> Option<AlembicUpgradeHead> {
+    let mut found = AlembicUpgradeHead::default();
+    let (mut group_dir, mut command_dir) = (None, None);
+    let mut words = argv.iter().map(|a| a.to_str());
+    let mut upgrade = false;
+    let mut revision = None;
+    while let Some(word) = words.next() {
+        let word = word?;
+        let dir = if upgrade {
+            &mut command_dir
+        } else {
+            &mut group_dir
+        };
+        match word.split_once('=') {
+            Some(("--directory", v)) => *dir = Some(PathBuf::from(v)),
+            Some(("--x-arg", v)) => found.x.push(v.into()),
+            _ => match word {
+                "-d" | "--directory" => *dir = Some(PathBuf::from(words.next()??)),
+                "-x" | "--x-arg" => found.x.push(words.next()??.into()),
+                "upgrade" if !upgrade => upgrade = true,
+                "head" | "heads" if upgrade && revision.is_none() => revision = Some(word),
+                _ => return None,
+            },
+        }
+    }
+    if !upgrade {
+        return None;
+    }
+    found.heads = revision == Some("heads");
+    found.flask = Some(FlaskDb {
+        directory: command_dir.or(group_dir),
+    });
+    Some(found)
 }
 
 /// `uv run`'s options before the program (`--no-sync`, `--with alembic`, `--python=3.12`).
@@ -245,6 +325,10 @@ fn is_the_migrator(app: &[OsString], command: Option<&Program>) -> bool {
     if effective == Some(OsStr::new("alembic")) {
         return true;
     }
+    // Flask-Migrate's commands are `flask db ...`; any other flask command is the app.
+    if effective == Some(OsStr::new("flask")) {
+        return effective_argv(app).is_some_and(|argv| flask_db(&argv[1..]).is_some());
+    }
     let Some(command) = command else {
         return false;
     };
@@ -293,12 +377,13 @@ mod tests {
 
     #[rstest]
     #[case::no_database(PlanInputs { ..Default::default() }, PlanDecision::Plan(Plan::Skip(None)))]
-    #[case::skip(PlanInputs { database: true, skip: true, alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
-    #[case::alembic_ini(PlanInputs { database: true, alembic_ini: true, migrations_dir: true, ..Default::default() }, PlanDecision::Alembic)]
+    #[case::skip(PlanInputs { database: true, skip: true, alembic_config: Some("alembic.ini".into()), ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("--skip-migrations: not migrating".into()))))]
+    #[case::alembic_ini(PlanInputs { database: true, alembic_config: Some("alembic.ini".into()), migrations_dir: true, ..Default::default() }, PlanDecision::Alembic)]
+    #[case::pyproject_alone(PlanInputs { database: true, alembic_config: Some("[tool.alembic] in pyproject.toml".into()), ..Default::default() }, PlanDecision::Alembic)]
     #[case::migrations_dir(PlanInputs { database: true, migrations_dir: true, ..Default::default() }, PlanDecision::Plan(Plan::Native("migrations".into())))]
-    #[case::nothing(PlanInputs { database: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic.ini or migrations/ here".into()))))]
-    #[case::explicit_folder(PlanInputs { database: true, migrations: Some(Path::new("db")), alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Native("db".into())))]
-    #[case::no_database_but_skip(PlanInputs { skip: true, alembic_ini: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(None)))]
+    #[case::nothing(PlanInputs { database: true, ..Default::default() }, PlanDecision::Plan(Plan::Skip(Some("no migrations: no --migrations, --migrate-command, alembic configuration (alembic.ini, [tool.alembic] in pyproject.toml, ALEMBIC_CONFIG) or migrations/ here".into()))))]
+    #[case::explicit_folder(PlanInputs { database: true, migrations: Some(Path::new("db")), alembic_config: Some("alembic.ini".into()), ..Default::default() }, PlanDecision::Plan(Plan::Native("db".into())))]
+    #[case::no_database_but_skip(PlanInputs { skip: true, alembic_config: Some("alembic.ini".into()), ..Default::default() }, PlanDecision::Plan(Plan::Skip(None)))]
     fn the_plan_follows_product_md(#[case] asked: PlanInputs<'_>, #[case] expected: PlanDecision) {
         assert_eq!(decide(&asked), expected);
     }
@@ -330,6 +415,13 @@ mod tests {
     #[case(&["python", "-m", "uvicorn", "alembic:app"], &["alembic", "upgrade", "head"], false)]
     #[case(&["python", "alembic.py"], &["alembic", "upgrade", "head"], false)]
     #[case(&["python3.x", "-m", "alembic"], &["dbmate", "up"], false)]
+    #[case(&["flask", "db", "downgrade"], &["flask", "db", "upgrade"], true)]
+    #[case(&["flask", "--app", "app", "db", "current"], &["alembic", "upgrade", "head"], true)]
+    #[case(&["uv", "run", "flask", "db", "history"], &["dbmate", "up"], true)]
+    #[case(&["python", "-m", "flask", "db", "downgrade"], &["flask", "db", "upgrade"], true)]
+    #[case(&["flask", "run", "--host", "0.0.0.0"], &["flask", "db", "upgrade"], false)]
+    #[case(&["flask", "--app", "app", "run"], &["flask", "--app", "app", "db", "upgrade"], false)]
+    #[case(&["flask", "seed-data"], &["flask", "db", "upgrade"], false)]
     fn the_migrator_as_command_waits_but_does_not_migrate(
         #[case] app: &[&str],
         #[case] migrate_command: &[&str],
@@ -354,7 +446,9 @@ mod tests {
     }
 
     #[rstest]
-    #[case::alembic_ini(PlanInputs { alembic_ini: true, ..Default::default() }, "found alembic.ini")]
+    #[case::alembic_ini(PlanInputs { alembic_config: Some("alembic.ini".into()), ..Default::default() }, "found alembic.ini")]
+    #[case::pyproject_alone(PlanInputs { alembic_config: Some("[tool.alembic] in pyproject.toml".into()), ..Default::default() }, "found [tool.alembic] in pyproject.toml")]
+    #[case::alembic_config_env(PlanInputs { alembic_config: Some("ALEMBIC_CONFIG=db/prod.ini".into()), ..Default::default() }, "found ALEMBIC_CONFIG=db/prod.ini")]
     #[case::migrations_dir(PlanInputs { migrations_dir: true, ..Default::default() }, "found a migrations/ folder")]
     fn migrations_found_without_a_database_are_refused_naming_them(
         #[case] asked: PlanInputs<'_>,
@@ -374,9 +468,21 @@ mod tests {
     #[case(&["alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["python", "-m", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
     #[case(&["uv", "run", "alembic", "upgrade", "head"], Some(AlembicUpgradeHead::default()))]
-    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![] }))]
-    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()] }))]
-    #[case(&["alembic", "upgrade", "heads"], None)]
+    #[case(&["/venv/bin/alembic", "-c", "db/alembic.ini", "-n", "tenant", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["db/alembic.ini".into()], name: Some("tenant".into()), x: vec![], heads: false, flask: None }))]
+    #[case(&["alembic", "--config=a.ini", "--raiseerr", "-x", "data=true", "upgrade", "head"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], name: None, x: vec!["data=true".into()], heads: false, flask: None }))]
+    #[case(&["alembic", "upgrade", "heads"], Some(AlembicUpgradeHead { heads: true, ..Default::default() }))]
+    #[case(&["uv", "run", "alembic", "-c", "a.ini", "upgrade", "heads"], Some(AlembicUpgradeHead { configs: vec!["a.ini".into()], heads: true, ..Default::default() }))]
+    #[case(&["alembic", "upgrade", "heads", "--sql"], None)]
+    #[case(&["flask", "db", "upgrade"], Some(AlembicUpgradeHead { flask: Some(FlaskDb::default()), ..Default::default() }))]
+    #[case(&["flask", "--app", "app:create_app()", "db", "-d", "db/migrations", "upgrade", "heads"], Some(AlembicUpgradeHead { flask: Some(FlaskDb { directory: Some("db/migrations".into()) }), heads: true, ..Default::default() }))]
+    #[case(&["uv", "run", "flask", "db", "--directory=outer", "upgrade", "--directory", "inner", "head"], Some(AlembicUpgradeHead { flask: Some(FlaskDb { directory: Some("inner".into()) }), ..Default::default() }))]
+    #[case(&["python", "-m", "flask", "db", "upgrade", "-x", "tenant=a"], Some(AlembicUpgradeHead { flask: Some(FlaskDb::default()), x: vec!["tenant=a".into()], ..Default::default() }))]
+    #[case(&["flask", "db", "upgrade", "--sql"], None)]
+    #[case(&["flask", "db", "upgrade", "--tag", "t"], None)]
+    #[case(&["flask", "db", "upgrade", "ae10"], None)]
+    #[case(&["flask", "db", "downgrade"], None)]
+    #[case(&["flask", "run"], None)]
+    #[case(&["alembic", "upgrade", "branch@head"], None)]
     #[case(&["alembic", "upgrade", "head", "--sql"], None)]
     #[case(&["alembic", "upgrade", "+1"], None)]
     #[case(&["alembic", "-c"], None)]

@@ -190,7 +190,9 @@ pub fn status(
 /// roadie can read it without Python.
 fn alembic_scripts(config: &Settings) -> Result<Option<Scripts>, MigrateError> {
     match &config.plan {
-        Plan::Command(program) => Scripts::of_command(program, &config.alembic.version_table),
+        Plan::Command(program) => {
+            Scripts::of_command(program, config.alembic.version_table.as_ref())
+        }
         _ => Ok(None),
     }
 }

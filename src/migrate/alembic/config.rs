@@ -16,6 +16,11 @@ pub struct ConfigFiles {
     pub pyproject: PathBuf,
     /// `-n/--name`: the ini section (the TOML section is always `[tool.alembic]`).
     pub section: String,
+    /// `script_location` set in code before alembic reads it (Flask-Migrate's
+    /// `set_main_option`): wins over both files.
+    pub script_location: Option<String>,
+    /// Whether `pyproject.toml` is read at all (Flask-Migrate hands alembic the ini alone).
+    pub read_pyproject: bool,
 }
 
 impl Default for ConfigFiles {
@@ -24,11 +29,24 @@ impl Default for ConfigFiles {
             ini: PathBuf::from("alembic.ini"),
             pyproject: PathBuf::from("pyproject.toml"),
             section: "alembic".into(),
+            script_location: None,
+            read_pyproject: true,
         }
     }
 }
 
 impl ConfigFiles {
+    /// What Flask-Migrate's `Migrate.get_config` builds for `flask db -d DIRECTORY`:
+    /// `DIRECTORY/alembic.ini`, `script_location` set to DIRECTORY, no `pyproject.toml`.
+    pub fn flask_migrate(directory: &Path) -> Self {
+        ConfigFiles {
+            ini: directory.join("alembic.ini"),
+            script_location: Some(directory.to_string_lossy().into_owned()),
+            read_pyproject: false,
+            ..ConfigFiles::default()
+        }
+    }
+
     /// alembic's `CommandLine._inis_from_config`: `configs` are the `-c` values in order,
     /// `env_config` is `ALEMBIC_CONFIG`.
     pub fn from_options(
@@ -71,6 +89,36 @@ impl ConfigFiles {
     }
 }
 
+/// What alembic would read in `cwd` when started without `-c`, if anything: `ALEMBIC_CONFIG`'s
+/// file, `alembic.ini`, or a `pyproject.toml` with a `[tool.alembic]` table (alembic 1.16+ runs
+/// from that alone). Named as a user would recognise it, for the plan's log and its refusals.
+pub fn found_here(cwd: &Path, env_config: Option<&Path>) -> Option<String> {
+    let files = ConfigFiles::from_options(&[], None, env_config)
+        .expect("UNWRAP: without -c there is nothing to refuse");
+    let env_named = |p: &Path| env_config.is_some_and(|e| e == p);
+    if cwd.join(&files.ini).is_file() {
+        return Some(if env_named(&files.ini) {
+            format!("ALEMBIC_CONFIG={}", files.ini.display())
+        } else {
+            files.ini.display().to_string()
+        });
+    }
+    let text = std::fs::read_to_string(cwd.join(&files.pyproject)).ok()?;
+    let has_table = match text.parse::<toml::Table>() {
+        Ok(doc) => doc.get("tool").and_then(|t| t.get("alembic")).is_some(),
+        // Broken TOML that mentions the table: alembic would try it, and the load says 78.
+        Err(_) => text.contains("[tool.alembic"),
+    };
+    has_table.then(|| {
+        let name = files.pyproject.display();
+        if env_named(&files.pyproject) {
+            format!("[tool.alembic] in ALEMBIC_CONFIG={name}")
+        } else {
+            format!("[tool.alembic] in {name}")
+        }
+    })
+}
+
 /// What the revision reader needs: the script directory and where its revision files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptLocation {
@@ -100,20 +148,22 @@ enum Raw {
 
 pub fn locate(files: &ConfigFiles, cwd: &Path) -> Result<ScriptLocation, LoadError> {
     let sources = Sources::read(files, cwd)?;
-    let script_location = match sources.option("script_location")? {
-        Some(Raw::Ini(value)) => value,
-        Some(Raw::Toml(value)) => sources.toml_string("script_location", value)?,
-        None => {
-            return Err(config_error(
-                &sources.ini_path,
-                format!(
-                    "no script_location in its [{}] section, nor in [tool.alembic] of {}",
-                    sources.section,
-                    sources.toml_path.display()
-                ),
-            ));
-        }
-    };
+    let set_in_code = files.script_location.clone().map(Raw::Ini);
+    let script_location =
+        match set_in_code.map_or_else(|| sources.option("script_location"), |s| Ok(Some(s)))? {
+            Some(Raw::Ini(value)) => value,
+            Some(Raw::Toml(value)) => sources.toml_string("script_location", value)?,
+            None => {
+                return Err(config_error(
+                    &sources.ini_path,
+                    format!(
+                        "no script_location in its [{}] section, nor in [tool.alembic] of {}",
+                        sources.section,
+                        sources.toml_path.display()
+                    ),
+                ));
+            }
+        };
     let sys_path = sources.prepend_sys_path()?;
     let script_dir = resource(&script_location, cwd, &sys_path, &sources.ini_path)?;
     if !script_dir.exists() {
@@ -189,6 +239,7 @@ impl Sources {
             Err(e) => return Err(fallback(&ini_path, format!("cannot be read: {e}"))),
         };
         let toml = match std::fs::read_to_string(&toml_path) {
+            _ if !files.read_pyproject => None,
             Ok(text) => {
                 let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                     config_error(&toml_path, format!("is not valid TOML: {}", e.message()))
@@ -580,6 +631,50 @@ mod tests {
         #[case] expected: Outcome,
     ) {
         assert_eq!(outcome(files), expected);
+    }
+
+    #[rstest]
+    #[case::nothing(&[], None, None)]
+    #[case::alembic_ini(&[("alembic.ini", "[alembic]\n")], None, Some("alembic.ini"))]
+    #[case::pyproject_alone(&[("pyproject.toml", "[project]\nname = 'x'\n[tool.alembic]\nscript_location = 'm'\n")], None, Some("[tool.alembic] in pyproject.toml"))]
+    #[case::pyproject_without_the_table(&[("pyproject.toml", "[project]\nname = 'x'\n")], None, None)]
+    #[case::pyproject_broken(&[("pyproject.toml", "[tool.alembic\n")], None, Some("[tool.alembic] in pyproject.toml"))]
+    #[case::ini_first(&[("alembic.ini", ""), ("pyproject.toml", "[tool.alembic]\n")], None, Some("alembic.ini"))]
+    #[case::env_ini(&[("db/prod.ini", "")], Some("db/prod.ini"), Some("ALEMBIC_CONFIG=db/prod.ini"))]
+    #[case::env_ini_missing(&[("alembic.ini", "")], Some("db/prod.ini"), None)]
+    #[case::env_pyproject(&[("app/pyproject.toml", "[tool.alembic]\n")], Some("app/pyproject.toml"), Some("[tool.alembic] in ALEMBIC_CONFIG=app/pyproject.toml"))]
+    fn finds_the_configuration_where_alembic_does(
+        #[case] files: &[(&str, &str)],
+        #[case] env: Option<&str>,
+        #[case] expected: Option<&str>,
+    ) {
+        let dir = project(files);
+        assert_eq!(
+            found_here(dir.path(), env.map(Path::new)).as_deref(),
+            expected
+        );
+    }
+
+    #[test]
+    fn flask_migrate_sets_script_location_and_reads_no_pyproject() {
+        let dir = project(&[
+            (
+                "db/migrations/alembic.ini",
+                "[alembic]\nscript_location = elsewhere\n",
+            ),
+            ("db/migrations/versions/", ""),
+            (
+                "pyproject.toml",
+                "[tool.alembic]\nversion_locations = ['%(here)s/other']\n",
+            ),
+        ]);
+        let files = ConfigFiles::flask_migrate(Path::new("db/migrations"));
+        let found = locate(&files, dir.path()).expect("located");
+        assert_eq!(found.script_dir, dir.path().join("db/migrations"));
+        assert_eq!(
+            found.version_dirs,
+            [dir.path().join("db/migrations/versions")]
+        );
     }
 
     #[rstest]

@@ -164,13 +164,27 @@ impl Graph {
                 labels.insert(label, i);
             }
         }
+        // A computed `branch_labels` hides labels: a name that resolves to nothing may be one.
+        let computed = scripts
+            .iter()
+            .find_map(|(s, f)| s.computed_labels.map(|line| (f, line)));
         let mut nodes: Vec<Node> = Vec::with_capacity(scripts.len());
         for (script, file) in &scripts {
-            let unknown = |field, missing: &String| GraphError::UnknownReference {
-                revision: script.revision.clone(),
-                file: file.clone(),
-                field,
-                missing: missing.clone(),
+            let unknown = |field, missing: &String| match computed {
+                Some((labelled, line)) => GraphError::Unsupported {
+                    file: file.clone(),
+                    why: format!(
+                        "{field} {missing} names no revision; it may be a branch label that {} \
+                         computes on line {line}",
+                        labelled.display()
+                    ),
+                },
+                None => GraphError::UnknownReference {
+                    revision: script.revision.clone(),
+                    file: file.clone(),
+                    field,
+                    missing: missing.clone(),
+                },
             };
             let mut down = Vec::new();
             for id in &script.down_revisions {
@@ -288,10 +302,11 @@ impl Graph {
     }
 
     /// The rows of the version table against the scripts.
+    /// No revision at all is never at head (`load` falls back before asking).
     pub fn verdict<S: AsRef<str>>(&self, rows: &[S]) -> Verdict {
         let rows: BTreeSet<&str> = rows.iter().map(AsRef::as_ref).collect();
         let heads: BTreeSet<&str> = self.heads().into_iter().collect();
-        if rows == heads {
+        if rows == heads && !heads.is_empty() {
             return Verdict::AtHead;
         }
         let unknown: Vec<String> = rows
@@ -422,6 +437,7 @@ mod tests {
                     down_revisions: list(parts.next()),
                     depends_on: list(parts.next()),
                     branch_labels: list(parts.next()),
+                    computed_labels: None,
                 };
                 (script, PathBuf::from(format!("{id}.py")))
             })
@@ -441,6 +457,34 @@ mod tests {
         let g = graph(spec).expect("builds");
         assert_eq!(g.heads(), heads);
         assert_eq!(g.bases(), bases);
+    }
+
+    #[test]
+    fn a_computed_label_turns_an_unresolved_name_into_a_fallback() {
+        let mut scripts: Vec<(RevisionScript, PathBuf)> = ["a", "b"]
+            .iter()
+            .map(|id| {
+                let script = RevisionScript {
+                    revision: id.to_string(),
+                    down_revisions: Vec::new(),
+                    depends_on: Vec::new(),
+                    branch_labels: Vec::new(),
+                    computed_labels: None,
+                };
+                (script, PathBuf::from(format!("{id}.py")))
+            })
+            .collect();
+        scripts[0].0.computed_labels = Some(7);
+        scripts[1].0.depends_on = vec!["shop".into()];
+        match Graph::build(scripts.clone()) {
+            Err(GraphError::Unsupported { why, .. }) => {
+                assert!(why.contains("a.py computes on line 7"), "{why}")
+            }
+            other => panic!("expected a fallback, got {other:?}"),
+        }
+        scripts[1].0.depends_on = vec!["a".into()];
+        let graph = Graph::build(scripts).expect("ids still resolve");
+        assert_eq!(graph.heads(), ["a", "b"]);
     }
 
     #[rstest]
@@ -466,7 +510,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::empty_scripts_empty_table("", &[], Verdict::AtHead)]
+    #[case::empty_scripts_empty_table("", &[], Verdict::Pending { missing: vec![] })]
     #[case::at_head("a b<a", &["b"], Verdict::AtHead)]
     #[case::empty_table("a b<a", &[], Verdict::Pending { missing: vec!["a".into(), "b".into()] })]
     #[case::one_behind("a b<a c<b", &["b"], Verdict::Pending { missing: vec!["c".into()] })]

@@ -33,6 +33,59 @@ pub struct LogicalLine {
     pub tokens: Vec<Token>,
 }
 
+/// For each logical line, the line that opens the block it is in (a header ending with `:`),
+/// found by indentation; `None` at module level.
+pub fn block_parents(lines: &[LogicalLine]) -> Vec<Option<usize>> {
+    let mut parent = Vec::with_capacity(lines.len());
+    let mut open: Vec<usize> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        while open.last().is_some_and(|&h| lines[h].indent >= line.indent) {
+            open.pop();
+        }
+        parent.push(open.last().copied());
+        if line.opens_block() {
+            open.push(i);
+        }
+    }
+    parent
+}
+
+impl LogicalLine {
+    /// Ends with `:` outside brackets: the header of a block.
+    pub fn opens_block(&self) -> bool {
+        self.tokens
+            .last()
+            .is_some_and(|t| t.depth == 0 && t.tok == Tok::Op(":"))
+    }
+
+    /// The statement's keyword or first name (`async` skipped).
+    pub fn first_word(&self) -> Option<&str> {
+        let mut words = self.tokens.iter().map(|t| match &t.tok {
+            Tok::Name(n) => Some(n.as_str()),
+            _ => None,
+        });
+        match words.next()? {
+            Some("async") => words.next()?,
+            word => word,
+        }
+    }
+
+    /// `def NAME(...)` / `async def NAME(...)`: NAME.
+    pub fn def_name(&self) -> Option<&str> {
+        if self.first_word() != Some("def") {
+            return None;
+        }
+        let at = self
+            .tokens
+            .iter()
+            .position(|t| matches!(&t.tok, Tok::Name(n) if n == "def"))?;
+        match &self.tokens.get(at + 1)?.tok {
+            Tok::Name(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 /// Longest first, so that maximal munch picks `**=` before `**` before `*`.
 const OPERATORS: &[&str] = &[
     "**=", "//=", ">>=", "<<=", "...", "->", ":=", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=",

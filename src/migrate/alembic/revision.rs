@@ -1,7 +1,12 @@
 //! Reads one alembic revision file without running it: the literal top-level assignments of
-//! `revision`, `down_revision`, `branch_labels` and `depends_on` (annotated or not). Anything
-//! that could make Python see other values (a computed value, a second binding form, an
-//! indented assignment, a star import, `globals()`) is a reason to fall back, never a guess.
+//! `revision`, `down_revision`, `branch_labels` and `depends_on` (annotated or not). Only the
+//! statements that run when alembic imports the file decide: the body of a function (e.g.
+//! `upgrade()`) runs later, so what it does with strings, locals or `setattr` never declines a
+//! file, unless module-level code calls that function or it declares a target `global`.
+//! Anything that could make Python see other values at import (a computed value, a second
+//! binding form, an indented assignment, a star import, `globals()`) is a reason to fall back,
+//! never a guess. A computed `branch_labels` alone is read as unknown labels (they do not
+//! change which revisions are heads).
 
 use super::python::{self, LogicalLine, Tok, Token};
 
@@ -14,6 +19,8 @@ pub struct RevisionScript {
     pub branch_labels: Vec<String>,
     /// Revision ids or branch labels, as written.
     pub depends_on: Vec<String>,
+    /// The line of a `branch_labels` that is not a literal: its labels are unknown.
+    pub computed_labels: Option<usize>,
 }
 
 const TARGETS: [&str; 4] = ["revision", "down_revision", "branch_labels", "depends_on"];
@@ -37,6 +44,8 @@ const DYNAMIC: &[&str] = &[
 /// A literal value as Python would build it.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
+    /// A `branch_labels` roadie cannot evaluate, assigned on this line.
+    Computed(usize),
     None,
     Str(String),
     Seq(Vec<Value>),
@@ -46,8 +55,10 @@ enum Value {
 pub fn read(source: &str, file_name: &str) -> Result<RevisionScript, String> {
     let lines = python::logical_lines(source)
         .map_err(|e| format!("line {}: cannot be read as Python ({})", e.line, e.why))?;
+    let in_function = function_bodies(&lines);
+    check_functions_stay_inside(&lines, &in_function)?;
     let mut values: [Option<Value>; 4] = Default::default();
-    for line in &lines {
+    for (line, _) in lines.iter().zip(&in_function).filter(|(_, f)| !**f) {
         check_no_dynamic_binding(line)?;
         for statement in line.tokens.split(|t| t.depth == 0 && t.tok == Tok::Op(";")) {
             if let Some((target, Some(value))) = assignment(line.indent, statement)? {
@@ -68,11 +79,16 @@ pub fn read(source: &str, file_name: &str) -> Result<RevisionScript, String> {
         ));
     }
     let down = down.ok_or("no `down_revision` assignment")?;
+    let (branch_labels, computed_labels) = match labels {
+        Some(Value::Computed(line)) => (Vec::new(), Some(line)),
+        labels => (ids(labels.unwrap_or(Value::None), "branch_labels")?, None),
+    };
     Ok(RevisionScript {
         revision,
         down_revisions: ids(down, "down_revision")?,
-        branch_labels: ids(labels.unwrap_or(Value::None), "branch_labels")?,
+        branch_labels,
         depends_on: ids(depends.unwrap_or(Value::None), "depends_on")?,
+        computed_labels,
     })
 }
 
@@ -89,6 +105,7 @@ fn legacy_revision(file_name: &str) -> Option<String> {
 /// alembic's `util.to_tuple`, then checks alembic would make (or that would make it crash).
 fn ids(value: Value, name: &str) -> Result<Vec<String>, String> {
     let items = match value {
+        Value::Computed(_) => return Err(format!("`{name}` is not a literal")),
         Value::None => return Ok(Vec::new()),
         Value::Str(s) => vec![Value::Str(s)],
         Value::Seq(items) => items,
@@ -112,6 +129,116 @@ fn ids(value: Value, name: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// For each logical line, whether it is inside a `def` (it runs only when called).
+fn function_bodies(lines: &[LogicalLine]) -> Vec<bool> {
+    let parents = python::block_parents(lines);
+    (0..lines.len())
+        .map(|i| {
+            std::iter::successors(parents[i], |&h| parents[h])
+                .any(|h| lines[h].first_word() == Some("def"))
+        })
+        .collect()
+}
+
+/// Function bodies may do anything with their own names; they decline the file only when they
+/// can reach the module's: `global`/`nonlocal` naming a target, or a dynamic-binding name
+/// (`setattr`, `globals`, `exec`, ...) in a function that import-time code can run: one it
+/// refers to, one a decorator gets, or one such a function refers to.
+fn check_functions_stay_inside(lines: &[LogicalLine], in_function: &[bool]) -> Result<(), String> {
+    let parents = python::block_parents(lines);
+    // The outermost function each line is in (its header line).
+    let owner: Vec<Option<usize>> = (0..lines.len())
+        .map(|i| {
+            std::iter::successors(parents[i], |&h| parents[h])
+                .filter(|&h| lines[h].first_word() == Some("def"))
+                .last()
+        })
+        .collect();
+    let outermost: Vec<(usize, &str)> = (0..lines.len())
+        .filter(|&h| owner[h].is_none())
+        .filter_map(|h| lines[h].def_name().map(|n| (h, n)))
+        .collect();
+    let refers_to = |i: usize, function: &str| {
+        let own_header = lines[i].def_name() == Some(function) && owner[i].is_none();
+        !own_header
+            && lines[i]
+                .tokens
+                .iter()
+                .any(|t| matches!(&t.tok, Tok::Name(n) if n == function))
+    };
+    let decorated = |h: usize| {
+        h > 0
+            && lines[h - 1].indent == lines[h].indent
+            && lines[h - 1]
+                .tokens
+                .first()
+                .is_some_and(|t| t.tok == Tok::Op("@"))
+    };
+    // Functions import-time code can run, and why (for the line that declines the file).
+    let mut runs: Vec<Option<&str>> = outermost
+        .iter()
+        .map(|&(h, name)| {
+            if decorated(h) {
+                Some("a decorator gets")
+            } else if (0..lines.len()).any(|i| !in_function[i] && refers_to(i, name)) {
+                Some("module-level code refers to")
+            } else {
+                None
+            }
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for f in 0..outermost.len() {
+            if runs[f].is_some() {
+                continue;
+            }
+            let reached = (0..outermost.len()).any(|g| {
+                runs[g].is_some()
+                    && (0..lines.len())
+                        .any(|i| owner[i] == Some(outermost[g].0) && refers_to(i, outermost[f].1))
+            });
+            if reached {
+                runs[f] = Some("a function module-level code runs refers to");
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (i, line) in lines.iter().enumerate().filter(|(i, _)| in_function[*i]) {
+        let names = || {
+            line.tokens.iter().filter_map(|t| match &t.tok {
+                Tok::Name(n) => Some((n.as_str(), t.line)),
+                _ => None,
+            })
+        };
+        if matches!(line.first_word(), Some("global" | "nonlocal"))
+            && let Some((name, at)) = names().find(|(n, _)| TARGETS.contains(n))
+        {
+            return Err(format!(
+                "line {at}: a function declares `{name}` global, which can rebind it"
+            ));
+        }
+        let import = matches!(line.first_word(), Some("import" | "from"));
+        let Some((dynamic, at)) = names().find(|(n, _)| DYNAMIC.contains(n) && !import) else {
+            continue;
+        };
+        let Some(f) = outermost.iter().position(|&(h, _)| Some(h) == owner[i]) else {
+            continue;
+        };
+        if let Some(why) = runs[f] {
+            return Err(format!(
+                "line {at}: uses `{dynamic}`, which can set module names, in {}(), which {why} \
+                 when alembic imports the file",
+                outermost[f].1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fails when a target name appears anywhere but as the target of a plain top-level assignment,
 /// an attribute (`x.revision`) or a keyword argument (`f(revision=...)`); or when a star import
 /// or a dynamic-binding name appears.
@@ -121,7 +248,10 @@ fn check_no_dynamic_binding(line: &LogicalLine) -> Result<(), String> {
         let Tok::Name(name) = &token.tok else {
             continue;
         };
-        if DYNAMIC.contains(&name.as_str()) {
+        // In `from app.modules.x import y`, names are a module path; what an import binds is
+        // checked below like any other binding.
+        let import = matches!(line.first_word(), Some("import" | "from"));
+        if DYNAMIC.contains(&name.as_str()) && !import {
             return Err(format!(
                 "line {}: uses `{name}`, which can set module names",
                 token.line
@@ -140,7 +270,13 @@ fn check_no_dynamic_binding(line: &LogicalLine) -> Result<(), String> {
         let keyword = token.depth > 0 && tokens.get(i + 1).is_some_and(|t| t.tok == Tok::Op("="));
         let statement_start =
             line.indent == 0 && token.depth == 0 && (i == 0 || tokens[i - 1].tok == Tok::Op(";"));
-        if !(attribute || keyword || statement_start) {
+        // `def f(revision, x: str = ...)`: a parameter binds a local of the function.
+        let parameter = line.first_word() == Some("def")
+            && token.depth > 0
+            && tokens
+                .get(i + 1)
+                .is_some_and(|t| matches!(t.tok, Tok::Op("," | ")" | ":" | "=")));
+        if !(attribute || keyword || statement_start || parameter) {
             return Err(format!(
                 "line {}: `{name}` is used other than in a plain top-level assignment",
                 token.line
@@ -192,6 +328,7 @@ fn assignment(
     };
     match parser.expression() {
         Some(value) if parser.pos == rest.len() => Ok(Some((target, Some(value)))),
+        _ if *name == "branch_labels" => Ok(Some((target, Some(Value::Computed(*line))))),
         _ => refuse("is not a literal string, None, tuple or list of strings"),
     }
 }
@@ -303,6 +440,7 @@ mod tests {
             down_revisions: own(down),
             branch_labels: own(labels),
             depends_on: own(depends),
+            computed_labels: None,
         }
     }
 
@@ -377,8 +515,100 @@ def downgrade() -> None:
     #[case::bare_annotation_binds_nothing("revision: str\nrevision = 'a'\ndown_revision = None\n", script("a", &[], &[], &[]))]
     #[case::crlf("revision = 'a'\r\ndown_revision = None\r\n", script("a", &[], &[], &[]))]
     #[case::fstrings_elsewhere("revision = 'a'\ndown_revision = None\ndef upgrade():\n    op.execute(f\"UPDATE {t} SET x = '{v!r}'\")\n", script("a", &[], &[], &[]))]
+    #[case::locals_named_revision_in_functions("revision = 'a'\ndown_revision = None\ndef upgrade():\n    for revision in rows():\n        op.execute('UPDATE t SET r = {}'.format(revision))\n        revision = revision + '!'\n", script("a", &[], &[], &[]))]
+    #[case::format_and_concatenation_in_functions("revision = 'a'\ndown_revision = None\ndef upgrade():\n    sql = 'UPDATE ' + TABLE + ' SET v = %s' % down_revision\n    op.execute(f'{sql} -- {revision!r:>{w}}')\n", script("a", &[], &[], &[]))]
+    #[case::setattr_and_exec_in_upgrade("revision = 'a'\ndown_revision = None\ndef upgrade():\n    setattr(model, 'x', 1)\n    exec(code)\n    globals()\n", script("a", &[], &[], &[]))]
+    #[case::modules_in_an_import_path("from app.modules.billing import models\nimport app.modules.users as users\nrevision = 'a'\ndown_revision = None\n", script("a", &[], &[], &[]))]
+    #[case::nested_functions_and_methods("revision = 'a'\ndown_revision = None\nclass Helper:\n    def run(self):\n        def inner():\n            revision = 'z'\n        setattr(self, 'revision', 1)\n", script("a", &[], &[], &[]))]
     fn reads_literal_assignments(#[case] source: &str, #[case] expected: RevisionScript) {
         assert_eq!(read(source, "x.py"), Ok(expected));
+    }
+
+    /// A data migration as big projects write them: every kind of string and statement in its
+    /// functions, module-level helpers and imports from `app.modules`.
+    const DATA_MIGRATION: &str = r#""""backfill invoices
+
+Revision ID: 7f3c2a9b1d04
+Revises: 5e1d0c8a7b32, 6a9b8c7d6e54
+"""
+from datetime import datetime
+import re
+
+from alembic import op
+import sqlalchemy as sa
+from sqlalchemy.sql import table, column
+from app.modules.billing.models import Invoice  # noqa
+from app.modules import users as user_module
+
+revision = "7f3c2a9b1d04"
+down_revision = ("5e1d0c8a7b32", "6a9b8c7d6e54")
+branch_labels = None
+depends_on = None
+
+TABLE = "invoices"
+PATTERN = re.compile(r"\d{2}-\d{4}")
+invoices = table(TABLE, column("id", sa.Integer), column("number", sa.String))
+
+
+def _rename(revision, *, prefix="INV"):
+    return f"{prefix}-{revision:0>6}" + "-" + "{}".format(revision)
+
+
+@sa.event.listens_for(sa.Table, "column_reflect")
+def _listener(inspector, table, column_info):
+    column_info["key"] = column_info["name"]
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    for revision, number in bind.execute(sa.text(f"SELECT id, number FROM {TABLE}")):
+        if (match := PATTERN.search(number)) is not None:
+            op.execute(
+                f"""UPDATE {TABLE}
+                    SET number = '{_rename(revision)!s}', updated = '{datetime.now():%Y-%m-%d %H:%M}'
+                    WHERE id = {revision} -- {{literal braces}} {match["group"] if False else ""}"""
+            )
+    setattr(Invoice, "migrated", True)
+    exec("x = 1", {})
+    match bind.dialect.name:
+        case "postgresql":
+            op.execute("SET LOCAL lock_timeout = '5s'")
+        case _:
+            pass
+    down_revision = "local, not the module's"
+    globals_seen = len(globals())
+
+
+def downgrade() -> None:
+    op.execute("UPDATE %s SET number = %s" % (TABLE, "number"))
+"#;
+
+    #[test]
+    fn a_data_migration_full_of_python_is_read() {
+        assert_eq!(
+            read(DATA_MIGRATION, "7f3c2a9b1d04_backfill.py"),
+            Ok(script(
+                "7f3c2a9b1d04",
+                &["5e1d0c8a7b32", "6a9b8c7d6e54"],
+                &[],
+                &[]
+            ))
+        );
+    }
+
+    #[test]
+    fn a_computed_branch_labels_is_read_as_unknown_labels() {
+        let read = read(
+            "revision = 'a'\ndown_revision = None\nbranch_labels = (BRANCH,)\n",
+            "x.py",
+        );
+        assert_eq!(
+            read,
+            Ok(RevisionScript {
+                computed_labels: Some(3),
+                ..script("a", &[], &[], &[])
+            })
+        );
     }
 
     #[test]
@@ -424,6 +654,29 @@ def downgrade() -> None:
         "revision = 'a'\ndown_revision = None\nx = f\"{(revision := 'b')}\"\n"
     )]
     #[case::conditional_expression("revision = 'a' if X else 'b'\ndown_revision = None\n")]
+    #[case::dynamic_function_called_at_import(
+        "revision = 'a'\ndown_revision = None\ndef fix():\n    globals()['revision'] = 'b'\nfix()\n"
+    )]
+    #[case::dynamic_function_passed_at_import(
+        "revision = 'a'\ndown_revision = None\ndef fix():\n    setattr(sys.modules[__name__], 'revision', 'b')\nHOOKS = [fix]\n"
+    )]
+    #[case::dynamic_function_decorated(
+        "revision = 'a'\ndown_revision = None\n@run_now\ndef fix():\n    exec('revision = 1')\n"
+    )]
+    #[case::dynamic_function_reached_through_another(
+        "revision = 'a'\ndown_revision = None\ndef fix():\n    globals()['revision'] = 'b'\ndef setup():\n    fix()\nsetup()\n"
+    )]
+    #[case::walrus_in_a_default(
+        "revision = 'a'\ndown_revision = None\ndef f(x=(revision := 'b')):\n    pass\n"
+    )]
+    #[case::nonlocal_target(
+        "revision = 'a'\ndown_revision = None\ndef f():\n    nonlocal revision\n"
+    )]
+    #[case::sys_modules_at_import(
+        "import sys\nrevision = 'a'\ndown_revision = None\nsys.modules[__name__].revision = 'b'\n"
+    )]
+    #[case::computed_down_revision("revision = 'b'\ndown_revision = PARENT\n")]
+    #[case::computed_depends_on("revision = 'b'\ndown_revision = None\ndepends_on = deps()\n")]
     fn falls_back_rather_than_guess(#[case] source: &str) {
         let result = read(source, "x.py");
         assert!(result.is_err(), "{result:?}");

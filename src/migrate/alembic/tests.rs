@@ -7,6 +7,7 @@
 mod bad_input;
 mod fixtures;
 mod generated;
+mod projects;
 mod random_graphs;
 
 use std::io::Write;
@@ -169,14 +170,23 @@ struct Answer {
     check_heads: Vec<String>,
 }
 
+/// The venv's python, with alembic importable; one clear panic naming scripts/venv.sh when
+/// it is not there (rather than an import error deep in the oracle).
+fn venv_python() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    let python = bin.join("python");
+    assert!(
+        python.exists() && bin.join("alembic").exists(),
+        "{} has no python with alembic: these tests ask the real alembic; run scripts/venv.sh \
+         (it makes the venv and installs tests/requirements.txt)",
+        bin.display()
+    );
+    python
+}
+
 /// Runs the oracle on `cases` in one Python process, with a deadline.
 fn ask_alembic(cases: &[Case], deadline: Duration) -> Vec<Answer> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: these tests need the venv with alembic (scripts/venv.sh)",
-        python.display()
-    );
+    let python = venv_python();
     let script = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(script.path(), ORACLE).expect("write oracle.py");
     let mut child = Command::new(&python)
@@ -231,6 +241,7 @@ fn roadie_graph(case: &Case) -> Graph {
     }
     let files = ConfigFiles::from_options(&configs, name, None).expect("valid options");
     load(&files, &case.cwd)
+        .map(|project| project.graph)
         .unwrap_or_else(|e| panic!("roadie cannot read {}: {e}", case.cwd.display()))
 }
 

@@ -25,7 +25,7 @@ enum Alembic {
     Works,
 }
 
-fn classify(result: Result<super::super::Graph, LoadError>) -> Roadie {
+fn classify(result: Result<super::super::Project, LoadError>) -> Roadie {
     match result.expect_err("roadie refuses or falls back") {
         LoadError::Config(_) => Roadie::ConfigError,
         LoadError::Fallback(_) => Roadie::Fallback,

@@ -11,7 +11,8 @@ so that concurrent runs surely overlap. A run with nothing to apply does not sle
 
 ALEMBIC_IMPORTED_MARKER (a file, optional): a line is appended each time this env.py runs,
 so a test can prove that a boot never started alembic (Python).
-ALEMBIC_VERSION_TABLE (optional): the version table's name, as env.py files rename it.
+The version table is alembic's default; a test that renames it edits the copy's
+`context.configure(...)` call, as a project would.
 """
 
 import os
@@ -50,7 +51,6 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            version_table=os.environ.get("ALEMBIC_VERSION_TABLE") or "alembic_version",
         )
         with context.begin_transaction():
             migration = context.get_context()
