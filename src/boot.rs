@@ -76,8 +76,9 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
     if let (Some(held), Some(dir)) = (held, &config.hooks.locked) {
         // Hooks that must run once cluster-wide (seed data), under the migration lock.
         let ran = hooks_stage(dir, &mut supervision);
-        held.release();
+        let released = held.release();
         timings.hooks = Some(ran?);
+        released.map_err(BootError::Migrate)?;
     }
     if let Some(runtime) = runtime {
         // A DNS lookup stuck in the blocking pool must not hold the boot up.

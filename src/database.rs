@@ -12,6 +12,7 @@ pub mod pooler;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod readiness;
+pub mod silence;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod sqlstate;

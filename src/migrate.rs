@@ -103,5 +103,5 @@ pub(crate) async fn bounded<T>(
 ) -> Result<T, MigrateError> {
     tokio::time::timeout(QUERY_TIMEOUT, work)
         .await
-        .map_err(|_| MigrateError::unavailable(doing, Unanswered))
+        .map_err(|_| MigrateError::unavailable(doing, Unanswered(QUERY_TIMEOUT)))
 }

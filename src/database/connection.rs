@@ -53,7 +53,14 @@ macro_rules! on_each_driver {
 pub(crate) use on_each_driver;
 
 impl Connection {
+    /// Connects, with the client-side silence bounds on the new socket (`silence.rs`).
     pub async fn open(options: &ConnectOptions) -> Result<Self, sqlx::Error> {
+        let conn = Self::open_unbounded(options).await?;
+        super::silence::bound_own_sockets();
+        Ok(conn)
+    }
+
+    async fn open_unbounded(options: &ConnectOptions) -> Result<Self, sqlx::Error> {
         Ok(match options {
             #[cfg(feature = "postgres")]
             ConnectOptions::Postgres(o) => {
@@ -131,6 +138,40 @@ impl Connection {
             Connection::MySql(c) => mysql::backend_id(c).await,
             #[cfg(feature = "sqlite")]
             Connection::Sqlite(_) => Ok(0),
+        }
+    }
+
+    /// Cancels the running statement of session `backend` (its transaction rolls back).
+    pub async fn cancel_backend(&mut self, backend: i64) -> Result<(), sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::cancel(c, backend).await,
+            #[cfg(feature = "mysql")]
+            Connection::MySql(c) => mysql::cancel(c, backend).await,
+            #[cfg(feature = "sqlite")]
+            Connection::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Whether session `backend` still holds the advisory lock `key` (PostgreSQL; elsewhere
+    /// the lock's own session says, and this is true).
+    pub async fn lock_still_held(&mut self, backend: i64, key: i64) -> Result<bool, sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::still_held(c, backend, key).await,
+            #[allow(unreachable_patterns)]
+            _ => Ok(true),
+        }
+    }
+
+    /// The other sessions of this database named `application`, each described (PostgreSQL;
+    /// none elsewhere, where the name is not seen).
+    pub async fn sessions_named(&mut self, application: &str) -> Result<Vec<String>, sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => postgres::sessions_named(c, application).await,
+            #[allow(unreachable_patterns)]
+            _ => Ok(Vec::new()),
         }
     }
 

@@ -346,6 +346,80 @@ pub async fn lock_holder(conn: &mut PgConnection, key: i64) -> Option<String> {
     Some(holder)
 }
 
+/// Tries the session-level advisory lock `key` once (a native run: its migrations run on this
+/// session, so the lock ends with it). Named for the holder report and bounded by keepalives
+/// like the transaction-scoped one.
+pub async fn try_session_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
+    let got = simple_scalar(
+        conn,
+        &format!(
+            "SET application_name = 'roadie (migration lock)'; \
+             SELECT pg_try_advisory_lock({key})::text"
+        ),
+    )
+    .await?;
+    Ok(got.as_deref() == Some("true"))
+}
+
+/// Releases the session-level lock `key`: false when this session did not hold it.
+pub async fn session_unlock(conn: &mut PgConnection, key: i64) -> Result<(), sqlx::Error> {
+    let released = simple_scalar(conn, &format!("SELECT pg_advisory_unlock({key})::text")).await?;
+    match released.as_deref() {
+        Some("true") => Ok(()),
+        _ => Err(sqlx::Error::Protocol(
+            "the session no longer held the migration lock".into(),
+        )),
+    }
+}
+
+/// Whether session `backend` still holds advisory lock `key` (granted): the watch's check that
+/// a migration command still runs under the lock.
+pub async fn still_held(
+    conn: &mut PgConnection,
+    backend: i64,
+    key: i64,
+) -> Result<bool, sqlx::Error> {
+    let held = simple_scalar(
+        conn,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+               AND pid = {backend} AND classid = ({key}::bigint >> 32)::oid \
+               AND objid = ({key}::bigint & 4294967295)::oid AND objsubid = 1)::text"
+        ),
+    )
+    .await?;
+    Ok(held.as_deref() == Some("true"))
+}
+
+/// The sessions of this database named `application` (a migration command's, by
+/// `PGAPPNAME`), other than this one: `pid N (state, connected since ...)` each.
+pub async fn sessions_named(
+    conn: &mut PgConnection,
+    application: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let name = application.replace('\'', "''");
+    // Inside the lock's transaction, pg_stat_activity would show the snapshot taken at its
+    // first read: clear it, so every poll sees the sessions as they are now.
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_stat_clear_snapshot(); \
+         SELECT pid::text, coalesce(state, '') || coalesce(', waiting for ' || wait_event, ''), \
+                to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
+         FROM pg_stat_activity \
+         WHERE application_name = '{name}' AND pid <> pg_backend_pid() \
+           AND datname = current_database()"
+    )))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.len() == 3)
+        .map(|r| {
+            let text = |i: usize| r.try_get::<String, _>(i).unwrap_or_default();
+            format!("pid {} ({}, connected since {})", text(0), text(1), text(2))
+        })
+        .collect())
+}
+
 /// Releases the transaction-scoped lock: it goes with the transaction.
 pub async fn unlock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql("COMMIT").execute(conn).await.map(drop)

@@ -97,7 +97,7 @@ impl CommandRun<'_> {
             Ok(Reading::AtHead(head)) => head,
             Ok(Reading::Pending(_)) => return Ok(Err(lock)),
             Err(e) => {
-                runtime.block_on(lock.release());
+                let _ = runtime.block_on(lock.release());
                 return Err(e);
             }
         };
@@ -108,7 +108,7 @@ impl CommandRun<'_> {
         if self.locking.keep {
             return Ok(Ok((summary, Some(lock))));
         }
-        runtime.block_on(lock.release());
+        let _ = runtime.block_on(lock.release());
         Ok(Ok((summary, None)))
     }
 
@@ -126,11 +126,18 @@ impl CommandRun<'_> {
             .ddl
             .lock_timeout
             .filter(|_| self.url.driver().has_lock_timeout());
-        let (watch, server_version) = CommandWatch::start(self.url, ddl_lock_timeout);
-        let mut env = match ddl_lock_timeout {
-            Some(timeout) => command_env(timeout, server_version, &|name| std::env::var_os(name)),
-            None => Vec::new(),
-        };
+        let mut lock = lock;
+        let identity = runtime.block_on(lock_identity(&mut lock));
+        if let Err(e) = runtime.block_on(self.wait_for_earlier_migrators(&mut lock, waited)) {
+            runtime.block_on(async {
+                let _ = bounded("releasing the migration lock", lock.release()).await;
+            });
+            return Err(e);
+        }
+        let (watch, server_version) = CommandWatch::start(self.url, ddl_lock_timeout, identity);
+        let mut env = command_env(ddl_lock_timeout, server_version, &|name| {
+            std::env::var_os(name)
+        });
         if let Some(text) = self.direct {
             for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
                 env.push((name.into(), text.into()));
@@ -155,9 +162,23 @@ impl CommandRun<'_> {
         let lock = if self.locking.keep && succeeded {
             Some(lock)
         } else {
-            runtime.block_on(async {
-                let _ = bounded("releasing the migration lock", lock.release()).await;
-            });
+            let released =
+                runtime.block_on(bounded("releasing the migration lock", lock.release()));
+            if succeeded && !matches!(released, Ok(Ok(()))) {
+                // The lock's transaction did not last to the end: another replica may have
+                // taken it and migrated beside this command. Say so; do not start the app.
+                let why = match released {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(silence) => crate::error::report(&silence),
+                    Ok(Ok(())) => unreachable!("UNWRAP: matched above"),
+                };
+                return Err(MigrateError::gone(format!(
+                    "the migration lock was not held to the end of {:?} (releasing it: {why}); \
+                     another replica may have migrated beside it: check the schema before \
+                     starting the app",
+                    program.command_line()
+                )));
+            }
             None
         };
         let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
@@ -186,6 +207,59 @@ impl CommandRun<'_> {
     }
 }
 
+/// The lock's session (server-side id) and key, for the watch to check it is still held.
+async fn lock_identity(lock: &mut MigrationLock) -> Option<(i64, i64)> {
+    let key = lock.advisory_key()?;
+    let backend = bounded("", lock.backend_id()).await.ok().flatten()?;
+    Some((backend, key))
+}
+
+impl CommandRun<'_> {
+    /// Fencing: a holder whose lock was lost stops its command, but its sessions may outlive
+    /// the loss for a while (until its roadie's SIGTERM, or the server's keepalives, end them).
+    /// Before starting its own command, a new holder waits until no session of an earlier
+    /// holder's command (named by `PGAPPNAME`) is open, up to what is left of
+    /// `--lock-timeout`.
+    async fn wait_for_earlier_migrators(
+        &self,
+        lock: &mut MigrationLock,
+        waited: Duration,
+    ) -> Result<(), MigrateError> {
+        let Some(conn) = lock.connection() else {
+            return Ok(());
+        };
+        let left = self.locking.timeout.saturating_sub(waited);
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            const ASKING: &str = "looking for an earlier migration command's sessions";
+            let open = bounded(ASKING, conn.sessions_named(COMMAND_APPLICATION)).await?;
+            let open = open.map_err(|e| MigrateError::unavailable(ASKING, e))?;
+            if open.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= left {
+                return Err(MigrateError::LockTimedOut {
+                    timeout: self.locking.timeout,
+                    holder: Some(format!(
+                        "an earlier holder's migration command, whose sessions ({COMMAND_APPLICATION:?}) are still open: {}",
+                        open.join(", ")
+                    )),
+                });
+            }
+            if !said {
+                tracing::info!(
+                    "waiting for an earlier migration command's sessions to end before starting \
+                     this one (its replica lost the lock): {}",
+                    open.join(", ")
+                );
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// What the failure line adds when the watch saw the command wait for a table lock.
 fn lock_timeout_note(blocker: &str, timeout: Option<Duration>) -> String {
     format!(
@@ -203,10 +277,26 @@ fn lock_timeout_note(blocker: &str, timeout: Option<Duration>) -> String {
 /// unless set. libpq reads both, so psycopg, psycopg2 and every libpq client honour them;
 /// asyncpg does not. An older server would refuse a connection naming a setting it lacks.
 fn command_env(
-    timeout: Duration,
+    timeout: Option<Duration>,
     server_version: Option<i32>,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Vec<(OsString, OsString)> {
+    let mut vars = Vec::new();
+    if let Some(timeout) = timeout {
+        vars.push(pgoptions(timeout, server_version, env));
+    }
+    if env("PGAPPNAME").is_none() {
+        vars.push(("PGAPPNAME".into(), COMMAND_APPLICATION.into()));
+    }
+    vars
+}
+
+/// `PGOPTIONS`: the container's, then `lock_timeout` and the server-side bounds.
+fn pgoptions(
+    timeout: Duration,
+    server_version: Option<i32>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> (OsString, OsString) {
     let mut ours = format!(
         "-c lock_timeout={}ms -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 \
          -c tcp_keepalives_count=3",
@@ -222,11 +312,7 @@ fn command_env(
         options.push(" ");
     }
     options.push(ours);
-    let mut vars = vec![(OsString::from("PGOPTIONS"), options)];
-    if env("PGAPPNAME").is_none() {
-        vars.push(("PGAPPNAME".into(), COMMAND_APPLICATION.into()));
-    }
-    vars
+    ("PGOPTIONS".into(), options)
 }
 
 /// Watches the database while the command runs, on a thread and a session of its own (the
@@ -262,7 +348,11 @@ impl CommandWatch {
     /// has run for [`WATCH_EVERY`], so a command with nothing to do costs no second login.
     /// The session lives on the watch's thread and its runtime: a socket is driven by the
     /// runtime it was opened on, and the boot's idles while the command runs.
-    fn start(url: &DatabaseUrl, ddl_lock_timeout: Option<Duration>) -> (Option<Self>, Option<i32>) {
+    fn start(
+        url: &DatabaseUrl,
+        ddl_lock_timeout: Option<Duration>,
+        lock: Option<(i64, i64)>,
+    ) -> (Option<Self>, Option<i32>) {
         if !url.driver().has_server() {
             return (None, None);
         }
@@ -284,7 +374,7 @@ impl CommandWatch {
                         _ = tokio::time::sleep(WATCH_EVERY) => {}
                     }
                 }
-                let opened = Watch::open(&url, Watched::Command, ddl_lock_timeout).await;
+                let opened = Watch::open(&url, Watched::Command { lock }, ddl_lock_timeout).await;
                 let lost = match opened {
                     Ok(Some(Ok(mut watch))) => {
                         let _ = connected.send(watch.server_version().await);
@@ -372,7 +462,7 @@ mod tests {
             "PGAPPNAME" => pgappname.map(OsString::from),
             _ => None,
         };
-        let vars = command_env(Duration::from_secs(2), Some(130_000), &env);
+        let vars = command_env(Some(Duration::from_secs(2)), Some(130_000), &env);
         assert_eq!(vars[0], ("PGOPTIONS".into(), expected.into()));
         assert_eq!(
             vars.iter().any(|(k, _)| k == "PGAPPNAME"),
@@ -390,7 +480,7 @@ mod tests {
         #[case] version: Option<i32>,
         #[case] asked: bool,
     ) {
-        let vars = command_env(Duration::from_secs(2), version, &|_| None);
+        let vars = command_env(Some(Duration::from_secs(2)), version, &|_| None);
         let options = vars[0].1.to_string_lossy().into_owned();
         assert_eq!(
             options.contains("-c client_connection_check_interval=1s"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::children::{ChildExit, ExecError, Program};
 use crate::database::lock::LockError;
+use crate::database::silence;
 use crate::supervise::{RunError, Stage, Stop, Stopped};
 
 #[derive(Debug)]
@@ -88,14 +89,22 @@ impl MigrateError {
         }
     }
 
-    /// The database went away while roadie was `doing` something, because of `cause`.
+    /// The database went away while roadie was `doing` something, because of `cause`. A
+    /// socket that gave up on a silent network is said as the silence it was.
     pub fn unavailable(
         doing: impl Into<String>,
         cause: impl Into<Box<dyn Error + Send + Sync>>,
     ) -> Self {
+        let cause = cause.into();
+        let silent = cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(silence::gave_up);
         MigrateError::Unavailable {
             doing: doing.into(),
-            cause: Some(cause.into()),
+            cause: Some(match silent {
+                true => Box::new(Unanswered(silence::CLIENT_SILENCE)),
+                false => cause,
+            }),
         }
     }
 
@@ -123,16 +132,17 @@ impl MigrateError {
     }
 }
 
-/// The database gave no answer within the bound of roadie's own queries.
+/// The database gave no answer within a bound of roadie's: its own queries'
+/// (`QUERY_TIMEOUT`), or its sockets' silence bound (`database::silence`).
 #[derive(Debug, Clone, Copy)]
-pub struct Unanswered;
+pub struct Unanswered(pub Duration);
 
 impl fmt::Display for Unanswered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "the database did not answer within {}s (the network to it may be gone)",
-            super::QUERY_TIMEOUT.as_secs()
+            self.0.as_secs()
         )
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::{MigrateError, bounded};
-use crate::database::lock::MigrationLock;
+use crate::database::lock::{MigrationLock, Scope};
 use crate::database::{Connection, DatabaseUrl};
 
 /// Polls are this far apart (plus jitter): a waiting replica notices soon after the holder is
@@ -28,15 +28,17 @@ pub enum Acquired {
     NotNeeded(Duration),
 }
 
-/// Waits for the lock up to `timeout`, for work only the lock holder can judge (a migration
-/// command's state is its own). Returns the lock and how long it waited.
+/// Waits for the transaction-scoped lock up to `timeout`, for work only the lock holder can
+/// judge (a migration command's state is its own; hooks). Returns the lock and how long it
+/// waited.
 pub async fn acquire(
     url: &DatabaseUrl,
     reused: Option<Connection>,
     timeout: Duration,
 ) -> Result<(MigrationLock, Duration), MigrateError> {
-    let done_elsewhere = async || false;
-    match acquire_unless_done(url, reused, timeout, done_elsewhere).await? {
+    let done_elsewhere = async |_: &mut MigrationLock| false;
+    let scope = Scope::Transaction;
+    match acquire_unless_done(url, reused, scope, timeout, done_elsewhere).await? {
         Acquired::Held(lock, waited) => Ok((lock, waited)),
         Acquired::NotNeeded(_) => unreachable!("UNWRAP: never done elsewhere"),
     }
@@ -45,18 +47,20 @@ pub async fn acquire(
 /// Waits for the lock up to `timeout`. Between polls it asks `done_elsewhere` whether the
 /// holder has already done the work (nothing pending any more): then the lock is not
 /// needed, and ten replicas do not queue up to find that out one by one. The lock goes on
-/// `reused` (the wait stage's connection) when it still answers.
+/// `session` (the wait stage's connection, or a native run's migration session) when it
+/// still answers.
 pub async fn acquire_unless_done(
     url: &DatabaseUrl,
-    reused: Option<Connection>,
+    session: Option<Connection>,
+    scope: Scope,
     timeout: Duration,
-    mut done_elsewhere: impl AsyncFnMut() -> bool,
+    mut done_elsewhere: impl AsyncFnMut(&mut MigrationLock) -> bool,
 ) -> Result<Acquired, MigrateError> {
     let started = Instant::now();
     let deadline = started + timeout;
     // (issue 13) Every query here is bounded: a poll that gets no answer is a database
     // gone (a partition), not a busy lock.
-    let mut lock = bounded(TAKING, MigrationLock::prepare(url, reused)).await??;
+    let mut lock = bounded(TAKING, MigrationLock::prepare(url, session, scope)).await??;
     let mut next_report = started + REPORT_EVERY;
     let mut holder = None;
     loop {
@@ -64,7 +68,7 @@ pub async fn acquire_unless_done(
         if taken.map_err(|e| MigrateError::unavailable(TAKING, e))? {
             return Ok(Acquired::Held(lock, started.elapsed()));
         }
-        if done_elsewhere().await {
+        if done_elsewhere(&mut lock).await {
             lock.close().await;
             return Ok(Acquired::NotNeeded(started.elapsed()));
         }

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use attempt::Attempt;
 pub use folder::Folder;
+use session::PoolerCheck;
 
 use super::lock::{self, Acquired};
 use super::watch::{Watch, Watched};
 use super::{DdlLimits, Locking, MigrateError, Summary, bounded};
-use crate::database::lock::MigrationLock;
+use crate::database::lock::{MigrationLock, Scope};
+use tracing::{debug, info};
+
 use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::Supervision;
 
@@ -47,19 +50,34 @@ pub async fn run(
                 return Ok((Summary::UpToDate { lock_waited: None }, None));
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!("{e}; on to the lock"),
+            Err(e) => debug!("{e}; on to the lock"),
         }
     }
-    let lock_session = session::refuse_transaction_pooling(url, &mut conn).await?;
+    if let PoolerCheck::NoSecondSession =
+        session::refuse_transaction_pooling(url, &mut conn).await?
+    {
+        // Waiting for it while holding a session would deadlock a full session pool; a
+        // transaction pooler serves a new session's query as soon as any transaction ends.
+        // Should it be one all the same, the first prepared statement it loses is refused
+        // with the same 78 (folder.rs).
+        info!(
+            "no second session to be had beside the migration session within 2s: taking this \
+             for a full session pool, not a transaction pooler"
+        );
+    }
     session::keep_checking_the_client(&mut conn).await;
-    let done_elsewhere = async || {
-        !keep_lock
-            && matches!(bounded(READING, conn.applied_migrations()).await, Ok(Ok(applied)) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
+    // The lock goes on the migration session itself (session-scoped): its loss ends the run.
+    let done_elsewhere = async |lock: &mut MigrationLock| {
+        let Some(conn) = lock.connection().filter(|_| !keep_lock) else {
+            return false;
+        };
+        matches!(bounded(READING, conn.applied_migrations()).await, Ok(Ok(applied)) if folder.pending(&applied).is_ok_and(|p| p.is_empty()))
     };
     let acquired = supervision
         .until_stopped(lock::acquire_unless_done(
             url,
-            lock_session,
+            Some(conn),
+            Scope::Session,
             locking.timeout,
             done_elsewhere,
         ))
@@ -67,7 +85,6 @@ pub async fn run(
     let (mut lock, waited) = match acquired {
         Acquired::Held(lock, waited) => (lock, waited),
         Acquired::NotNeeded(waited) => {
-            let _ = bounded("closing the migration session", conn.close()).await;
             let summary = Summary::UpToDate {
                 lock_waited: Some(waited),
             };
@@ -82,16 +99,14 @@ pub async fn run(
         grace,
         supervision,
     };
-    let outcome = run.migrate(&mut conn, &mut lock).await;
-    if let Err(MigrateError::Unavailable { .. }) = &outcome {
+    let outcome = run.migrate(&mut lock).await;
+    if let Err(MigrateError::Unavailable { .. } | MigrateError::Stopped(_)) = &outcome {
         // The database stopped answering: a goodbye would wait for it too. Dropped, the
-        // sockets close here; the server frees the lock and rolls back once its keepalives
-        // give up on them (5 s + 3 x 2 s).
+        // socket closes here; the server frees the lock and rolls back once its keepalives
+        // give up on it (5 s + 3 x 2 s), or at once when the socket's end reaches it.
         drop(lock);
-        drop(conn);
         return outcome.map(|summary| (summary, None));
     }
-    let _ = bounded("closing the migration session", conn.close()).await;
     match outcome {
         Ok(summary) if keep_lock => Ok((summary, Some(lock))),
         outcome => {
@@ -116,12 +131,11 @@ struct LockedRun<'a> {
 
 impl LockedRun<'_> {
     /// Applies what is pending, one migration at a time, watched.
-    async fn migrate(
-        &self,
-        conn: &mut Connection,
-        lock: &mut MigrationLock,
-    ) -> Result<Summary, MigrateError> {
+    async fn migrate(&self, lock: &mut MigrationLock) -> Result<Summary, MigrateError> {
         let (folder, waited) = (self.folder, self.waited);
+        let conn = lock
+            .connection()
+            .expect("UNWRAP: a native run holds its lock on its migration session");
         // Again, under the lock: the replica that waited usually finds the work done.
         let created = bounded("creating _sqlx_migrations", conn.ensure_migrations_table()).await?;
         created.map_err(|e| MigrateError::unavailable("creating _sqlx_migrations", e))?;
@@ -136,19 +150,7 @@ impl LockedRun<'_> {
         const ASKING: &str = "asking for the session's id";
         let backend = bounded(ASKING, conn.backend_id()).await?;
         let backend = backend.map_err(|e| MigrateError::unavailable(ASKING, e))?;
-        let mut watch = match Watch::open(
-            self.url,
-            Watched::Native { backend },
-            self.ddl.lock_timeout,
-        )
-        .await?
-        {
-            Some(Ok(watch)) => Some(watch),
-            Some(Err(e)) => {
-                return Err(MigrateError::unavailable("connecting the watch session", e));
-            }
-            None => None,
-        };
+        let mut watch = self.watch(backend).await;
         let started = Instant::now();
         // One migration at a time (sqlx's Migrator over the folder up to it), so that what the
         // server says during it (a NOTICE) names the migration it came from, and a lock timeout
@@ -156,7 +158,6 @@ impl LockedRun<'_> {
         let mut attempt = Attempt {
             folder,
             pending: &pending,
-            conn,
             lock,
             backend,
             watch: &mut watch,
@@ -182,4 +183,42 @@ impl LockedRun<'_> {
             lock_waited: waited,
         })
     }
+
+    /// The watch beside the run: it names a blocker of the migration and cancels its
+    /// statement on a stop. Not needed for safety (the lock is the migration session's, and
+    /// that session's socket notices silence by itself), so it is had only when a session can
+    /// be had at once: behind a session pool that waiting replicas fill, asking for a second
+    /// session while holding the lock would deadlock until a bound broke it.
+    async fn watch(&self, backend: i64) -> Option<Watch> {
+        let opened = tokio::time::timeout(
+            WATCH_CONNECT,
+            Watch::open(self.url, Watched::Native { backend }, self.ddl.lock_timeout),
+        )
+        .await;
+        match opened {
+            Ok(Ok(Some(Ok(watch)))) => Some(watch),
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(Err(e)))) => {
+                debug!("no watch session beside the migration: {e}");
+                None
+            }
+            Ok(Err(e)) => {
+                debug!(
+                    "no watch session beside the migration: {}",
+                    crate::error::report(&e)
+                );
+                None
+            }
+            Err(_) => {
+                debug!(
+                    "no watch session beside the migration within {}s (a full pool?)",
+                    WATCH_CONNECT.as_secs()
+                );
+                None
+            }
+        }
+    }
 }
+
+/// How long the optional watch session may take to open.
+const WATCH_CONNECT: Duration = Duration::from_secs(2);

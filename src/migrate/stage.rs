@@ -27,8 +27,19 @@ pub struct HeldLock<'r> {
 }
 
 impl HeldLock<'_> {
-    pub fn release(self) {
-        self.runtime.block_on(self.lock.release());
+    /// Releases the lock; an error says it was not held to the end of the hooks.
+    pub fn release(self) -> Result<(), MigrateError> {
+        let released = self.runtime.block_on(super::bounded(
+            "releasing the migration lock",
+            self.lock.release(),
+        ))?;
+        released.map_err(|e| {
+            MigrateError::unavailable(
+                "the migration lock was not held to the end of the locked hooks; another \
+                 replica may have run them beside these",
+                e,
+            )
+        })
     }
 }
 

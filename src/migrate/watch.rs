@@ -26,13 +26,17 @@ pub enum Watched {
     Native { backend: i64 },
     /// A migration command: unnamed (behind a transaction pooler a name would stay on the
     /// server connection); its sessions' blockers looked for with `--ddl-lock-timeout` only.
-    Command,
+    /// `lock`: the lock's session (server-side id) and key, checked to be still held: the
+    /// command's sessions are its own, so the lock's loss would not end them by itself.
+    Command { lock: Option<(i64, i64)> },
 }
 
 /// A watch session on a server database.
 pub struct Watch {
     conn: Connection,
     blocked: Blocked,
+    /// The lock's session and key, when the lock must be checked to be still held.
+    lock: Option<(i64, i64)>,
     every: Duration,
 }
 
@@ -49,19 +53,19 @@ impl Watch {
             return Ok(None);
         }
         const CONNECTING: &str = "connecting the watch session";
-        let (opened, blocked) = match watched {
+        let (opened, blocked, lock) = match watched {
             Watched::Native { backend } => {
                 let named = [("application_name", "roadie (migration watch)".to_string())];
                 let opened = bounded(CONNECTING, url.connect_with_settings(&named)).await?;
-                (opened, Blocked::Session(backend))
+                (opened, Blocked::Session(backend), None)
             }
-            Watched::Command => {
+            Watched::Command { lock } => {
                 let opened = bounded(CONNECTING, url.connect()).await?;
                 let blocked = match ddl_lock_timeout {
                     Some(_) => Blocked::Application(COMMAND_APPLICATION),
                     None => Blocked::Nobody,
                 };
-                (opened, blocked)
+                (opened, blocked, lock)
             }
         };
         let mut conn = match opened {
@@ -84,6 +88,7 @@ impl Watch {
         Ok(Some(Ok(Watch {
             conn,
             blocked,
+            lock,
             every,
         })))
     }
@@ -93,10 +98,26 @@ impl Watch {
         bounded("", self.conn.server_version()).await.ok().flatten()
     }
 
-    /// Returns only when the database stops answering; meanwhile notes the migration's
-    /// blocker in `blocker`.
+    /// Returns only when the database stops answering, or the lock is no longer held;
+    /// meanwhile notes the migration's blocker in `blocker`.
     pub async fn until_lost(&mut self, blocker: &mut Option<String>) -> MigrateError {
         loop {
+            if let Some((backend, key)) = self.lock {
+                const CHECKING: &str = "checking that the migration lock is still held";
+                match bounded(CHECKING, self.conn.lock_still_held(backend, key)).await {
+                    Err(silence) => return silence,
+                    Ok(Ok(false)) => {
+                        return MigrateError::gone(format!(
+                            "the migration lock's session (pid {backend}) is gone, so another \
+                             replica may take the lock"
+                        ));
+                    }
+                    Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
+                        return MigrateError::unavailable("the watch session was lost", e);
+                    }
+                    Ok(_) => {}
+                }
+            }
             tokio::time::sleep(self.every).await;
             match bounded("watching the migration", self.conn.blocker(&self.blocked)).await {
                 Err(silence) => return silence,
@@ -110,55 +131,17 @@ impl Watch {
         }
     }
 
-    /// The catalog before a `-- no-transaction` migration runs (PostgreSQL only).
-    pub async fn catalog(&mut self) -> Result<Option<Catalog>, MigrateError> {
-        const READING: &str = "reading the catalog";
-        let read = bounded(READING, self.conn.catalog()).await?;
-        let read = read.map_err(|e| MigrateError::unavailable(READING, e))?;
-        Ok(read.map(|(digest, invalid)| Catalog { digest, invalid }))
-    }
-
-    /// What a failed `-- no-transaction` migration left behind, said with the fix; `None`
-    /// when the catalog is as it was, so running it again is safe.
-    pub async fn left_behind(&mut self, before: &Catalog) -> Result<Option<String>, MigrateError> {
-        let Some(after) = self.catalog().await? else {
-            return Ok(None);
-        };
-        let invalid: Vec<&String> = after
-            .invalid
-            .iter()
-            .filter(|i| !before.invalid.contains(i))
-            .collect();
-        if let Some(first) = invalid.first() {
-            let names = invalid
-                .iter()
-                .map(|i| i.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Ok(Some(format!(
-                "it left index {names} INVALID (a CREATE INDEX CONCURRENTLY that did not finish): \
-                 drop it with `DROP INDEX CONCURRENTLY {first};` and deploy again"
-            )));
+    /// Cancels the running statement of session `backend` (a native migration's).
+    pub async fn cancel(&mut self, backend: i64) {
+        if let Err(e) = self.conn.cancel_backend(backend).await {
+            debug!("cancelling the migration's query: {e}");
         }
-        Ok((after.digest != before.digest).then(|| {
-            "it changed the schema before it failed, so roadie does not run it again; \
-             check the schema"
-                .to_string()
-        }))
     }
 
     /// Says goodbye, bounded: only to a database that still answers.
     pub async fn close(self) {
         let _ = bounded("closing the watch session", self.conn.close()).await;
     }
-}
-
-/// What a `-- no-transaction` migration could leave behind, before it runs.
-pub struct Catalog {
-    /// A digest of the schema's relations, column counts, index validity and constraints.
-    digest: String,
-    /// Indexes already INVALID.
-    invalid: Vec<String>,
 }
 
 /// `watch`'s [`Watch::until_lost`], or never when there is no watch (SQLite).

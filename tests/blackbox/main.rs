@@ -12,6 +12,7 @@ mod example_rust;
 mod exit_codes;
 mod forwarding;
 mod hooks;
+mod lock_fencing;
 mod migrating;
 mod migrating_alembic;
 mod migrating_alembic_at_head;

@@ -250,9 +250,11 @@ fn the_migration_command_gets_the_lock_timeout_in_pgoptions_after_the_containers
          -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
          -c client_connection_check_interval=1s|roadie (migration command)"
     );
+    // PGOPTIONS untouched without the option; PGAPPNAME always names the command's sessions,
+    // so that a new lock holder can wait for an earlier holder's (lock_fencing.rs).
     assert_eq!(
         run(&[]),
-        "-c search_path=app|",
-        "untouched without the option"
+        "-c search_path=app|roadie (migration command)",
+        "PGOPTIONS untouched without the option"
     );
 }

@@ -19,7 +19,7 @@ use crate::supervise::Supervision;
 pub struct Attempt<'a> {
     pub folder: &'a Folder,
     pub pending: &'a [i64],
-    pub conn: &'a mut Connection,
+    /// The lock, held by the session the migrations run on.
     pub lock: &'a mut MigrationLock,
     /// The migration session's server-side id, to cancel its statement or find its blockers.
     pub backend: i64,
@@ -36,6 +36,13 @@ enum AttemptEnd {
 }
 
 impl Attempt<'_> {
+    /// The session the migrations run on.
+    fn session(&mut self) -> &mut Connection {
+        self.lock
+            .connection()
+            .expect("UNWRAP: a native run holds its lock on its migration session")
+    }
+
     /// Runs migration `version`; after a lock timeout (55P03), rolled back, it waits (backoff
     /// with jitter) and runs it again from its start, up to `ddl.retries` times. A `--
     /// no-transaction` migration is retried only if the catalog shows it left nothing behind.
@@ -45,16 +52,18 @@ impl Attempt<'_> {
         let no_tx = folder.is_no_tx(version);
         let attempts = ddl.retries.saturating_add(1);
         for attempt in 1..=attempts {
-            let before = match (no_tx, self.watch.as_mut()) {
-                (true, Some(watch)) => watch.catalog().await?,
-                _ => None,
+            let before = match no_tx {
+                true => catalog(self.session()).await?,
+                false => None,
             };
             let (error, blocker) = match self.try_once(version, &file).await? {
                 AttemptEnd::Applied => return Ok(()),
                 AttemptEnd::Failed(error, blocker) => (error, blocker),
             };
-            let left = match (before, self.watch.as_mut()) {
-                (Some(before), Some(watch)) => watch.left_behind(&before).await?,
+            // A session that is gone says nothing more of the catalog: explain the loss.
+            let lost = matches!(&error, SqlxMigrateError::ExecuteMigration(e, _) | SqlxMigrateError::Execute(e) if sqlstate::is_connection_loss(e));
+            let left = match before {
+                Some(before) if !lost => left_behind(self.session(), &before).await?,
                 _ => None,
             };
             let timed_out = ddl.lock_timeout.filter(|_| is_lock_timeout(&error));
@@ -100,7 +109,11 @@ impl Attempt<'_> {
         logging::on_behalf_of(Some(format!("migration {version} ({file})")));
         let migrator = self.folder.migrator_through(version);
         let mut blocker = None;
-        let run = self.conn.run_migrator(&migrator);
+        let conn = self
+            .lock
+            .connection()
+            .expect("UNWRAP: a native run holds its lock on its migration session");
+        let run = conn.run_migrator(&migrator);
         tokio::pin!(run);
         let outcome = tokio::select! {
             done = self.supervision.until_stopped(&mut run) => done,
@@ -117,13 +130,65 @@ impl Attempt<'_> {
             Ok(Ok(())) => Ok(AttemptEnd::Applied),
             Ok(Err(e)) => Ok(AttemptEnd::Failed(e, blocker)),
             Err(stop) => {
-                // Cancel the running statement (its transaction rolls back), let it end.
-                let _ = bounded("cancelling the migration", self.lock.cancel(self.backend)).await;
-                let _ = tokio::time::timeout(self.grace, &mut run).await;
+                // Cancel the running statement through the watch (its transaction rolls back),
+                // let it end. Without a watch the session is dropped with the stage: the server
+                // checks every second that its client is there and rolls the statement back.
+                if let Some(watch) = self.watch.as_mut() {
+                    let _ = bounded("cancelling the migration", watch.cancel(self.backend)).await;
+                    let _ = tokio::time::timeout(self.grace, &mut run).await;
+                }
                 Err(stop.into())
             }
         }
     }
+}
+
+/// What a `-- no-transaction` migration could leave behind, read before it runs.
+pub struct Catalog {
+    /// A digest of the schema's relations, column counts, index validity and constraints.
+    digest: String,
+    /// Indexes already INVALID.
+    invalid: Vec<String>,
+}
+
+/// The catalog on the migration's own session, between attempts (PostgreSQL only).
+async fn catalog(conn: &mut Connection) -> Result<Option<Catalog>, MigrateError> {
+    const READING: &str = "reading the catalog";
+    let read = bounded(READING, conn.catalog()).await?;
+    let read = read.map_err(|e| MigrateError::unavailable(READING, e))?;
+    Ok(read.map(|(digest, invalid)| Catalog { digest, invalid }))
+}
+
+/// What a failed `-- no-transaction` migration left behind, said with the fix; `None` when the
+/// catalog is as it was, so running it again is safe.
+async fn left_behind(
+    conn: &mut Connection,
+    before: &Catalog,
+) -> Result<Option<String>, MigrateError> {
+    let Some(after) = catalog(conn).await? else {
+        return Ok(None);
+    };
+    let invalid: Vec<&String> = after
+        .invalid
+        .iter()
+        .filter(|i| !before.invalid.contains(i))
+        .collect();
+    if let Some(first) = invalid.first() {
+        let names = invalid
+            .iter()
+            .map(|i| i.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Ok(Some(format!(
+            "it left index {names} INVALID (a CREATE INDEX CONCURRENTLY that did not finish): \
+             drop it with `DROP INDEX CONCURRENTLY {first};` and deploy again"
+        )));
+    }
+    Ok((after.digest != before.digest).then(|| {
+        "it changed the schema before it failed, so roadie does not run it again; check the \
+         schema"
+            .to_string()
+    }))
 }
 
 /// A migration that gave up waiting for a table lock (`lock_timeout`).

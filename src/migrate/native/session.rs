@@ -7,22 +7,44 @@ use std::time::Duration;
 use crate::database::{Connection, DatabaseUrl, pooler};
 use crate::migrate::{MigrateError, bounded};
 
-/// The lock's session, opened beside the migration session: with both, a transaction pooler
-/// shows (see `pooler.rs`). sqlx's migrator prepares each statement in one round trip and runs
-/// it in the next, outside any transaction, and a transaction pooler may hand those two round
-/// trips to two server connections: refuse (78) and name the fix, rather than fail by chance.
+/// How long the pooler check waits for its second session. A session pool whose sessions are
+/// all taken (by replicas that each hold one while they wait) queues the request: waiting
+/// longer while holding a session would deadlock them until a bound broke it.
+const SECOND_SESSION: Duration = Duration::from_secs(2);
+
+/// What the pooler check found.
+pub enum PoolerCheck {
+    /// A session of its own, as native migrations need.
+    SessionOfItsOwn,
+    /// No second session within [`SECOND_SESSION`]: a full session pool (a transaction
+    /// pooler serves a new session's query as soon as any transaction ends).
+    NoSecondSession,
+}
+
+/// A second session, opened beside the migration session and closed at once: with both, a
+/// transaction pooler shows (see `pooler.rs`); the lock then goes on the migration session.
+/// sqlx's migrator prepares each statement in one round trip and runs it in the next, outside
+/// any transaction, and a transaction pooler may hand those two round trips to two server
+/// connections: refuse (78) and name the fix, rather than fail by chance.
 pub async fn refuse_transaction_pooling(
     url: &DatabaseUrl,
     conn: &mut Connection,
-) -> Result<Option<Connection>, MigrateError> {
+) -> Result<PoolerCheck, MigrateError> {
     if !url.driver().has_transaction_poolers() {
-        return Ok(None);
+        return Ok(PoolerCheck::SessionOfItsOwn);
     }
-    // Bounded, as every wait of roadie's own: a network that goes now must not hang the boot.
-    const CONNECTING: &str = "connecting to take the lock";
-    let mut lock_session = bounded(CONNECTING, url.connect())
-        .await?
-        .map_err(|e| MigrateError::unavailable(CONNECTING, e))?;
+    // A session pooler hands out a client session at once and queues its first query for a
+    // server connection: the second session counts as had once it has answered.
+    const CONNECTING: &str = "connecting beside the migration session";
+    let second = async {
+        let mut conn = url.connect().await?;
+        conn.backend_id().await?;
+        Ok::<_, sqlx::Error>(conn)
+    };
+    let Ok(connected) = tokio::time::timeout(SECOND_SESSION, second).await else {
+        return Ok(PoolerCheck::NoSecondSession);
+    };
+    let mut lock_session = connected.map_err(|e| MigrateError::unavailable(CONNECTING, e))?;
     const CHECKING: &str = "checking for a pooler";
     let seen = bounded(
         CHECKING,
@@ -30,10 +52,10 @@ pub async fn refuse_transaction_pooling(
     )
     .await?
     .map_err(|e| MigrateError::unavailable(CHECKING, e))?;
+    let _ = bounded("closing the pooler check's session", lock_session.close()).await;
     let Some(seen) = seen else {
-        return Ok(Some(lock_session));
+        return Ok(PoolerCheck::SessionOfItsOwn);
     };
-    lock_session.close().await;
     Err(MigrateError::Misconfigured(format!(
         "{} goes through a transaction pooler ({seen}): native migrations need a session of \
          their own, so roadie does not migrate through it; give the direct URL with \
