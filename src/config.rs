@@ -323,7 +323,7 @@ fn migration_plan(
         migrations: m.migrations.as_deref(),
         command: command.as_ref(),
         app: app.map(|a| a.argv.as_slice()),
-        alembic_config: migrate::alembic::found_here(
+        alembic_config: crate::alembic::found_here(
             Path::new(""),
             std::env::var_os("ALEMBIC_CONFIG").as_deref().map(Path::new),
         ),

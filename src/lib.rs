@@ -1,20 +1,28 @@
-//! roadie: the ENTRYPOINT (PID 1) of a database-backed container.
+//! roadie: the ENTRYPOINT (PID 1) of a database-backed container. The library holds every
+//! module; `main.rs` only calls [`run`].
 //!
-//! `run` (called by `main.rs`) blocks signals before anything else, parses the command line, starts logging and
+//! `run` blocks signals before anything else, parses the command line, starts logging and
 //! hands over to the boot pipeline (`boot.rs`, the only file that knows the stage order;
-//! `boot/timings.rs` the line that starts the app):
+//! `boot/timings.rs` the line that starts the app). Settings flow down the pipeline: a module
+//! uses what the pipeline reaches later, never what came before it.
 //!
-//! - `cli.rs` (flags and env as typed), `config.rs` (resolved and checked: a typo fails in
-//!   milliseconds), `logging.rs` (roadie's own lines on stderr, text or JSON)
-//! - `database.rs`: the URL in every form, masked; `database/` connects, classifies errors
-//!   (`readiness.rs`, `sqlstate.rs`) and dispatches per driver (`connection.rs`)
+//! - `cli.rs` (flags and env as typed), `config.rs` (resolved and checked into one settings
+//!   value per stage: a typo fails in milliseconds), `logging.rs` (roadie's lines on stderr)
 //! - `wait.rs` (+ `wait/target.rs`): the database and `--wait-for` targets, in parallel
-//! - `migrate.rs`: the plan; `migrate/` the stage as the boot runs it (`stage.rs`), the lock,
-//!   native folders, a migration command, alembic read without Python, status
+//! - `migrate.rs`: the stage's rooms (`stage.rs` as the boot runs it, `plan.rs`, `lock.rs`,
+//!   `native.rs` + `native/`, `command.rs`, the one `watch.rs`, `at_head.rs`, `schema_wait.rs`,
+//!   `status.rs`); it never names a driver and holds no SQL
+//! - `alembic.rs` + `alembic/`: alembic's configuration, `env.py`, revision files and graph,
+//!   read without Python; it knows nothing of roadie's stages
+//! - `database.rs`: the URL in every form, masked, and where it comes from; `database/` the
+//!   driver layer: `connection.rs` and `lock.rs` (one match per operation), each driver's SQL
+//!   in `postgres.rs`, `mysql.rs`, `sqlite.rs`, the history tables (`history.rs`), readiness
+//!   and SQLSTATEs, sockets' silence bounds (`silence.rs`)
 //! - `hooks.rs`: `--hooks DIR`, each a supervised child
 //! - `supervise.rs`: the one way to run a child (spawn, reap, forward, stop within a grace),
 //!   and `until_stopped` for the async stages; `children.rs` (spawn, `children/reaper.rs` the
-//!   only caller of waitpid), `signals.rs` (the forwarding table), `user.rs` (`--user`)
+//!   only caller of waitpid), `signals.rs` (the forwarding table), `user.rs` (`--user`),
+//!   `process_tree.rs` (the tree `/proc` shows)
 //! - `handoff.rs`: once the app has settled, supervision continues in a fresh image of roadie
 //! - `error.rs`: every failure and its exit code, decided in one match
 
@@ -25,6 +33,7 @@
     allow(unused)
 )]
 
+mod alembic;
 mod boot;
 mod children;
 mod cli;

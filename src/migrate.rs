@@ -6,7 +6,6 @@
 //! `schema_wait.rs` (`--wait-for-schema`), `status.rs` (`roadie migrate status`), and the
 //! stage's `summary.rs` and `error.rs`. SQL and per-driver decisions live in `database/`.
 
-pub mod alembic;
 pub mod at_head;
 pub mod command;
 mod error;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use tracing::info;
 
-use super::alembic::{self, ConfigFiles, Graph, LoadError, Verdict};
 use super::{AlembicUpgradeHead, MigrateError};
+use crate::alembic::{self, ConfigFiles, Graph, LoadError, Verdict};
 use crate::children::Program;
 use crate::database::Connection;
 use crate::database::history::VersionTable;

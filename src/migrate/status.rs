@@ -6,10 +6,10 @@ use std::io::Write as _;
 
 use tokio::runtime::Runtime;
 
-use super::alembic::{RevisionStatus, State};
 use super::at_head::Scripts;
 use super::native::Folder;
 use super::{MigrateError, Plan, bounded, schema_wait};
+use crate::alembic::{RevisionStatus, State};
 use crate::database::DatabaseUrl;
 
 /// Prints the status of `plan`'s migrations; `scripts`: the alembic project of its command.
