@@ -16,6 +16,7 @@ pub mod silence;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod sqlstate;
+mod sqlx_shared;
 pub mod standby;
 
 use std::fmt;

@@ -105,21 +105,9 @@ impl std::error::Error for BootError {
     }
 }
 
-/// The error and its causes on one line: `internal error while reading signals: Bad file
-/// descriptor (os error 9)`. A cause whose text the line already holds is not said again:
-/// sqlx's errors, like many, repeat their source in their own message.
+/// The error and its causes on one line (see `logging::one_line`).
 pub fn report(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let said = c.to_string();
-        if !line.contains(&said) {
-            line.push_str(": ");
-            line.push_str(&said);
-        }
-        cause = c.source();
-    }
-    line
+    crate::logging::one_line(error)
 }
 
 impl From<ConfigError> for BootError {

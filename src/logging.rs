@@ -226,6 +226,23 @@ impl Visit for JsonLine {
     }
 }
 
+/// The error and its causes on one line: `internal error while reading signals: Bad file
+/// descriptor (os error 9)`. A cause whose text the line already holds is not said again:
+/// sqlx's errors, like many, repeat their source in their own message.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !line.contains(&said) {
+            line.push_str(": ");
+            line.push_str(&said);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub(crate) const MARK: &str = "SeCrEt";
 
 /// 256 cases, no regression files (found inputs go in the tables below), a fixed seed unless
 /// `PROPTEST_RNG_SEED` says otherwise.
-pub(crate) fn config() -> Config {
+pub(crate) fn cases() -> Config {
     let mut config = Config {
         failure_persistence: None,
         ..Config::default()

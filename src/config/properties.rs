@@ -24,7 +24,7 @@ fn unit() -> impl Strategy<Value = (&'static str, u64)> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
     #[test]
     fn a_duration_never_panics(
         text in anything("([0-9]{1,25} ?(ns|us|ms|s|m|h|d|w|M|y|months|years|) ?){1,4}"),

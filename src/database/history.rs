@@ -10,20 +10,8 @@ use sqlx::migrate::{AppliedMigration, Migrate, MigrateError as SqlxMigrateError,
 
 #[cfg(feature = "postgres")]
 use super::postgres;
+pub use super::sqlx_shared::{MIGRATIONS_TABLE, Recorded};
 use super::{Connection, Driver, on_each_driver};
-
-/// sqlx's history table, shared with apps that run `sqlx::migrate!()`.
-pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
-
-/// One row of `_sqlx_migrations`, for `migrate status`.
-pub struct Recorded {
-    pub version: i64,
-    pub description: String,
-    pub installed_on: String,
-    pub success: bool,
-    pub checksum: Vec<u8>,
-    pub execution_ns: i64,
-}
 
 /// `[SCHEMA.]NAME` of alembic's version table (`--alembic-version-table`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,12 +28,6 @@ use super::postgres;
 use super::sqlite;
 use super::{Connection, DatabaseUrl};
 
-/// sqlx's advisory-lock key: `0x3d32ad9e * crc32(current_database())`.
-pub fn sqlx_key(database: &str) -> i64 {
-    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-    0x3d32ad9e * i64::from(CRC.checksum(database.as_bytes()))
-}
-
 /// What the lock is held by: a transaction of its session, or the session itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -233,18 +227,5 @@ impl MigrationLock {
             Err(e) => debug!("releasing the migration lock: {e}"),
         }
         released
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    #[rstest]
-    #[case("postgres", 368907709894077238)]
-    #[case("app", 3469795979745788610)]
-    fn the_key_is_sqlxs(#[case] database: &str, #[case] key: i64) {
-        assert_eq!(sqlx_key(database), key);
     }
 }

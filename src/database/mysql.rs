@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::mysql::MySqlConnection;
 
-use super::lock::sqlx_key;
+use super::sqlx_shared::sqlx_key;
 
 /// The server's id for this session (`CONNECTION_ID()`).
 pub async fn backend_id(conn: &mut MySqlConnection) -> Result<i64, sqlx::Error> {

@@ -7,8 +7,7 @@ use sqlx::Row;
 use sqlx::migrate::AppliedMigration;
 use sqlx::postgres::PgConnection;
 
-use super::history::{MIGRATIONS_TABLE, Recorded};
-use super::lock::sqlx_key;
+use super::sqlx_shared::{MIGRATIONS_TABLE, Recorded, sqlx_key};
 
 /// How soon the server gives up on a session of roadie's whose host vanished: keepalives on
 /// an idle socket (5 s, then 3 probes 2 s apart), and `tcp_user_timeout` (PostgreSQL 12+) for

@@ -309,7 +309,7 @@ fn every_showing(text: &str) -> Vec<(&'static str, String)> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
 
     #[test]
     fn a_database_url_never_panics(
@@ -406,7 +406,7 @@ fn env_of(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String>
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
 
     #[test]
     fn the_database_variables_never_panic_nor_show_the_password(

@@ -169,7 +169,7 @@ impl CommandRun<'_> {
                 // taken it and migrated beside this command. Say so; do not start the app.
                 let why = match released {
                     Ok(Err(e)) => e.to_string(),
-                    Err(silence) => crate::error::report(&silence),
+                    Err(silence) => crate::logging::one_line(&silence),
                     Ok(Ok(())) => unreachable!("UNWRAP: matched above"),
                 };
                 return Err(MigrateError::gone(format!(
@@ -397,7 +397,7 @@ impl CommandWatch {
                 if let Some(lost) = lost {
                     tracing::error!(
                         "{}: stopping the migration command",
-                        crate::error::report(&lost)
+                        crate::logging::one_line(&lost)
                     );
                     report.lost = Some(lost);
                     // A stop request through the supervisor's own path (TERM forwarded, KILL

@@ -205,7 +205,7 @@ impl LockedRun<'_> {
             Ok(Err(e)) => {
                 debug!(
                     "no watch session beside the migration: {}",
-                    crate::error::report(&e)
+                    crate::logging::one_line(&e)
                 );
                 None
             }

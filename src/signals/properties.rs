@@ -9,7 +9,7 @@ use crate::test_text::*;
 use crate::signals::{self, Role};
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
     #[test]
     fn a_signal_name_never_panics(
         text in anything(prop_oneof![

@@ -37,7 +37,7 @@ fn migration_name() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
 
     /// sqlx is the judge: a name roadie counts as a migration is one sqlx's own resolver reads
     /// as one, and a name roadie passes over, sqlx never runs.

@@ -47,7 +47,7 @@ fn wait_target() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(cases())]
 
     #[test]
     fn a_wait_target_never_panics(text in anything(wait_target())) {
