@@ -137,33 +137,7 @@ pub enum State {
 impl Graph {
     /// Checks and links `scripts` (in alembic's load order, with their files).
     pub fn build(scripts: Vec<(RevisionScript, PathBuf)>) -> Result<Graph, GraphError> {
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (i, (script, file)) in scripts.iter().enumerate() {
-            if let Some(&first) = index.get(&script.revision) {
-                return Err(GraphError::DuplicateRevision {
-                    revision: script.revision.clone(),
-                    files: [scripts[first].1.clone(), file.clone()],
-                });
-            }
-            index.insert(script.revision.clone(), i);
-        }
-        // alembic's map_ holds ids and branch labels in one namespace.
-        let mut labels: HashMap<&str, usize> = HashMap::new();
-        for (i, (script, file)) in scripts.iter().enumerate() {
-            for label in &script.branch_labels {
-                let clash = labels
-                    .get(label.as_str())
-                    .or_else(|| index.get(label))
-                    .copied();
-                if let Some(other) = clash {
-                    return Err(GraphError::DuplicateBranchLabel {
-                        label: label.clone(),
-                        files: [scripts[other].1.clone(), file.clone()],
-                    });
-                }
-                labels.insert(label, i);
-            }
-        }
+        let (index, labels) = Self::names(&scripts)?;
         // A computed `branch_labels` hides labels: a name that resolves to nothing may be one.
         let computed = scripts
             .iter()
@@ -283,6 +257,42 @@ impl Graph {
             .filter(|&i| self.nodes[i].children.is_empty())
             .map(|i| self.id(i))
             .collect()
+    }
+
+    /// Every revision id and branch label, with its script's position; a duplicate is an error
+    /// (alembic's map_ holds ids and labels in one namespace).
+    #[allow(clippy::type_complexity)]
+    fn names(
+        scripts: &[(RevisionScript, PathBuf)],
+    ) -> Result<(HashMap<String, usize>, HashMap<&str, usize>), GraphError> {
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, (script, file)) in scripts.iter().enumerate() {
+            if let Some(&first) = index.get(&script.revision) {
+                return Err(GraphError::DuplicateRevision {
+                    revision: script.revision.clone(),
+                    files: [scripts[first].1.clone(), file.clone()],
+                });
+            }
+            index.insert(script.revision.clone(), i);
+        }
+        // alembic's map_ holds ids and branch labels in one namespace.
+        let mut labels: HashMap<&str, usize> = HashMap::new();
+        for (i, (script, file)) in scripts.iter().enumerate() {
+            for label in &script.branch_labels {
+                let clash = labels
+                    .get(label.as_str())
+                    .or_else(|| index.get(label))
+                    .copied();
+                if let Some(other) = clash {
+                    return Err(GraphError::DuplicateBranchLabel {
+                        label: label.clone(),
+                        files: [scripts[other].1.clone(), file.clone()],
+                    });
+                }
+                labels.insert(label, i);
+            }
+        }
+        Ok((index, labels))
     }
 
     /// alembic's `bases`: revisions without a `down_revision`, in load order (the oracle tests

@@ -158,55 +158,7 @@ fn check_functions_stay_inside(lines: &[LogicalLine], in_function: &[bool]) -> R
         .filter(|&h| owner[h].is_none())
         .filter_map(|h| lines[h].def_name().map(|n| (h, n)))
         .collect();
-    let refers_to = |i: usize, function: &str| {
-        let own_header = lines[i].def_name() == Some(function) && owner[i].is_none();
-        !own_header
-            && lines[i]
-                .tokens
-                .iter()
-                .any(|t| matches!(&t.tok, Tok::Name(n) if n == function))
-    };
-    let decorated = |h: usize| {
-        h > 0
-            && lines[h - 1].indent == lines[h].indent
-            && lines[h - 1]
-                .tokens
-                .first()
-                .is_some_and(|t| t.tok == Tok::Op("@"))
-    };
-    // Functions import-time code can run, and why (for the line that declines the file).
-    let mut runs: Vec<Option<&str>> = outermost
-        .iter()
-        .map(|&(h, name)| {
-            if decorated(h) {
-                Some("a decorator gets")
-            } else if (0..lines.len()).any(|i| !in_function[i] && refers_to(i, name)) {
-                Some("module-level code refers to")
-            } else {
-                None
-            }
-        })
-        .collect();
-    loop {
-        let mut changed = false;
-        for f in 0..outermost.len() {
-            if runs[f].is_some() {
-                continue;
-            }
-            let reached = (0..outermost.len()).any(|g| {
-                runs[g].is_some()
-                    && (0..lines.len())
-                        .any(|i| owner[i] == Some(outermost[g].0) && refers_to(i, outermost[f].1))
-            });
-            if reached {
-                runs[f] = Some("a function module-level code runs refers to");
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    let runs = run_at_import(lines, in_function, &owner, &outermost);
     for (i, line) in lines.iter().enumerate().filter(|(i, _)| in_function[*i]) {
         let names = || {
             line.tokens.iter().filter_map(|t| match &t.tok {
@@ -237,6 +189,69 @@ fn check_functions_stay_inside(lines: &[LogicalLine], in_function: &[bool]) -> R
         }
     }
     Ok(())
+}
+
+/// Whether line `i` names `function` (other than as the header of the outermost `def` of it).
+fn refers_to(lines: &[LogicalLine], owner: &[Option<usize>], i: usize, function: &str) -> bool {
+    let own_header = lines[i].def_name() == Some(function) && owner[i].is_none();
+    !own_header
+        && lines[i]
+            .tokens
+            .iter()
+            .any(|t| matches!(&t.tok, Tok::Name(n) if n == function))
+}
+
+/// Of the outermost functions, those import-time code can run, and why (for the line that
+/// declines the file): decorated, referred to by module-level code, or by a function that is.
+fn run_at_import(
+    lines: &[LogicalLine],
+    in_function: &[bool],
+    owner: &[Option<usize>],
+    outermost: &[(usize, &str)],
+) -> Vec<Option<&'static str>> {
+    let decorated = |h: usize| {
+        h > 0
+            && lines[h - 1].indent == lines[h].indent
+            && lines[h - 1]
+                .tokens
+                .first()
+                .is_some_and(|t| t.tok == Tok::Op("@"))
+    };
+    let mut runs: Vec<Option<&str>> = outermost
+        .iter()
+        .map(|&(h, name)| {
+            if decorated(h) {
+                Some("a decorator gets")
+            } else if (0..lines.len()).any(|i| !in_function[i] && refers_to(lines, owner, i, name))
+            {
+                Some("module-level code refers to")
+            } else {
+                None
+            }
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for f in 0..outermost.len() {
+            if runs[f].is_some() {
+                continue;
+            }
+            let reached = (0..outermost.len()).any(|g| {
+                runs[g].is_some()
+                    && (0..lines.len()).any(|i| {
+                        owner[i] == Some(outermost[g].0)
+                            && refers_to(lines, owner, i, outermost[f].1)
+                    })
+            });
+            if reached {
+                runs[f] = Some("a function module-level code runs refers to");
+                changed = true;
+            }
+        }
+        if !changed {
+            return runs;
+        }
+    }
 }
 
 /// Fails when a target name appears anywhere but as the target of a plain top-level assignment,

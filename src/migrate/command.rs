@@ -159,27 +159,12 @@ impl CommandRun<'_> {
             &ended,
             Ok(ended) if ended.stopped_by.is_none() && ended.exit == ChildExit::Exited(0)
         );
-        let lock = if self.locking.keep && succeeded {
-            Some(lock)
-        } else {
-            let released =
-                runtime.block_on(bounded("releasing the migration lock", lock.release()));
-            if succeeded && !matches!(released, Ok(Ok(()))) {
-                // The lock's transaction did not last to the end: another replica may have
-                // taken it and migrated beside this command. Say so; do not start the app.
-                let why = match released {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(silence) => crate::logging::one_line(&silence),
-                    Ok(Ok(())) => unreachable!("UNWRAP: matched above"),
-                };
-                return Err(MigrateError::gone(format!(
-                    "the migration lock was not held to the end of {:?} (releasing it: {why}); \
-                     another replica may have migrated beside it: check the schema before \
-                     starting the app",
-                    program.command_line()
-                )));
+        let lock = match self.locking.keep && succeeded {
+            true => Some(lock),
+            false => {
+                self.release_after(runtime, lock, succeeded)?;
+                None
             }
-            None
         };
         let ended = ended.map_err(|e| MigrateError::from_run(e, program))?;
         if let Some(signal) = ended.stopped_by {
@@ -204,6 +189,31 @@ impl CommandRun<'_> {
                     .map(|blocker| lock_timeout_note(&blocker, ddl_lock_timeout)),
             }),
         }
+    }
+}
+
+impl CommandRun<'_> {
+    /// Releases the lock after the command. A command that succeeded under a lock whose
+    /// transaction did not last to the end may have run beside another replica's: said, and the
+    /// app is not started.
+    fn release_after(
+        &self,
+        runtime: &Runtime,
+        lock: MigrationLock,
+        succeeded: bool,
+    ) -> Result<(), MigrateError> {
+        let released = runtime.block_on(bounded("releasing the migration lock", lock.release()));
+        let why = match released {
+            Ok(Ok(())) => return Ok(()),
+            _ if !succeeded => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(silence) => crate::logging::one_line(&silence),
+        };
+        Err(MigrateError::gone(format!(
+            "the migration lock was not held to the end of {:?} (releasing it: {why}); another \
+             replica may have migrated beside it: check the schema before starting the app",
+            self.program.command_line()
+        )))
     }
 }
 

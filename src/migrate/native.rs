@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use attempt::Attempt;
 pub use folder::Folder;
-use session::PoolerCheck;
 
 use super::lock::{self, Acquired};
 use super::watch::{Watch, Watched};
 use super::{DdlLimits, Locking, MigrateError, Summary, bounded};
 use crate::database::lock::{MigrationLock, Scope};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::database::{Connection, DatabaseUrl};
 use crate::supervise::Supervision;
@@ -53,19 +52,7 @@ pub async fn run(
             Err(e) => debug!("{e}; on to the lock"),
         }
     }
-    if let PoolerCheck::NoSecondSession =
-        session::refuse_transaction_pooling(url, &mut conn).await?
-    {
-        // Waiting for it while holding a session would deadlock a full session pool; a
-        // transaction pooler serves a new session's query as soon as any transaction ends.
-        // Should it be one all the same, the first prepared statement it loses is refused
-        // with the same 78 (folder.rs).
-        info!(
-            "no second session to be had beside the migration session within 2s: taking this \
-             for a full session pool, not a transaction pooler"
-        );
-    }
-    session::keep_checking_the_client(&mut conn).await;
+    session::ready_for_the_lock(url, &mut conn).await?;
     // The lock goes on the migration session itself (session-scoped): its loss ends the run.
     let done_elsewhere = async |lock: &mut MigrationLock| {
         let Some(conn) = lock.connection().filter(|_| !keep_lock) else {

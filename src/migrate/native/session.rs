@@ -7,6 +7,26 @@ use std::time::Duration;
 use crate::database::{Connection, DatabaseUrl, pooler};
 use crate::migrate::{MigrateError, bounded};
 
+/// Checks the migration session before the lock goes on it: no transaction pooler in
+/// between, and the server told to check that its client is there.
+pub async fn ready_for_the_lock(
+    url: &DatabaseUrl,
+    conn: &mut Connection,
+) -> Result<(), MigrateError> {
+    if let PoolerCheck::NoSecondSession = refuse_transaction_pooling(url, conn).await? {
+        // Waiting for it while holding a session would deadlock a full session pool; a
+        // transaction pooler serves a new session's query as soon as any transaction ends.
+        // Should it be one all the same, the first prepared statement it loses is refused
+        // with the same 78 (folder.rs).
+        tracing::info!(
+            "no second session to be had beside the migration session within 2s: taking this \
+             for a full session pool, not a transaction pooler"
+        );
+    }
+    keep_checking_the_client(conn).await;
+    Ok(())
+}
+
 /// How long the pooler check waits for its second session. A session pool whose sessions are
 /// all taken (by replicas that each hold one while they wait) queues the request: waiting
 /// longer while holding a session would deadlock them until a bound broke it.
