@@ -46,6 +46,33 @@ fn codes(finished: &[Finished]) -> Vec<i32> {
     codes
 }
 
+/// Starts `replicas` (two) at once, ends the lock holder's session under its migration, and
+/// checks that the migration was applied once (`seeds` holds one row), that one replica started
+/// its app and that the other exited 69 saying `says`, without starting it.
+fn cut_the_holder_off(pg: &Postgres, replicas: Vec<Roadie>, says: &str) {
+    let running: Vec<_> = replicas.into_iter().map(Roadie::start).collect();
+    terminate_the_lock_holder(pg);
+    let finished: Vec<Finished> = running
+        .into_iter()
+        .map(|r| r.finish_within(LIMIT))
+        .collect();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM seeds"),
+        "1",
+        "applied twice: {}",
+        evidence(&finished)
+    );
+    assert_eq!(codes(&finished), [0, 69], "{}", evidence(&finished));
+    for f in &finished {
+        if f.code == Some(69) {
+            f.stderr_has(says);
+            assert!(!f.stdout.contains("app-started"), "{f}");
+        } else {
+            f.stdout_has("app-started");
+        }
+    }
+}
+
 /// A `-- no-transaction` migration that sleeps, then inserts: applied twice, it leaves two rows.
 fn sleeping_insert(dir: &Path) -> PathBuf {
     let path = dir.join("migrations");
@@ -64,29 +91,12 @@ fn a_native_migration_whose_lock_session_ends_is_never_applied_beside_the_next_r
     pg.psql("CREATE TABLE seeds (id int); GRANT ALL ON seeds TO roadie;");
     let dir = scratch();
     let folder = sleeping_insert(dir.path());
-    let replicas: Vec<_> = (0..2)
-        .map(|_| migrating(&pg.app_url(), &folder, &[]).start())
-        .collect();
-    terminate_the_lock_holder(&pg);
-    let finished: Vec<Finished> = replicas
-        .into_iter()
-        .map(|r| r.finish_within(LIMIT))
-        .collect();
-    assert_eq!(
-        pg.psql("SELECT count(*) FROM seeds"),
-        "1",
-        "applied twice: {}",
-        evidence(&finished)
+    let replicas = (0..2).map(|_| migrating(&pg.app_url(), &folder, &[]));
+    cut_the_holder_off(
+        &pg,
+        replicas.collect(),
+        "the connection was lost while running migration 1",
     );
-    assert_eq!(codes(&finished), [0, 69], "{}", evidence(&finished));
-    for f in &finished {
-        if f.code == Some(69) {
-            f.stderr_has("the connection was lost while running migration 1");
-            assert!(!f.stdout.contains("app-started"), "{f}");
-        } else {
-            f.stdout_has("app-started");
-        }
-    }
     assert_eq!(
         pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
         "0"
@@ -128,28 +138,8 @@ fn a_migration_command_whose_lock_session_ends_is_stopped_and_the_next_holder_wa
         "CREATE TABLE seeds (id int); CREATE TABLE seed_history (v int); \
          GRANT ALL ON seeds, seed_history TO roadie;",
     );
-    let replicas: Vec<_> = (0..2).map(|_| seeding(&pg).start()).collect();
-    terminate_the_lock_holder(&pg);
-    let finished: Vec<Finished> = replicas
-        .into_iter()
-        .map(|r| r.finish_within(LIMIT))
-        .collect();
-    assert_eq!(
-        pg.psql("SELECT count(*) FROM seeds"),
-        "1",
-        "seeded twice: {}",
-        evidence(&finished)
-    );
+    cut_the_holder_off(&pg, vec![seeding(&pg), seeding(&pg)], "the migration lock");
     assert_eq!(pg.psql("SELECT count(*) FROM seed_history"), "1");
-    assert_eq!(codes(&finished), [0, 69], "{}", evidence(&finished));
-    for f in &finished {
-        if f.code == Some(69) {
-            f.stderr_has("the migration lock");
-            assert!(!f.stdout.contains("app-started"), "{f}");
-        } else {
-            f.stdout_has("app-started");
-        }
-    }
 }
 
 /// The smallest session pool one replica can work with: two sessions (its own, and for a
