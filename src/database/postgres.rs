@@ -391,7 +391,10 @@ pub async fn still_held(
 }
 
 /// The sessions of this database named `application` (a migration command's, by
-/// `PGAPPNAME`), other than this one: `pid N (state, connected since ...)` each.
+/// `PGAPPNAME`) that are running a statement or hold a transaction, other than this one:
+/// `pid N (state, connected since ...)` each. An idle one holds nothing that could land beside
+/// the next command (and a pooler's server connection keeps the last client's name while it
+/// idles in the pool).
 pub async fn sessions_named(
     conn: &mut PgConnection,
     application: &str,
@@ -405,7 +408,7 @@ pub async fn sessions_named(
                 to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
          FROM pg_stat_activity \
          WHERE application_name = '{name}' AND pid <> pg_backend_pid() \
-           AND datname = current_database()"
+           AND datname = current_database() AND state <> 'idle'"
     )))
     .fetch_all(conn)
     .await?;

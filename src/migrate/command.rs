@@ -228,8 +228,8 @@ impl CommandRun<'_> {
     /// Fencing: a holder whose lock was lost stops its command, but its sessions may outlive
     /// the loss for a while (until its roadie's SIGTERM, or the server's keepalives, end them).
     /// Before starting its own command, a new holder waits until no session of an earlier
-    /// holder's command (named by `PGAPPNAME`) is open, up to what is left of
-    /// `--lock-timeout`.
+    /// holder's command (named by `PGAPPNAME`) runs a statement or holds a transaction, up to
+    /// what is left of `--lock-timeout`.
     async fn wait_for_earlier_migrators(
         &self,
         lock: &mut MigrationLock,
