@@ -7,6 +7,7 @@
 //! images and the clean-up: containers/engine.rs. Where the engines differ: compose/README.md.
 
 mod engine;
+mod swarm;
 
 use std::fs;
 use std::thread;
