@@ -426,3 +426,72 @@ fn swarm_rolls_an_expand_migration_out_once_and_a_failing_one_back_with_0_failed
     assert_eq!(stack.sql("select version_num from alembic_version"), "0006");
     assert_eq!(stack.sql("select to_regclass('half_done') is null"), "t");
 }
+
+/// A revision after the example's head that creates a table, then holds its transaction 10 s:
+/// a migration to kill halfway.
+const SLOW: (&str, &str) = (
+    "0006_slow.py",
+    r#""""a slow revision: creates a table, then takes 10 s"""
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE slow_step (id integer PRIMARY KEY)")
+    op.execute("INSERT INTO slow_step VALUES (1)")
+    op.execute("SELECT pg_sleep(10)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE slow_step")
+"#,
+);
+
+#[test]
+fn swarm_task_killed_mid_migration_another_task_completes_it_and_no_lock_is_left() {
+    images(DOCKER);
+    let slow = example_with("localhost/roadie-test/example-fastapi-slow:test", &[SLOW]);
+    let stack = Stack::deploy("kill", &slow);
+    // The task holding the lock: the one whose alembic reached the slow revision.
+    let until = Instant::now() + Duration::from_secs(300);
+    let migrating = loop {
+        let found = stack
+            .containers("app", false, &[])
+            .into_iter()
+            .find(|id| DOCKER.logs(id).contains("Running upgrade 0005 -> 0006"));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            Instant::now() < until,
+            "no task reached 0006:\n{}",
+            stack.tasks()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    DOCKER.ok(["kill", &migrating]);
+    stack.healthy(5, Duration::from_secs(600));
+    let logs = stack.app_logs();
+    // The killed task's transaction was rolled back whole; one other task ran every revision
+    // again and committed: the slow one started twice, its row is there once.
+    assert_eq!(applied(&logs, "0006"), 2, "{logs}");
+    assert_eq!(applied(&logs, "0001"), 2, "{logs}");
+    assert_eq!(stack.sql("select version_num from alembic_version"), "0006");
+    assert_eq!(stack.sql("select count(*) from slow_step"), "1");
+    assert_eq!(
+        stack.sql("select count(*) from customers"),
+        "3",
+        "seeded once"
+    );
+    // No lock left: roadie's advisory lock went with the killed task's session, and the task
+    // that completed the migration released its own.
+    assert_eq!(
+        stack.sql("select count(*) from pg_locks where locktype = 'advisory'"),
+        "0"
+    );
+    // The killed task was replaced (restart policy): 6 tasks in all, one of them failed.
+    let tasks = stack.tasks();
+    assert_eq!(tasks.lines().count(), 6, "{tasks}");
+}
