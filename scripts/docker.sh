@@ -18,8 +18,8 @@
 # scripts/test.sh starts it before the tests and stops it when they end; tests run by hand
 # start it themselves (through this script) and leave it running.
 #
-# Needs root. First run: about 1 minute after scripts/containers.sh (install, image load);
-# cached: about 2 s. Safe to run twice, and concurrently (a lock).
+# Needs root. First run: about 20 s after scripts/containers.sh and the docker.io install (daemon
+# start, image load); cached: about 1 s. Safe to run twice, and concurrently (a lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 3>&1 1>&2

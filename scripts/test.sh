@@ -38,9 +38,10 @@ scripts/venv.sh >/dev/null
 # on a fresh machine, 1 s when cached (images are tagged with a hash of their inputs).
 scripts/containers.sh >/dev/null
 # Docker Engine 20.10 beside podman: a private daemon (its own data root, exec root and socket,
-# no iptables, no default bridge) with the same base images, loaded from podman's store; the
-# container tier runs each test under both engines. About 1 minute on a fresh machine, 2 s
-# when cached; stopped when this script ends, whatever the outcome.
+# no iptables, no default bridge) with the same base images, loaded from podman's store; CI
+# runs part of the container tier under it (.config/nextest.toml says which). About 20 s
+# cold plus installing docker.io, 1 s cached; stopped when this script ends, whatever the
+# outcome.
 scripts/docker.sh >/dev/null
 trap 'scripts/docker.sh stop' EXIT
 
