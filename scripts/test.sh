@@ -17,8 +17,9 @@ command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
 # pulls mariadb-client); the tests run mariadbd themselves, never the service.
 [ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null && id mysql >/dev/null 2>&1 ||
   need_apt+=(mariadb-server mariadb-client)
-# docker-compose 1.29 (Debian's) checks compose/ with `config`, which needs no Docker engine:
-# installed without its recommended docker.io, the engine we neither need nor can run here.
+# docker-compose 1.29 (Debian's, Compose v1): `config` checks compose/ without an engine, and
+# the container tier runs the files under it against scripts/docker.sh's daemon. Installed
+# without its recommends; scripts/docker.sh installs docker.io itself.
 need_compose=0
 command -v docker-compose >/dev/null || need_compose=1
 if [ ${#need_apt[@]} -gt 0 ] || [ "$need_compose" = 1 ]; then
@@ -36,6 +37,13 @@ scripts/venv.sh >/dev/null
 # base images postgres:15 and python:3.11-slim built from Debian's packages: about 3.5 minutes
 # on a fresh machine, 1 s when cached (images are tagged with a hash of their inputs).
 scripts/containers.sh >/dev/null
+# Docker Engine 20.10 beside podman: a private daemon (its own data root, exec root and socket,
+# no iptables, no default bridge) with the same base images, loaded from podman's store; CI
+# runs part of the container tier under it (.config/nextest.toml says which). About 20 s
+# cold plus installing docker.io, 1 s cached; stopped when this script ends, whatever the
+# outcome.
+scripts/docker.sh >/dev/null
+trap 'scripts/docker.sh stop' EXIT
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

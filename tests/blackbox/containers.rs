@@ -1,10 +1,13 @@
-//! roadie as the ENTRYPOINT of real images, under a real engine: podman with runc, set up by
-//! scripts/containers.sh (which also builds the base images `postgres:15` and
-//! `python:3.11-slim` from Debian's packages). The shipped image is the Dockerfile's final stage
-//! built from the static binary (`--target prebuilt`), the example's image is its own Dockerfile.
-//! The engine, the images and the clean-up: containers/engine.rs.
+//! roadie as the ENTRYPOINT of real images, under two real engines, each test under both:
+//! podman 4.3 with runc, set up by scripts/containers.sh (which also builds the base images
+//! `postgres:15` and `python:3.11-slim` from Debian's packages), and Docker Engine 20.10 with
+//! runc, a private daemon started by scripts/docker.sh (the same base images, loaded from
+//! podman's store). The shipped image is the Dockerfile's final stage built from the static
+//! binary (`--target prebuilt`), the example's image is its own Dockerfile. The engines, the
+//! images and the clean-up: containers/engine.rs. Where the engines differ: compose/README.md.
 
 mod engine;
+mod swarm;
 
 use std::fs;
 use std::thread;
@@ -16,9 +19,9 @@ use crate::support::http::http_get;
 use crate::support::scratch;
 use crate::support::terminal::OnTerminal;
 use engine::{
-    Cleanup, EXAMPLE, EXAMPLE_SHELL, EXAMPLE_URL, Project, SHIPPED, SHIPPED_WITH_SHELL,
-    SLOW_DNS_WAIT, build, engine_dir, free_port, healthy_within, images, podman, podman_output,
-    postgres, repo, run_shipped, stop, text, wait_for_log,
+    Cleanup, DOCKER, EXAMPLE, EXAMPLE_SHELL, EXAMPLE_URL, Engine, PODMAN, Project, SHIPPED,
+    SHIPPED_WITH_SHELL, SLOW_DNS_WAIT, build, free_port, healthy_within, images, postgres, repo,
+    run_shipped, stop, text, wait_for_log,
 };
 
 #[rstest]
@@ -27,13 +30,14 @@ use engine::{
 #[case::not_executable_126(&["/not-executable"], 126, "/not-executable")]
 #[case::not_found_127(&["no-such-app"], 127, "no-such-app")]
 fn the_shipped_image_exits_with_the_apps_code_and_its_logs_hold_roadies_lines_and_the_apps(
+    #[values(PODMAN, DOCKER)] engine: Engine,
     #[case] command: &[&str],
     #[case] code: i32,
     #[case] roadie_says: &str,
 ) {
-    let mut cleanup = Cleanup::new("exit");
+    let mut cleanup = Cleanup::new(engine, "exit");
     let (got, logs) = run_shipped(&mut cleanup, command);
-    assert_eq!(got, Some(code), "podman run {command:?}; logs:\n{logs}");
+    assert_eq!(got, Some(code), "{engine:?} run {command:?}; logs:\n{logs}");
     assert!(
         logs.lines()
             .any(|l| l.starts_with("[roadie]") && l.contains(roadie_says)),
@@ -44,8 +48,10 @@ fn the_shipped_image_exits_with_the_apps_code_and_its_logs_hold_roadies_lines_an
     }
 }
 
-#[test]
-fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() {
+#[rstest]
+fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
     // The `prebuilt` stage the tests build is the final stage, line for line, but for where
     // /roadie comes from (the build context instead of the build stage).
     let dockerfile = fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
@@ -79,8 +85,8 @@ fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() 
             r#"ENTRYPOINT ["/roadie"]"#
         ]
     );
-    images();
-    let entrypoint = podman([
+    images(engine);
+    let entrypoint = engine.ok([
         "image",
         "inspect",
         "--format",
@@ -89,7 +95,7 @@ fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() 
     ]);
     assert_eq!(entrypoint.trim(), r#"["/roadie"]"#);
     // One file in the image: /roadie (a scratch image holds what it copied and nothing else).
-    let files = podman([
+    let files = engine.ok([
         "image",
         "inspect",
         "--format",
@@ -97,7 +103,7 @@ fn the_shipped_image_is_the_dockerfiles_final_stage_with_roadie_as_entrypoint() 
         SHIPPED,
     ]);
     assert_eq!(files.trim(), "1", "one layer, the COPY of /roadie");
-    let version = podman(["run", "--rm", "--network", "none", SHIPPED, "--version"]);
+    let version = engine.ok(["run", "--rm", "--network", "none", SHIPPED, "--version"]);
     assert!(version.starts_with("roadie "), "{version}");
 }
 
@@ -120,20 +126,22 @@ fn example_serving(cleanup: &mut Cleanup, extra: &[&str]) -> (String, u16) {
         SLOW_DNS_WAIT,
         EXAMPLE,
     ]);
-    podman(args);
-    healthy_within(&name, port, Duration::from_secs(240));
+    cleanup.engine.ok(args);
+    healthy_within(cleanup.engine, &name, port, Duration::from_secs(240));
     (name, port)
 }
 
-#[test]
-fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_kill() {
-    images();
-    let mut cleanup = Cleanup::new("stop-example");
+#[rstest]
+fn stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_kill(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
+    let mut cleanup = Cleanup::new(engine, "stop-example");
     let (name, _) = example_serving(&mut cleanup, &[]);
     // A 30 s grace: only a graceful stop ends it in the bound below; the engine's default
     // kill would come at 10 s.
-    let (took, code) = stop(&name, 30);
-    let logs = text(&podman_output(["logs", &name]));
+    let (took, code) = stop(engine, &name, 30);
+    let logs = engine.logs(&name);
     assert_eq!(code, 0, "the documented code after a stop; logs:\n{logs}");
     assert!(
         took < Duration::from_secs(8),
@@ -146,16 +154,17 @@ fn podman_stop_ends_the_fastapi_example_gracefully_with_code_0_long_before_the_k
     );
 }
 
-#[test]
-fn stopped_while_the_database_is_down_roadie_exits_at_once_but_the_shell_entrypoint_is_killed_after_10s()
- {
-    images();
-    let mut cleanup = Cleanup::new("stop-waiting");
+#[rstest]
+fn stopped_while_the_database_is_down_roadie_exits_at_once_but_the_shell_entrypoint_is_killed_after_10s(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
+    let mut cleanup = Cleanup::new(engine, "stop-waiting");
     // Nothing listens on 127.0.0.1:5432 inside a container with no network: both wait forever.
     let roadie = cleanup.container("roadie");
     let shell = cleanup.container("shell");
     for (name, image) in [(&roadie, EXAMPLE), (&shell, EXAMPLE_SHELL)] {
-        podman([
+        engine.ok([
             "run",
             "--detach",
             "--name",
@@ -171,16 +180,16 @@ fn stopped_while_the_database_is_down_roadie_exits_at_once_but_the_shell_entrypo
             image,
         ]);
     }
-    wait_for_log(&roadie, "[roadie]");
-    wait_for_log(&shell, "no response");
-    let (took, code) = stop(&shell, 10);
+    wait_for_log(engine, &roadie, "[roadie]");
+    wait_for_log(engine, &shell, "no response");
+    let (took, code) = stop(engine, &shell, 10);
     assert_eq!(code, 137, "the shell entrypoint is SIGKILLed");
     assert!(
         took >= Duration::from_secs(9),
         "{took:?}: killed at the grace"
     );
-    let (took, code) = stop(&roadie, 10);
-    let logs = text(&podman_output(["logs", &roadie]));
+    let (took, code) = stop(engine, &roadie, 10);
+    let logs = engine.logs(&roadie);
     assert_eq!(
         code, 143,
         "128+SIGTERM, stopped before the app started; logs:\n{logs}"
@@ -199,8 +208,9 @@ fn each_revision_applied_once(logs: &str) {
     }
 }
 
-/// What both compose variants must show: three replicas serving the seeded data, the schema at
-/// head with one row in alembic_version, and a stop within the grace with code 0.
+/// What both compose variants must show: three replicas serving the seeded data (under Docker
+/// also on their published host ports 8000-8002, one each), the schema at head with one row
+/// in alembic_version, and a stop within the grace with code 0.
 fn three_replicas_serve_at_head_and_stop_with_0(project: &Project) {
     for n in 1..=3 {
         let body = project.answers(n, "/customers", Duration::from_secs(240));
@@ -208,6 +218,25 @@ fn three_replicas_serve_at_head_and_stop_with_0(project: &Project) {
             body.contains("@"),
             "replica {n} serves the seeded customers: {body}"
         );
+    }
+    if project.engine == DOCKER {
+        let mut ports = vec![];
+        for n in 1..=3 {
+            let port = project
+                .engine
+                .ok(["port", &project.container("app", n), "8000"]);
+            let port: u16 = port
+                .lines()
+                .next()
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("replica {n}'s published port: {port}"));
+            let (status, body) = http_get(port, "/customers").expect("GET /customers");
+            assert_eq!(status, 200, "replica {n} on host port {port}: {body}");
+            ports.push(port);
+        }
+        ports.sort();
+        assert_eq!(ports, [8000, 8001, 8002], "one port of the range each");
     }
     assert_eq!(
         project.sql("select count(*), max(version_num) from alembic_version"),
@@ -219,17 +248,22 @@ fn three_replicas_serve_at_head_and_stop_with_0(project: &Project) {
     assert!(took < Duration::from_secs(15), "stop took {took:?}");
 }
 
-#[test]
-fn compose_up_boots_three_replicas_that_apply_each_migration_once_and_stop_with_0() {
-    let project = Project::up("up", &[], None, false);
+#[rstest]
+fn compose_up_boots_three_replicas_that_apply_each_migration_once_and_stop_with_0(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    let project = Project::up(engine, "up", &[], None, false);
     three_replicas_serve_at_head_and_stop_with_0(&project);
     let logs: String = (1..=3).map(|n| project.logs("app", n)).collect();
     each_revision_applied_once(&logs);
 }
 
-#[test]
-fn compose_with_the_migrations_service_migrates_once_before_the_replicas_start() {
+#[rstest]
+fn compose_with_the_migrations_service_migrates_once_before_the_replicas_start(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
     let project = Project::up(
+        engine,
         "migsvc",
         &["compose.migrations-service.yaml"],
         Some("migrations"),
@@ -241,18 +275,24 @@ fn compose_with_the_migrations_service_migrates_once_before_the_replicas_start()
     // The exit code of its first run, the one the replicas waited for: podman restarts an
     // exited `--requires` dependency whenever a dependent starts, so the service runs again
     // once per replica (finding the schema at head), and its last code is the last re-run's.
-    let codes = podman([
-        "events",
-        "--stream=false",
-        "--since",
-        "30m",
-        "--filter",
-        &format!("container={}", project.container("migrations", 1)),
-        "--filter",
-        "event=died",
-        "--format",
-        "{{.ContainerExitCode}}",
-    ]);
+    // Docker Compose runs it once.
+    let codes = match engine {
+        Engine::Podman => engine.ok([
+            "events",
+            "--stream=false",
+            "--since",
+            "30m",
+            "--filter",
+            &format!("container={}", project.container("migrations", 1)),
+            "--filter",
+            "event=died",
+            "--format",
+            "{{.ContainerExitCode}}",
+        ]),
+        Engine::Docker => engine
+            .exit_code(&project.container("migrations", 1))
+            .to_string(),
+    };
     assert_eq!(codes.lines().next(), Some("0"), "{codes}\n{migrations}");
     for n in 1..=3 {
         let logs = project.logs("app", n);
@@ -263,12 +303,14 @@ fn compose_with_the_migrations_service_migrates_once_before_the_replicas_start()
     }
 }
 
-#[test]
-fn podman_run_it_bash_gets_a_terminal_with_job_control_and_skips_the_boot() {
-    images();
+#[rstest]
+fn run_it_bash_gets_a_terminal_with_job_control_and_skips_the_boot(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
     // The database is down: a boot would wait for it; the debug shell does not.
     let argv: Vec<std::ffi::OsString> = [
-        "podman",
+        engine.program(),
         "run",
         "-it",
         "--rm",
@@ -284,18 +326,19 @@ fn podman_run_it_bash_gets_a_terminal_with_job_control_and_skips_the_boot() {
     .iter()
     .map(Into::into)
     .collect();
-    let conf = engine_dir().join("containers.conf");
-    let conf = conf.to_str().expect("UNWRAP: the state directory is UTF-8");
-    let mut terminal = OnTerminal::spawn(&argv, None, &[("CONTAINERS_CONF", conf)]);
+    let (key, value) = engine.env();
+    let mut terminal = OnTerminal::spawn(&argv, None, &[(key, &value)]);
     terminal.shows("$ ");
     terminal.shell_has_the_foreground();
     terminal.exit_debug_shell("bash");
 }
 
-#[test]
-fn the_example_boots_and_serves_with_a_read_only_root_filesystem() {
-    images();
-    let mut cleanup = Cleanup::new("read-only");
+#[rstest]
+fn the_example_boots_and_serves_with_a_read_only_root_filesystem(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
+    let mut cleanup = Cleanup::new(engine, "read-only");
     let (_, port) = example_serving(&mut cleanup, &["--read-only"]);
     let (status, body) = http_get(port, "/customers").expect("GET /customers");
     assert_eq!(
@@ -312,12 +355,13 @@ fn the_example_boots_and_serves_with_a_read_only_root_filesystem() {
 // No /etc/passwd at all (the shipped image and a static busybox): numbers only.
 #[case::engine_numeric_user_without_passwd(SHIPPED_WITH_SHELL, &["--user", "4242:4343"], "4242 4343 HOME=/")]
 fn the_app_runs_as_the_user_asked_for_with_or_without_etc_passwd(
+    #[values(PODMAN, DOCKER)] engine: Engine,
     #[case] image: &str,
     #[case] options: &[&str],
     #[case] expected: &str,
 ) {
-    images();
-    let mut cleanup = Cleanup::new("user");
+    images(engine);
+    let mut cleanup = Cleanup::new(engine, "user");
     let name = cleanup.container("app");
     // No database here: the example's alembic.ini would be refused (78) without the hatch.
     let args = [
@@ -334,7 +378,7 @@ fn the_app_runs_as_the_user_asked_for_with_or_without_etc_passwd(
     .chain(&[image, "sh", "-c", "echo \"$(id -u) $(id -g) HOME=$HOME\""])
     .copied()
     .collect::<Vec<_>>();
-    let out = podman_output(&args);
+    let out = engine.output(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
@@ -347,12 +391,14 @@ fn the_app_runs_as_the_user_asked_for_with_or_without_etc_passwd(
 /// README: `--user` takes "names or numbers ... `HOME` ... `/` for a number with no entry, as
 /// `docker run --user`", also in an image with no /etc/passwd at all (glibc's getpwuid_r then
 /// answers ENOENT, which means "no entry", not a failure).
-#[test]
-fn roadie_switches_to_a_numeric_user_in_an_image_without_etc_passwd() {
-    images();
-    let mut cleanup = Cleanup::new("user-no-passwd");
+#[rstest]
+fn roadie_switches_to_a_numeric_user_in_an_image_without_etc_passwd(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
+    let mut cleanup = Cleanup::new(engine, "user-no-passwd");
     let name = cleanup.container("app");
-    let out = podman_output([
+    let out = engine.output([
         "run",
         "--name",
         &name,
@@ -391,10 +437,11 @@ def downgrade() -> None:
     op.execute("DROP TABLE slow_step")
 "#;
 
-#[test]
-fn killed_during_a_slow_migration_then_started_again_the_migration_completes_with_nothing_half_applied()
- {
-    images();
+#[rstest]
+fn killed_during_a_slow_migration_then_started_again_the_migration_completes_with_nothing_half_applied(
+    #[values(PODMAN, DOCKER)] engine: Engine,
+) {
+    images(engine);
     let context = scratch();
     fs::write(context.path().join("0006_slow.py"), SLOW_REVISION).expect("revision");
     let containerfile = context.path().join("Containerfile");
@@ -405,14 +452,15 @@ fn killed_during_a_slow_migration_then_started_again_the_migration_completes_wit
     .expect("Containerfile");
     let image = "localhost/roadie-test/example-fastapi-slow:test";
     build(
+        engine,
         &["-t", image],
         containerfile.to_str().expect("UNWRAP: UTF-8"),
         context.path(),
     );
-    let mut cleanup = Cleanup::new("kill-migration");
+    let mut cleanup = Cleanup::new(engine, "kill-migration");
     let network = postgres(&mut cleanup);
     let name = cleanup.container("app");
-    podman([
+    engine.ok([
         "run",
         "--detach",
         "--name",
@@ -425,12 +473,13 @@ fn killed_during_a_slow_migration_then_started_again_the_migration_completes_wit
         SLOW_DNS_WAIT,
         image,
     ]);
-    wait_for_log(&name, "Running upgrade 0005 -> 0006");
-    podman(["kill", "--signal", "KILL", &name]);
-    podman(["wait", &name]);
+    wait_for_log(engine, &name, "Running upgrade 0005 -> 0006");
+    engine.ok(["kill", "--signal", "KILL", &name]);
+    engine.ok(["wait", &name]);
     let db = format!("{}-postgres", cleanup.prefix);
     let sql = |query: &str| {
-        podman(["exec", &db, "psql", "-U", "app", "-d", "app", "-Atc", query])
+        engine
+            .ok(["exec", &db, "psql", "-U", "app", "-d", "app", "-Atc", query])
             .trim()
             .to_string()
     };
@@ -439,17 +488,13 @@ fn killed_during_a_slow_migration_then_started_again_the_migration_completes_wit
     assert_eq!(sql("select to_regclass('slow_step') is null"), "t");
     assert_eq!(sql("select to_regclass('alembic_version') is null"), "t");
 
-    podman(["start", &name]);
+    engine.ok(["start", &name]);
     let until = Instant::now() + Duration::from_secs(240);
-    while text(&podman_output(["logs", &name]))
-        .matches("starting uvicorn")
-        .count()
-        == 0
-    {
+    while engine.logs(&name).matches("starting uvicorn").count() == 0 {
         assert!(
             Instant::now() < until,
             "the second boot did not start uvicorn:\n{}",
-            text(&podman_output(["logs", &name]))
+            engine.logs(&name)
         );
         thread::sleep(Duration::from_millis(200));
     }

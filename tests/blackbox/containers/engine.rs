@@ -1,7 +1,8 @@
-//! The engine under the container tests: podman with the tier's configuration
-//! (scripts/containers.sh), every command under a deadline; the test images, built once per
-//! test process; containers, networks and compose projects removed when a test ends, with
-//! their logs printed when it failed.
+//! The engines under the container tests, every command under a deadline: podman with the
+//! tier's configuration (scripts/containers.sh) and Docker Engine, a private daemon
+//! (scripts/docker.sh); the test images, built once per test process and engine; containers,
+//! networks and compose projects removed when a test ends, with their logs printed when it
+//! failed. Each test takes an [`Engine`] and runs the same steps under either.
 
 use std::fs;
 use std::io::Read;
@@ -32,22 +33,132 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// scripts/containers.sh's state directory: its containers.conf is the engine's configuration.
+/// scripts/containers.sh's state directory: its containers.conf is podman's configuration.
 pub fn engine_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = within(
-            &mut Command::new(repo().join("scripts/containers.sh")),
-            Duration::from_secs(900),
-        );
-        assert!(
-            out.status.success(),
-            "scripts/containers.sh: {}",
-            text(&out)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.lines().last().expect("the state directory").trim())
-    })
+    DIR.get_or_init(|| PathBuf::from(last_line_of(&repo().join("scripts/containers.sh"), &[])))
+}
+
+/// The socket of the tier's Docker daemon (scripts/docker.sh starts it unless it answers).
+pub fn docker_socket() -> &'static Path {
+    static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+    SOCKET.get_or_init(|| PathBuf::from(last_line_of(&repo().join("scripts/docker.sh"), &[])))
+}
+
+/// Runs a set-up script (up to 15 minutes: a first run installs and builds); the last line it
+/// printed on stdout.
+fn last_line_of(script: &Path, args: &[&str]) -> String {
+    let out = within(Command::new(script).args(args), Duration::from_secs(900));
+    assert!(out.status.success(), "{script:?}: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .last()
+        .expect("the state directory")
+        .trim()
+        .to_string()
+}
+
+/// The engine a test runs under: the same steps, either engine's command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// podman 4.3 with runc (scripts/containers.sh).
+    Podman,
+    /// Docker Engine 20.10 with runc, a daemon of the tier's own (scripts/docker.sh).
+    Docker,
+}
+
+/// Short names for rstest's `#[values]`, which name a test's case after the expression.
+pub const PODMAN: Engine = Engine::Podman;
+pub const DOCKER: Engine = Engine::Docker;
+
+impl Engine {
+    /// The engine's client: podman, or Docker 20.10's own (a newer client elsewhere on PATH
+    /// would talk to the 20.10 daemon too, but this is the one that ships with it).
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "/usr/bin/docker",
+        }
+    }
+
+    /// What the client needs in its environment: podman's configuration, Docker's socket.
+    pub fn env(self) -> (&'static str, String) {
+        match self {
+            Engine::Podman => (
+                "CONTAINERS_CONF",
+                engine_dir().join("containers.conf").display().to_string(),
+            ),
+            Engine::Docker => (
+                "DOCKER_HOST",
+                format!("unix://{}", docker_socket().display()),
+            ),
+        }
+    }
+
+    /// Where this engine's test images are built under a lock (they share tags).
+    fn state_dir(self) -> &'static Path {
+        match self {
+            Engine::Podman => engine_dir(),
+            Engine::Docker => docker_socket()
+                .parent()
+                .expect("UNWRAP: a socket's directory"),
+        }
+    }
+
+    /// `ENGINE ARGS...` with the engine's environment.
+    pub fn command<I, S>(self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(self.program());
+        let (key, value) = self.env();
+        command.env(key, value).args(args);
+        command
+    }
+
+    /// `ENGINE ARGS...`, whatever its exit code.
+    pub fn output<I, S>(self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        within(&mut self.command(args), ENGINE_DEADLINE)
+    }
+
+    /// `ENGINE ARGS...`, which must succeed; its stdout.
+    pub fn ok<I, S>(self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = self.command(args);
+        let out = within(&mut command, ENGINE_DEADLINE);
+        assert!(out.status.success(), "{command:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Everything container `name` printed (stdout and stderr), with the engine's status line.
+    pub fn logs(self, name: &str) -> String {
+        text(&self.output(["logs", name]))
+    }
+
+    /// `ENGINE rm` of a container, at once, whatever state it is in.
+    pub fn remove(self, name: &str) {
+        match self {
+            Engine::Podman => self.output(["rm", "--force", "--volumes", "--time", "0", name]),
+            Engine::Docker => self.output(["rm", "--force", "--volumes", name]),
+        };
+    }
+
+    /// The exit code the engine recorded for container `name`.
+    pub fn exit_code(self, name: &str) -> i32 {
+        self.ok(["inspect", "--format", "{{.State.ExitCode}}", name])
+            .trim()
+            .parse()
+            .expect("an exit code")
+    }
 }
 
 /// Runs `command` to its end, killed at `deadline` (then the test fails with what it printed).
@@ -103,49 +214,15 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// `podman ARGS...` with the tier's configuration.
-pub fn podman_command<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut command = Command::new("podman");
-    command
-        .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
-        .args(args);
-    command
-}
-
-/// `podman ARGS...`, whatever its exit code.
-pub fn podman_output<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    within(&mut podman_command(args), ENGINE_DEADLINE)
-}
-
-/// `podman ARGS...`, which must succeed; its stdout.
-pub fn podman<I, S>(args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut command = podman_command(args);
-    let out = within(&mut command, ENGINE_DEADLINE);
-    assert!(out.status.success(), "{command:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Builds the test images once per test process, serialised across processes by a lock (they
-/// share tags): the static binary (scripts/build-static.sh, as the Dockerfile's build stage
+/// Builds the test images under `engine` once per test process, serialised across processes by
+/// a lock (they share tags): the static binary (scripts/build-static.sh, as the Dockerfile's build stage
 /// runs it; cached by cargo after the first), the Dockerfile's final stage from it, a busybox
 /// layer on top, and the FastAPI example's Dockerfile with its `COPY --from` of it.
-pub fn images() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
+pub fn images(engine: Engine) {
+    static BUILT: [OnceLock<()>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[engine as usize].get_or_init(|| {
         use std::os::fd::AsRawFd;
-        let lock = fs::File::create(engine_dir().join("images.lock")).expect("lock file");
+        let lock = fs::File::create(engine.state_dir().join("images.lock")).expect("lock file");
         // SAFETY: flock on an open file; the lock goes with the descriptor, dropped below.
         unsafe {
             libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
@@ -161,6 +238,7 @@ pub fn images() {
         );
         assert!(out.status.success(), "the static build: {}", text(&out));
         build(
+            engine,
             &["--target", "prebuilt", "-t", SHIPPED],
             "Dockerfile",
             context.path(),
@@ -188,6 +266,7 @@ pub fn images() {
         )
         .expect("Containerfile");
         build(
+            engine,
             &["-t", SHIPPED_WITH_SHELL],
             containerfile
                 .to_str()
@@ -197,6 +276,7 @@ pub fn images() {
 
         let example = repo().join("examples/fastapi-alembic");
         build(
+            engine,
             &[
                 "--build-arg",
                 &format!("ROADIE_IMAGE={SHIPPED}"),
@@ -231,6 +311,7 @@ pub fn images() {
         )
         .expect("Containerfile");
         build(
+            engine,
             &["-t", EXAMPLE_SHELL],
             containerfile.to_str().expect("UNWRAP: UTF-8"),
             seeds.path(),
@@ -251,35 +332,41 @@ alembic upgrade head
 exec \"$@\"
 ";
 
-/// `podman build` of `file` in `context`, offline (every base image is local).
-pub fn build(args: &[&str], file: &str, context: &Path) {
-    podman(
-        [
-            "build",
-            "--quiet",
-            "--pull=never",
-            "--network=none",
-            "-f",
-            file,
-        ]
-        .iter()
-        .chain(args)
-        .map(|s| s.to_string())
-        .chain([context.to_string_lossy().into_owned()]),
+/// `ENGINE build` of `file` in `context`, offline (every base image is local). Docker's with
+/// BuildKit, which builds only the stages the target needs (the classic builder would try to
+/// pull the Dockerfile's toolchain stage for `--target prebuilt`) and uses local images as
+/// they are.
+pub fn build(engine: Engine, args: &[&str], file: &str, context: &Path) {
+    let pull: &[&str] = match engine {
+        Engine::Podman => &["--pull=never"],
+        Engine::Docker => &[],
+    };
+    let mut command = engine.command(
+        ["build", "--quiet", "--network=none", "-f", file]
+            .iter()
+            .chain(pull)
+            .chain(args)
+            .map(|s| s.to_string())
+            .chain([context.to_string_lossy().into_owned()]),
     );
+    command.env("DOCKER_BUILDKIT", "1");
+    let out = within(&mut command, ENGINE_DEADLINE);
+    assert!(out.status.success(), "{command:?}: {}", text(&out));
 }
 
 /// Containers and networks a test made, removed when it ends, with their logs printed if it
 /// failed.
 pub struct Cleanup {
+    pub engine: Engine,
     pub prefix: String,
     containers: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Cleanup {
-    pub fn new(test: &str) -> Self {
+    pub fn new(engine: Engine, test: &str) -> Self {
         Self {
+            engine,
             prefix: format!("roadie-test-{test}-{}", std::process::id()),
             containers: vec![],
             networks: vec![],
@@ -296,7 +383,7 @@ impl Cleanup {
     /// A fresh bridge network (DNS between its containers), removed at the end.
     pub fn network(&mut self) -> String {
         let name = format!("{}-net", self.prefix);
-        podman(["network", "create", &name]);
+        self.engine.ok(["network", "create", &name]);
         self.networks.push(name.clone());
         name
     }
@@ -306,22 +393,26 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for name in &self.containers {
             if thread::panicking() {
-                let logs = podman_output(["logs", name]);
-                eprintln!("--- podman logs {name}\n{}", text(&logs));
+                eprintln!(
+                    "--- {:?} logs {name}\n{}",
+                    self.engine,
+                    self.engine.logs(name)
+                );
             }
-            podman_output(["rm", "--force", "--volumes", "--time", "0", name]);
+            self.engine.remove(name);
         }
         for name in &self.networks {
-            podman_output(["network", "rm", "--force", name]);
+            self.engine.output(["network", "rm", name]);
         }
     }
 }
 
-/// `podman run` of the shipped image (with a shell to run); its exit code and its logs.
+/// `ENGINE run` of the shipped image (with a shell to run); its exit code and its logs.
 pub fn run_shipped(cleanup: &mut Cleanup, command: &[&str]) -> (Option<i32>, String) {
-    images();
+    let engine = cleanup.engine;
+    images(engine);
     let name = cleanup.container("app");
-    let out = podman_output(
+    let out = engine.output(
         [
             "run",
             "--name",
@@ -333,7 +424,7 @@ pub fn run_shipped(cleanup: &mut Cleanup, command: &[&str]) -> (Option<i32>, Str
         .iter()
         .chain(command),
     );
-    (out.status.code(), text(&podman_output(["logs", &name])))
+    (out.status.code(), engine.logs(&name))
 }
 
 /// A PostgreSQL container on a fresh network, named `postgres` there, with the example's user
@@ -341,7 +432,7 @@ pub fn run_shipped(cleanup: &mut Cleanup, command: &[&str]) -> (Option<i32>, Str
 pub fn postgres(cleanup: &mut Cleanup) -> String {
     let network = cleanup.network();
     let name = cleanup.container("postgres");
-    podman([
+    cleanup.engine.ok([
         "run",
         "--detach",
         "--name",
@@ -365,14 +456,15 @@ pub fn postgres(cleanup: &mut Cleanup) -> String {
 }
 
 /// podman 4.3's aardvark-dns can leave a new container's lookups unanswered for 30-50 s
-/// (compose/README.md), close to roadie's 60 s default: containers on a network wait longer.
+/// (compose/README.md), close to roadie's 60 s default: containers on a network wait longer
+/// (under either engine, so both run the same command).
 pub const SLOW_DNS_WAIT: &str = "ROADIE_WAIT_TIMEOUT=3m";
 
 pub const EXAMPLE_URL: &str = "postgresql+psycopg://app:app-pw@postgres:5432/app";
 
 /// Polls GET /health on 127.0.0.1:`port` until it answers 200, failing with the container's
 /// logs at the deadline; the time it took.
-pub fn healthy_within(name: &str, port: u16, deadline: Duration) -> Duration {
+pub fn healthy_within(engine: Engine, name: &str, port: u16, deadline: Duration) -> Duration {
     let start = Instant::now();
     loop {
         if let Ok((200, _)) = http_get(port, "/health") {
@@ -381,7 +473,7 @@ pub fn healthy_within(name: &str, port: u16, deadline: Duration) -> Duration {
         assert!(
             start.elapsed() < deadline,
             "no 200 from /health within {deadline:?}; logs:\n{}",
-            text(&podman_output(["logs", name]))
+            engine.logs(name)
         );
         thread::sleep(Duration::from_millis(100));
     }
@@ -396,20 +488,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `podman stop --time GRACE NAME`: how long it took and the container's exit code.
-pub fn stop(name: &str, grace: u32) -> (Duration, i32) {
+/// `ENGINE stop --time GRACE NAME`: how long it took and the container's exit code.
+pub fn stop(engine: Engine, name: &str, grace: u32) -> (Duration, i32) {
     let start = Instant::now();
-    podman(["stop", "--time", &grace.to_string(), name]);
+    engine.ok(["stop", "--time", &grace.to_string(), name]);
     let took = start.elapsed();
-    let code = podman(["inspect", "--format", "{{.State.ExitCode}}", name]);
-    (took, code.trim().parse().expect("an exit code"))
+    (took, engine.exit_code(name))
 }
 
-/// Waits until `podman logs NAME` shows `needle`.
-pub fn wait_for_log(name: &str, needle: &str) {
+/// Waits until `ENGINE logs NAME` shows `needle`.
+pub fn wait_for_log(engine: Engine, name: &str, needle: &str) {
     let start = Instant::now();
     loop {
-        let logs = text(&podman_output(["logs", name]));
+        let logs = engine.logs(name);
         if logs.contains(needle) {
             return;
         }
@@ -421,25 +512,29 @@ pub fn wait_for_log(name: &str, needle: &str) {
     }
 }
 
-/// podman-compose from the tier's venv, in compose/, as project `project`.
-pub fn compose(project: &str, files: &[&Path], args: &[&str], deadline: Duration) -> Output {
-    let mut command = Command::new(engine_dir().join("venv/bin/podman-compose"));
+/// The compose tool for `engine`, in compose/, as project `project`, with `files`: podman-compose
+/// 1.6 from the tier's venv, or Debian's docker-compose 1.29 (Compose v1) against the tier's
+/// Docker daemon.
+fn compose_command(engine: Engine, project: &str, files: &[PathBuf]) -> Command {
+    let mut command = match engine {
+        Engine::Podman => Command::new(engine_dir().join("venv/bin/podman-compose")),
+        Engine::Docker => Command::new("docker-compose"),
+    };
+    let (key, value) = engine.env();
     command
-        .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
+        .env(key, value)
         .current_dir(repo().join("compose"))
         .args(["-p", project]);
     for file in files {
         command.arg("-f").arg(file);
     }
-    command.args(args);
-    let out = within(&mut command, deadline);
-    assert!(out.status.success(), "{command:?}: {}", text(&out));
-    out
+    command
 }
 
 /// A compose project brought down (containers, network and volume) when the test ends, with
 /// every container's logs printed if it failed.
 pub struct Project {
+    pub engine: Engine,
     name: String,
     files: Vec<PathBuf>,
     /// Holds the override file.
@@ -447,8 +542,11 @@ pub struct Project {
 }
 
 impl Project {
-    /// compose/compose.yaml with `extra` files after it, plus one override for what podman
-    /// 4.3 and podman-compose 1.6 run differently (compose/README.md):
+    /// compose/compose.yaml with `extra` files after it, `up --detach` with `profile` on.
+    ///
+    /// Under Docker (docker-compose 1.29) the files run as they are: the replicas publish
+    /// their host ports 8000-8002. Under podman, one override for what podman 4.3 and
+    /// podman-compose 1.6 run differently (compose/README.md):
     /// - no published ports: podman-compose hands the replicas' host port range `8000-8002` to
     ///   every replica whole, which podman refuses; the test reaches each replica from inside;
     /// - a 3-minute `--wait-timeout`: aardvark-dns can leave a new container's lookups
@@ -457,29 +555,38 @@ impl Project {
     ///   `depends_on: postgres`: podman 4.3 cannot start a container (an app replica) whose
     ///   `--requires` dependency (migrations) has one of its own.
     pub fn up(
+        engine: Engine,
         test: &str,
         extra: &[&str],
         profile: Option<&str>,
         migrations_depend_on_nothing: bool,
     ) -> Self {
-        images();
-        // The name compose.yaml gives the example's image.
-        podman(["tag", EXAMPLE, "localhost/roadie-example-fastapi:latest"]);
+        images(engine);
+        // The name compose.yaml gives the example's image (`image: roadie-example-fastapi`),
+        // so `up` finds it built.
+        let tag = match engine {
+            Engine::Podman => "localhost/roadie-example-fastapi:latest",
+            Engine::Docker => "roadie-example-fastapi:latest",
+        };
+        engine.ok(["tag", EXAMPLE, tag]);
         let dir = scratch();
-        let override_file = dir.path().join("compose.podman.yaml");
-        let mut text = String::from(
-            "services:\n  \
-               app:\n    ports: !reset []\n    environment:\n      ROADIE_WAIT_TIMEOUT: 3m\n  \
-               migrations:\n    environment:\n      ROADIE_WAIT_TIMEOUT: 3m\n",
-        );
-        if migrations_depend_on_nothing {
-            text.push_str("    depends_on: !reset {}\n");
-        }
-        fs::write(&override_file, text).expect("override");
         let mut files = vec![repo().join("compose/compose.yaml")];
         files.extend(extra.iter().map(|f| repo().join("compose").join(f)));
-        files.push(override_file);
+        if engine == Engine::Podman {
+            let override_file = dir.path().join("compose.podman.yaml");
+            let mut text = String::from(
+                "services:\n  \
+                   app:\n    ports: !reset []\n    environment:\n      ROADIE_WAIT_TIMEOUT: 3m\n  \
+                   migrations:\n    environment:\n      ROADIE_WAIT_TIMEOUT: 3m\n",
+            );
+            if migrations_depend_on_nothing {
+                text.push_str("    depends_on: !reset {}\n");
+            }
+            fs::write(&override_file, text).expect("override");
+            files.push(override_file);
+        }
         let project = Self {
+            engine,
             name: format!("roadietest{test}{}", std::process::id()),
             files,
             _dir: dir,
@@ -489,23 +596,31 @@ impl Project {
             args.extend(["--profile", profile]);
         }
         args.extend(["up", "--detach"]);
+        if engine == Engine::Docker {
+            // The image is there (tagged above); Compose would build it only if it were not.
+            args.push("--no-build");
+        }
         project.compose(&args, Duration::from_secs(300));
         project
     }
 
+    /// The compose tool with this project's files and `args`, which must succeed.
     pub fn compose(&self, args: &[&str], deadline: Duration) -> Output {
-        let files: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
-        compose(&self.name, &files, args, deadline)
+        let mut command = compose_command(self.engine, &self.name, &self.files);
+        command.args(args);
+        let out = within(&mut command, deadline);
+        assert!(out.status.success(), "{command:?}: {}", text(&out));
+        out
     }
 
-    /// The name podman-compose gives replica `n` of `service`.
+    /// The name both compose tools give replica `n` of `service`.
     pub fn container(&self, service: &str, n: u32) -> String {
         format!("{}_{service}_{n}", self.name)
     }
 
     /// Everything replica `n` of `service` printed.
     pub fn logs(&self, service: &str, n: u32) -> String {
-        text(&podman_output(["logs", &self.container(service, n)]))
+        self.engine.logs(&self.container(service, n))
     }
 
     /// GET `path` from inside replica `n` of the app (its own loopback) until it answers 200.
@@ -521,7 +636,7 @@ impl Project {
         );
         let start = Instant::now();
         loop {
-            let out = podman_output(["exec", &name, "python", "-c", &script]);
+            let out = self.engine.output(["exec", &name, "python", "-c", &script]);
             if out.status.success() {
                 return String::from_utf8_lossy(&out.stdout).into_owned();
             }
@@ -536,19 +651,20 @@ impl Project {
     }
 
     pub fn sql(&self, query: &str) -> String {
-        podman([
-            "exec",
-            &self.container("postgres", 1),
-            "psql",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-Atc",
-            query,
-        ])
-        .trim()
-        .to_string()
+        self.engine
+            .ok([
+                "exec",
+                &self.container("postgres", 1),
+                "psql",
+                "-U",
+                "app",
+                "-d",
+                "app",
+                "-Atc",
+                query,
+            ])
+            .trim()
+            .to_string()
     }
 
     /// `stop` (what `down` does first): how long it took, and each app replica's exit code.
@@ -557,17 +673,7 @@ impl Project {
         self.compose(&["stop"], Duration::from_secs(120));
         let took = start.elapsed();
         let codes = (1..=3)
-            .map(|n| {
-                podman([
-                    "inspect",
-                    "--format",
-                    "{{.State.ExitCode}}",
-                    &self.container("app", n),
-                ])
-                .trim()
-                .parse()
-                .expect("an exit code")
-            })
+            .map(|n| self.engine.exit_code(&self.container("app", n)))
             .collect();
         (took, codes)
     }
@@ -576,26 +682,24 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         if thread::panicking() {
-            let listed = podman_output(["ps", "--all", "--format", "{{.Names}}"]);
+            let listed = self
+                .engine
+                .output(["ps", "--all", "--format", "{{.Names}}"]);
             for name in String::from_utf8_lossy(&listed.stdout).lines() {
                 if name.starts_with(&self.name) {
-                    eprintln!(
-                        "--- podman logs {name}\n{}",
-                        text(&podman_output(["logs", name]))
-                    );
+                    eprintln!("--- logs {name}\n{}", self.engine.logs(name));
                 }
             }
         }
-        let files: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
-        let mut command = Command::new(engine_dir().join("venv/bin/podman-compose"));
-        command
-            .env("CONTAINERS_CONF", engine_dir().join("containers.conf"))
-            .current_dir(repo().join("compose"))
-            .args(["-p", &self.name, "--profile", "migrations"]);
-        for file in files {
-            command.arg("-f").arg(file);
-        }
-        command.args(["down", "--volumes", "--timeout", "0"]);
+        let mut command = compose_command(self.engine, &self.name, &self.files);
+        command.args([
+            "--profile",
+            "migrations",
+            "down",
+            "--volumes",
+            "--timeout",
+            "0",
+        ]);
         within(&mut command, Duration::from_secs(120));
     }
 }
