@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use super::{MigrateError, bounded};
-use crate::database::{Blocked, Connection, DatabaseUrl, sqlstate};
+use super::{MigrateError, Unanswered, bounded};
+use crate::database::{Blocked, Connection, DatabaseUrl, silence, sqlstate};
 
 /// How often the watch looks (more often with `--ddl-lock-timeout`: the blocker must be seen
 /// before the timeout ends the wait).
@@ -104,7 +104,7 @@ impl Watch {
         loop {
             if let Some((backend, key)) = self.lock {
                 const CHECKING: &str = "checking that the migration lock is still held";
-                match bounded(CHECKING, self.conn.lock_still_held(backend, key)).await {
+                match looked(CHECKING, self.conn.lock_still_held(backend, key)).await {
                     Err(silence) => return silence,
                     Ok(Ok(false)) => {
                         return MigrateError::gone(format!(
@@ -119,7 +119,7 @@ impl Watch {
                 }
             }
             tokio::time::sleep(self.every).await;
-            match bounded("watching the migration", self.conn.blocker(&self.blocked)).await {
+            match looked("watching the migration", self.conn.blocker(&self.blocked)).await {
                 Err(silence) => return silence,
                 Ok(Err(e)) if sqlstate::is_connection_loss(&e) => {
                     return MigrateError::unavailable("the watch session was lost", e);
@@ -142,6 +142,16 @@ impl Watch {
     pub async fn close(self) {
         let _ = bounded("closing the watch session", self.conn.close()).await;
     }
+}
+
+/// One look of the watch, bounded by the client's silence bound rather than the 10 s of
+/// roadie's other queries: a look is a tiny query, and the watch must see a silent network
+/// (`2 s + 5 s`) before the server frees the lock (11 s), even where the socket's own bounds
+/// cannot (a look sent after the network went, which the kernel never got out).
+async fn looked<T>(doing: &str, look: impl Future<Output = T>) -> Result<T, MigrateError> {
+    tokio::time::timeout(silence::CLIENT_SILENCE, look)
+        .await
+        .map_err(|_| MigrateError::unavailable(doing, Unanswered(silence::CLIENT_SILENCE)))
 }
 
 /// `watch`'s [`Watch::until_lost`], or never when there is no watch (SQLite).

@@ -340,6 +340,11 @@ impl Running {
             .unwrap_or_else(|| self.fail(&format!("no attempt count in {line:?}")))
     }
 
+    /// Whether roadie has exited, without waiting (its status is kept for `finish`).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
     /// Waits for roadie to exit (killing everything at the deadline).
     pub fn finish(self) -> Finished {
         self.finish_within(DEADLINE)
