@@ -354,9 +354,13 @@ pub struct MigrateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DatabaseArgs {
-    /// The database to wait for. Without it: ROADIE_DATABASE_URL, then DATABASE_URL (each also
-    /// read from the file named by *_FILE), then POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER,
-    /// POSTGRES_PASSWORD(_FILE), POSTGRES_DB. With none, roadie is a plain init.
+    /// The database to wait for. Without it: ROADIE_DATABASE_URL, then DATABASE_URL, then the
+    /// official images' variables: POSTGRES_HOST (or POSTGRES_SERVER), POSTGRES_PORT,
+    /// POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB; or MARIADB_HOST, MARIADB_PORT,
+    /// MARIADB_USER, MARIADB_PASSWORD (MARIADB_ROOT_PASSWORD for root), MARIADB_DATABASE, each
+    /// MARIADB_* falling back to its MYSQL_*. Each also from the file named by its *_FILE. A
+    /// URL variable wins over both kinds; both hosts set is an error. With none, roadie is a
+    /// plain init.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
