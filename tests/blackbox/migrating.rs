@@ -623,10 +623,23 @@ fn a_server_warning_during_a_migration_names_the_migration() {
                 "own_transaction",
                 "BEGIN;\nCREATE TABLE inner_tx (id int);\nCOMMIT;",
             ),
+            (
+                3,
+                "own_transaction_too",
+                "BEGIN;\nCREATE TABLE inner_tx_too (id int);\nCOMMIT;",
+            ),
         ],
     );
     let finished = migrate(&pg, &migrations, &[]).run();
     finished.code(0);
+    // Four WARN lines (two a migration), explained once (issue 23).
+    let explained = "about the WARN line(s) above: the migration has its own BEGIN/COMMIT";
+    assert_eq!(finished.stderr.matches(explained).count(), 1, "{finished}");
+    assert_eq!(
+        finished.stderr.matches("transaction in progress").count(),
+        4,
+        "{finished}"
+    );
     let line = finished
         .stderr
         .lines()
