@@ -241,8 +241,7 @@ impl CommandRun<'_> {
     /// After the command exited 0, proves the migration landed: the version table of the
     /// database roadie reads is at head (its head), or 65 saying where roadie looked. A
     /// command roadie cannot read (`None` scripts) is taken at its word. Read on the lock's
-    /// session, still held: through a transaction pooler a new session could be served by a
-    /// server connection the command left its `PGAPPNAME` on.
+    /// session, still held (no second login; SQLite's lock is a file, so a session of its own).
     fn landed(
         &self,
         runtime: &Runtime,
