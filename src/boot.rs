@@ -105,6 +105,7 @@ fn hooks_stage(dir: &Path, supervision: &mut Supervision) -> Result<(usize, Dura
 fn configure(invocation: Invocation) -> Result<(Config, Goal), BootError> {
     let all = StagesWanted {
         migrate: true,
+        runs_migrator: true,
         hooks: true,
     };
     Ok(match invocation {
@@ -115,6 +116,7 @@ fn configure(invocation: Invocation) -> Result<(Config, Goal), BootError> {
             // `roadie wait` reads the migrations only to wait for the schema.
             let stages = StagesWanted {
                 migrate: options.migrate.wait_for_schema,
+                runs_migrator: false,
                 hooks: false,
             };
             (Config::resolve(options, None, stages)?, Goal::Wait)
@@ -123,6 +125,7 @@ fn configure(invocation: Invocation) -> Result<(Config, Goal), BootError> {
         Invocation::MigrateStatus { options, json } => {
             let stages = StagesWanted {
                 migrate: true,
+                runs_migrator: false,
                 hooks: false,
             };
             (

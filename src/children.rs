@@ -26,6 +26,15 @@ pub struct Program {
 }
 
 impl Program {
+    /// A command roadie only reads (`migrate status`, `--wait-for-schema`), never runs: its
+    /// file need not exist, and its path is argv[0] as written.
+    pub fn never_run(argv: Vec<OsString>) -> Self {
+        Program {
+            path: PathBuf::from(&argv[0]),
+            argv,
+        }
+    }
+
     /// The name to show in logs: argv[0] as written.
     pub fn display_name(&self) -> String {
         self.argv[0].to_string_lossy().into_owned()

@@ -22,7 +22,8 @@ Exit codes:
   64          usage error: unknown flag, missing command
   65          a boot step failed: SQL error, checksum mismatch, applied migration missing,
               migration command or --hooks executable exited non-zero (the message names it),
-              several alembic heads or a recorded revision the scripts do not have
+              several alembic heads or a recorded revision the scripts do not have, alembic
+              exited 0 but its version table (read back) is not at head
   69          a dependency is unavailable (not ready in time, or refused for good)
   70          internal error (a bug in roadie)
   75          the migration lock was not acquired before --lock-timeout
@@ -258,7 +259,8 @@ pub struct Options {
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
     /// Native migrations: a folder in sqlx's format. Default: ./migrations when it holds any
-    /// (after alembic.ini, which means `alembic upgrade head`).
+    /// (after alembic.ini, which means `alembic upgrade head`, with alembic from PATH, else
+    /// from ./.venv/bin).
     #[arg(
         long,
         env = "ROADIE_MIGRATIONS",
@@ -352,9 +354,13 @@ pub struct MigrateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DatabaseArgs {
-    /// The database to wait for. Without it: ROADIE_DATABASE_URL, then DATABASE_URL (each also
-    /// read from the file named by *_FILE), then POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER,
-    /// POSTGRES_PASSWORD(_FILE), POSTGRES_DB. With none, roadie is a plain init.
+    /// The database to wait for. Without it: ROADIE_DATABASE_URL, then DATABASE_URL, then the
+    /// official images' variables: POSTGRES_HOST (or POSTGRES_SERVER), POSTGRES_PORT,
+    /// POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB; or MARIADB_HOST, MARIADB_PORT,
+    /// MARIADB_USER, MARIADB_PASSWORD (MARIADB_ROOT_PASSWORD for root), MARIADB_DATABASE, each
+    /// MARIADB_* falling back to its MYSQL_*. Each also from the file named by its *_FILE. A
+    /// URL variable wins over both kinds; both hosts set is an error. With none, roadie is a
+    /// plain init.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 

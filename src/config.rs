@@ -22,6 +22,10 @@ use crate::wait::{self, Target};
 /// PATH when the environment has none (what a shell would use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Where uv and poetry (with `virtualenvs.in-project`) put a project's scripts, relative to
+/// the working directory: the auto-detected migrator is looked for there after PATH.
+const VENV_BIN: &str = ".venv/bin";
+
 /// Everything the boot will do, one settings value per stage, each defined by the stage that
 /// reads it: settings flow down the pipeline, never back up.
 #[derive(Debug)]
@@ -48,6 +52,9 @@ pub struct HookDirs {
 #[derive(Debug, Clone, Copy)]
 pub struct StagesWanted {
     pub migrate: bool,
+    /// The migration command may run (`run`, `migrate`); `migrate status` and
+    /// `--wait-for-schema` only read what it would apply, and need it nowhere on PATH.
+    pub runs_migrator: bool,
     pub hooks: bool,
 }
 
@@ -57,6 +64,13 @@ pub enum ConfigError {
     Invalid(String),
     /// COMMAND is nowhere on PATH (exit 127).
     NotFound { command: String, searched: String },
+    /// The migrator roadie chose itself (`alembic upgrade head`, because alembic's
+    /// configuration is here) is neither on PATH nor in `./.venv/bin` (exit 127).
+    MigratorNotFound {
+        command: String,
+        searched: String,
+        because: String,
+    },
     /// COMMAND exists but cannot be executed (exit 126).
     NotExecutable { command: String, path: PathBuf },
 }
@@ -71,6 +85,17 @@ impl std::fmt::Display for ConfigError {
                     "command not found: {command:?} (searched PATH={searched})"
                 )
             }
+            ConfigError::MigratorNotFound {
+                command,
+                searched,
+                because,
+            } => write!(
+                f,
+                "command not found: \"alembic\" (searched PATH={searched} and {VENV_BIN}); roadie \
+                 runs {command:?} because it found {because} in the working directory: put the \
+                 image's virtual environment on PATH (ENV PATH=\"/app/.venv/bin:$PATH\"), or \
+                 say how to run it (--migrate-command \"uv run alembic upgrade head\")"
+            ),
             ConfigError::NotExecutable { command, path } => write!(
                 f,
                 "command not executable: {command:?} ({} is not an executable file)",
@@ -134,7 +159,8 @@ impl Config {
         let plan = if !stages.migrate || app.as_ref().is_some_and(Program::is_debug_shell) {
             Plan::Skip(None)
         } else {
-            migration_plan(m, wait.database.is_some(), app.as_ref(), &path_var)?
+            let runs = stages.runs_migrator && !m.wait_for_schema;
+            migration_plan(m, wait.database.is_some(), app.as_ref(), (&path_var, runs))?
         };
         if m.wait_for_schema && stages.migrate {
             schema_to_wait_for(&plan)?;
@@ -293,8 +319,15 @@ fn migration_plan(
     m: &MigrateArgs,
     database: bool,
     app: Option<&Program>,
-    path_var: &OsStr,
+    (path_var, runs): (&OsStr, bool),
 ) -> Result<Plan, ConfigError> {
+    // What is only read (status, --wait-for-schema) needs its argv, never its file.
+    let resolve = |argv: Vec<OsString>| match resolve_command(argv.clone(), path_var) {
+        Err(ConfigError::NotFound { .. } | ConfigError::NotExecutable { .. }) if !runs => {
+            Ok(Program::never_run(argv))
+        }
+        resolved => resolved,
+    };
     let command = match m.migrate_command.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => {
@@ -303,10 +336,7 @@ fn migration_plan(
             if words.is_empty() {
                 return Err(ConfigError::Invalid("--migrate-command is empty".into()));
             }
-            Some(resolve_command(
-                words.into_iter().map(OsString::from).collect(),
-                path_var,
-            )?)
+            Some(resolve(words.into_iter().map(OsString::from).collect())?)
         }
     };
     if let Some(dir) = &m.migrations
@@ -332,11 +362,41 @@ fn migration_plan(
     match migrate::decide(&asked) {
         PlanDecision::Plan(plan) => Ok(plan),
         PlanDecision::Invalid(message) => Err(ConfigError::Invalid(message)),
-        PlanDecision::Alembic => Ok(Plan::Command(resolve_command(
-            ["alembic", "upgrade", "head"].map(OsString::from).to_vec(),
-            path_var,
-        )?)),
+        PlanDecision::Alembic => {
+            let because = asked.alembic_config.unwrap_or_default();
+            let argv = ["alembic", "upgrade", "head"].map(OsString::from).to_vec();
+            match resolve(argv.clone()) {
+                Err(ConfigError::NotFound { searched, .. }) => {
+                    found_in_venv(argv, Path::new(VENV_BIN), &because).ok_or_else(|| {
+                        ConfigError::MigratorNotFound {
+                            command: "alembic upgrade head".into(),
+                            searched,
+                            because,
+                        }
+                    })
+                }
+                resolved => resolved,
+            }
+            .map(Plan::Command)
+        }
     }
+}
+
+/// The auto-detected migrator in the project's virtual environment (`venv`, relative to the
+/// working directory), said in one line when it is found there.
+fn found_in_venv(argv: Vec<OsString>, venv: &Path, because: &str) -> Option<Program> {
+    let path = venv.join(&argv[0]);
+    if !is_executable_file(&path) {
+        return None;
+    }
+    let path = std::path::absolute(&path).unwrap_or(path);
+    tracing::info!(
+        "{} is not on PATH: running {} (the project's virtual environment, as uv and poetry \
+         make it), because {because} is here",
+        argv[0].to_string_lossy(),
+        path.display()
+    );
+    Some(Program { path, argv })
 }
 
 /// `--wait-for-schema` needs something whose state roadie can read: a native folder, or

@@ -599,11 +599,11 @@ pub fn masked(url: &Url) -> Url {
 }
 
 /// Finds the database: `--database-url`, else `ROADIE_DATABASE_URL`, else `DATABASE_URL`, else
-/// built from `POSTGRES_HOST` (or its synonym `POSTGRES_SERVER`, which the FastAPI full-stack
-/// template uses; `POSTGRES_HOST` wins when both are set), `POSTGRES_PORT`, `POSTGRES_USER`,
-/// `POSTGRES_PASSWORD` and `POSTGRES_DB`. Every one of them may come from its `*_FILE`, as the
-/// official images read Docker secrets. `None`: no database configured.
-/// `env` reads a variable (empty counts as unset).
+/// built from the official images' variables: PostgreSQL's ([`POSTGRES`]) or MariaDB/MySQL's
+/// ([`MARIADB`]), whichever kind has its host set; both hosts set is an error, since roadie
+/// cannot tell which database the app uses (a URL variable settles it: it wins over both).
+/// Every variable may come from its `*_FILE`, as the official images read Docker secrets.
+/// `None`: no database configured. `env` reads a variable (empty counts as unset).
 pub fn resolve(
     flag: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -617,35 +617,137 @@ pub fn resolve(
             return DatabaseUrl::parse(&text, &source).map(Some);
         }
     }
-    let variable = |name: &str| secret(name, &env).map(|found| found.map(|(value, _)| value));
-    let host = match variable("POSTGRES_HOST")? {
-        Some(host) => host,
-        None => match variable("POSTGRES_SERVER")? {
-            Some(host) => host,
-            None => return Ok(None),
-        },
-    };
-    let user = variable("POSTGRES_USER")?.unwrap_or_else(|| "postgres".into());
-    let database = variable("POSTGRES_DB")?.unwrap_or_else(|| user.clone());
-    let port = variable("POSTGRES_PORT")?.unwrap_or_else(|| "5432".into());
-    let port: u16 = port
-        .trim()
-        .parse()
-        .map_err(|_| format!("POSTGRES_PORT {port:?}: expected a port number"))?;
-    let mut url = Url::parse("postgres://localhost/").expect("UNWRAP: a constant URL");
-    url.set_host(Some(&host))
-        .map_err(|e| format!("POSTGRES_HOST {host:?}: {e}"))?;
-    let _ = url.set_port(Some(port));
-    // url encodes what a URL cannot hold, but leaves `%`: encode it, or sqlx decodes `%41`.
-    let _ = url.set_username(&user.replace('%', "%25"));
-    if let Some(password) = variable("POSTGRES_PASSWORD")? {
-        let _ = url.set_password(Some(&password.replace('%', "%25")));
+    let postgres = POSTGRES.host(&env)?;
+    let mariadb = MARIADB.host(&env)?;
+    match (postgres, mariadb) {
+        (Some((_, pg)), Some((_, my))) => Err(format!(
+            "both {pg} and {my} are set: roadie cannot tell whether the app uses PostgreSQL or \
+             MariaDB/MySQL; set DATABASE_URL (it wins over both), or unset one"
+        )),
+        (Some(host), None) => POSTGRES.url(host, &env).map(Some),
+        (None, Some(host)) => MARIADB.url(host, &env).map(Some),
+        (None, None) => Ok(None),
     }
-    url.path_segments_mut()
-        .expect("UNWRAP: postgres URLs have a path")
-        .clear()
-        .push(&database);
-    DatabaseUrl::parse(url.as_str(), "POSTGRES_* variables").map(Some)
+}
+
+/// The variables of one kind of official image, each a list of names of which the first set
+/// wins (MariaDB's image reads `MYSQL_*` where `MARIADB_*` is unset; roadie does the same).
+struct ImageVariables {
+    /// The scheme of the URL built, and the words for its source (`POSTGRES_* variables`).
+    scheme: &'static str,
+    source: &'static str,
+    host: &'static [&'static str],
+    port: &'static [&'static str],
+    default_port: u16,
+    user: &'static [&'static str],
+    default_user: &'static str,
+    password: &'static [&'static str],
+    /// The password when the user is the default one (MariaDB's root), after `password`.
+    default_user_password: &'static [&'static str],
+    database: &'static [&'static str],
+    /// The database defaults to the user's name (PostgreSQL); else it must be named.
+    database_is_user: bool,
+}
+
+/// The postgres image's variables, and `POSTGRES_SERVER`, the FastAPI full-stack template's
+/// synonym of `POSTGRES_HOST` (which wins when both are set). Defaults: user `postgres`, port
+/// 5432, the database named as the user.
+const POSTGRES: ImageVariables = ImageVariables {
+    scheme: "postgres",
+    source: "POSTGRES_* variables",
+    host: &["POSTGRES_HOST", "POSTGRES_SERVER"],
+    port: &["POSTGRES_PORT"],
+    default_port: 5432,
+    user: &["POSTGRES_USER"],
+    default_user: "postgres",
+    password: &["POSTGRES_PASSWORD"],
+    default_user_password: &[],
+    database: &["POSTGRES_DB"],
+    database_is_user: true,
+};
+
+/// The mariadb and mysql images' variables (`MARIADB_*` first, then `MYSQL_*`), and a host and
+/// port of roadie's choosing, spelled the same way (the images have none: they are the server).
+/// Defaults: user `root` (with `MARIADB_ROOT_PASSWORD` / `MYSQL_ROOT_PASSWORD`), port 3306;
+/// the database must be named.
+const MARIADB: ImageVariables = ImageVariables {
+    scheme: "mysql",
+    source: "MARIADB_*/MYSQL_* variables",
+    host: &["MARIADB_HOST", "MYSQL_HOST"],
+    port: &["MARIADB_PORT", "MYSQL_PORT"],
+    default_port: 3306,
+    user: &["MARIADB_USER", "MYSQL_USER"],
+    default_user: "root",
+    password: &["MARIADB_PASSWORD", "MYSQL_PASSWORD"],
+    default_user_password: &["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"],
+    database: &["MARIADB_DATABASE", "MYSQL_DATABASE"],
+    database_is_user: false,
+};
+
+/// A value and the variable it came from (`NAME` or `NAME_FILE`).
+type Found = Option<(String, String)>;
+
+impl ImageVariables {
+    /// The first of `names` set (or its `_FILE`).
+    fn first(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Result<Found, String> {
+        for name in names {
+            if let Some(found) = secret(name, env)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The host, when this kind is configured at all.
+    fn host(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Found, String> {
+        Self::first(self.host, env)
+    }
+
+    /// The URL the variables make, around `host` (value, variable).
+    fn url(
+        &self,
+        (host, host_var): (String, String),
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<DatabaseUrl, String> {
+        let value = |names| Self::first(names, env).map(|found| found.map(|(v, _)| v));
+        let user = value(self.user)?.unwrap_or_else(|| self.default_user.into());
+        let mut password = value(self.password)?;
+        if password.is_none() && user == self.default_user {
+            password = value(self.default_user_password)?;
+        }
+        let database = match value(self.database)? {
+            Some(database) => database,
+            None if self.database_is_user => user.clone(),
+            None => {
+                return Err(format!(
+                    "{host_var} is set but no database is named: set {} (or its _FILE)",
+                    self.database.join(" or ")
+                ));
+            }
+        };
+        let port = match Self::first(self.port, env)? {
+            Some((port, var)) => port
+                .trim()
+                .parse()
+                .map_err(|_| format!("{var} {port:?}: expected a port number"))?,
+            None => self.default_port,
+        };
+        let mut url =
+            Url::parse(&format!("{}://localhost/", self.scheme)).expect("UNWRAP: a constant URL");
+        url.set_host(Some(&host))
+            .map_err(|e| format!("{host_var} {host:?}: {e}"))?;
+        let _ = url.set_port(Some(port));
+        // url encodes what a URL cannot hold, but leaves `%`: encode it, or sqlx decodes `%41`.
+        let _ = url.set_username(&user.replace('%', "%25"));
+        if let Some(password) = password {
+            let _ = url.set_password(Some(&password.replace('%', "%25")));
+        }
+        url.path_segments_mut()
+            .expect("UNWRAP: server URLs have a path")
+            .clear()
+            .push(&database);
+        DatabaseUrl::parse(url.as_str(), self.source)
+    }
 }
 
 /// The direct URL for migrations: `--migrate-database-url`, else `ROADIE_MIGRATE_DATABASE_URL`
@@ -668,7 +770,7 @@ pub fn resolve_migrate(
     let Some(app) = app else {
         return Err(format!(
             "{source} is set but no database is: it is the direct URL of the app's database \
-             (--database-url, ROADIE_DATABASE_URL, DATABASE_URL or POSTGRES_HOST)"
+             (--database-url, ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or MARIADB_HOST)"
         ));
     };
     if url.driver() != app.driver() || url.driver() == Driver::Sqlite {
@@ -929,6 +1031,64 @@ mod tests {
     ) {
         let url = resolve(None, &env_of(env)).unwrap().expect("configured");
         assert_eq!(url.to_string(), shown);
+    }
+
+    #[rstest]
+    #[case::mariadb(&[("MARIADB_HOST", "db"), ("MARIADB_USER", "app"), ("MARIADB_PASSWORD", "pw"), ("MARIADB_DATABASE", "shop")], Ok("mysql://app:***@db:3306/shop"))]
+    #[case::mysql(&[("MYSQL_HOST", "db"), ("MYSQL_USER", "app"), ("MYSQL_PASSWORD", "pw"), ("MYSQL_DATABASE", "shop"), ("MYSQL_PORT", "3307")], Ok("mysql://app:***@db:3307/shop"))]
+    #[case::mariadb_wins_per_variable(&[("MYSQL_HOST", "old"), ("MARIADB_HOST", "new"), ("MYSQL_DATABASE", "shop"), ("MARIADB_USER", "app"), ("MYSQL_USER", "x")], Ok("mysql://app@new:3306/shop"))]
+    #[case::root_with_its_password(&[("MARIADB_HOST", "db"), ("MARIADB_ROOT_PASSWORD", "rpw"), ("MARIADB_DATABASE", "shop")], Ok("mysql://root:***@db:3306/shop"))]
+    #[case::root_password_is_roots_alone(&[("MARIADB_HOST", "db"), ("MARIADB_USER", "app"), ("MARIADB_ROOT_PASSWORD", "rpw"), ("MARIADB_DATABASE", "shop")], Ok("mysql://app@db:3306/shop"))]
+    #[case::no_database(&[("MARIADB_HOST", "db"), ("MARIADB_USER", "app")], Err("MARIADB_HOST is set but no database is named: set MARIADB_DATABASE or MYSQL_DATABASE"))]
+    #[case::bad_port(&[("MYSQL_HOST", "db"), ("MYSQL_DATABASE", "a"), ("MYSQL_PORT", "x")], Err("MYSQL_PORT \"x\": expected a port number"))]
+    #[case::both_kinds(&[("POSTGRES_HOST", "pg"), ("MARIADB_HOST", "my"), ("MARIADB_DATABASE", "a")], Err("both POSTGRES_HOST and MARIADB_HOST are set"))]
+    #[case::a_url_wins_over_both(&[("POSTGRES_HOST", "pg"), ("MYSQL_HOST", "my"), ("DATABASE_URL", "mysql://u:pw@x/app")], Ok("mysql://u:***@x/app"))]
+    fn the_mariadb_and_mysql_images_variables_make_a_mysql_url(
+        #[case] env: &[(&str, &str)],
+        #[case] expected: Result<&str, &str>,
+    ) {
+        match (resolve(None, &env_of(env)), expected) {
+            (Ok(Some(url)), Ok(shown)) => assert_eq!(url.to_string(), shown),
+            (Err(e), Err(says)) => assert!(e.contains(says), "{e}"),
+            (got, expected) => panic!("{got:?} vs {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn every_mariadb_variable_may_come_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (host, user, password, db, port) = (
+            file("host", "db"),
+            file("user", "app"),
+            file("password", "p@ss/w:rd"),
+            file("db", "shop"),
+            file("port", "3307"),
+        );
+        let env = env_of(&[
+            ("MARIADB_HOST_FILE", &host),
+            ("MARIADB_USER_FILE", &user),
+            ("MARIADB_PASSWORD_FILE", &password),
+            ("MYSQL_DATABASE_FILE", &db),
+            ("MARIADB_PORT_FILE", &port),
+        ]);
+        let url = resolve(None, &env).unwrap().unwrap();
+        assert_eq!(url.to_string(), "mysql://app:***@db:3307/shop");
+        assert_eq!(url.source, "MARIADB_*/MYSQL_* variables");
+        let both = env_of(&[
+            ("MARIADB_HOST", "db"),
+            ("MARIADB_PASSWORD", "pw"),
+            ("MARIADB_PASSWORD_FILE", &password),
+        ]);
+        let err = resolve(None, &both).unwrap_err();
+        assert!(
+            err.contains("both MARIADB_PASSWORD and MARIADB_PASSWORD_FILE"),
+            "{err}"
+        );
     }
 
     #[rstest]

@@ -52,7 +52,9 @@ impl BootError {
             BootError::Usage(_) => 64,
             BootError::Config(ConfigError::Invalid(_)) => 78,
             BootError::Config(ConfigError::NotExecutable { .. }) => 126,
-            BootError::Config(ConfigError::NotFound { .. }) => 127,
+            BootError::Config(
+                ConfigError::NotFound { .. } | ConfigError::MigratorNotFound { .. },
+            ) => 127,
             BootError::Wait(WaitError::Unavailable { .. } | WaitError::TimedOut { .. }) => 69,
             BootError::Wait(WaitError::Stopped(stopped)) => stopped.exit_code(),
             BootError::Wait(WaitError::Internal { .. }) => 70,

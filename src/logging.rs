@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -164,10 +164,26 @@ impl Subscriber for Stderr {
                 serde_json::Value::Object(json.0).to_string()
             }
         };
+        let explained = explanation(&line)
+            .filter(|_| !is_ours(event.metadata()) && Level::INFO <= self.0.level)
+            .filter(|_| !EXPLAINED.swap(true, Ordering::Relaxed))
+            .map(|why| match self.0.format {
+                Format::Text => format!("[roadie] {:<5} {why}\n", Level::INFO),
+                Format::Json => {
+                    let json = serde_json::json!({
+                        "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                        "level": Level::INFO.as_str(),
+                        "phase": phase(),
+                        "message": why,
+                    });
+                    format!("{json}\n")
+                }
+            })
+            .unwrap_or_default();
         // One write per line, so lines from roadie and the app never interleave mid-line.
         let _ = std::io::stderr()
             .lock()
-            .write_all(format!("{line}\n").as_bytes());
+            .write_all(format!("{line}\n{explained}").as_bytes());
     }
 
     // roadie records no spans: these keep the trait's contract and nothing else.
@@ -178,6 +194,35 @@ impl Subscriber for Stderr {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
+}
+
+/// Server notices whose words do not say what they mean for a migration: each explained once
+/// a run, after the first of them (a cold boot of a migration with its own `BEGIN`/`COMMIT`
+/// prints two).
+const EXPLANATIONS: &[(&str, &str)] = &[
+    (
+        "there is already a transaction in progress",
+        NESTED_TRANSACTION,
+    ),
+    ("there is no transaction in progress", NESTED_TRANSACTION),
+];
+
+const NESTED_TRANSACTION: &str = "about the WARN line(s) above: the migration has its own \
+    BEGIN/COMMIT, but each migration already runs in a transaction, so PostgreSQL warns of the \
+    nested BEGIN and of the extra COMMIT. The migration is applied and recorded; but its own \
+    COMMIT ends that transaction early, so the migration and its row in _sqlx_migrations are no \
+    longer one atomic step. Remove its BEGIN and COMMIT lines, or start the file with \
+    `-- no-transaction` when it must manage its transactions itself";
+
+/// Whether one of them has been explained already.
+static EXPLAINED: AtomicBool = AtomicBool::new(false);
+
+/// The explanation `line` calls for, if any.
+fn explanation(line: &str) -> Option<&'static str> {
+    EXPLANATIONS
+        .iter()
+        .find(|(words, _)| line.contains(words))
+        .map(|(_, why)| *why)
 }
 
 fn is_ours(metadata: &Metadata<'_>) -> bool {

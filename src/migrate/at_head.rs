@@ -11,8 +11,8 @@ use tracing::info;
 use super::{AlembicUpgradeHead, MigrateError};
 use crate::alembic::{self, ConfigFiles, Graph, LoadError, Verdict};
 use crate::children::Program;
-use crate::database::Connection;
 use crate::database::history::VersionTable;
+use crate::database::{Connection, DatabaseUrl};
 
 /// The scripts of the alembic project an `alembic upgrade head` (or `heads`) command works on.
 pub struct Scripts {
@@ -165,6 +165,29 @@ impl Scripts {
         }
     }
 
+    /// After `command` exited 0: the version table, read again on `conn`, must be at head, or
+    /// the migration did not land where roadie looks (65, naming the database read, what it
+    /// holds, what the image expects, and why that usually happens). The head on success.
+    pub async fn landed(
+        &self,
+        conn: &mut Connection,
+        url: &DatabaseUrl,
+        command: &str,
+    ) -> Result<String, MigrateError> {
+        let rows = conn
+            .alembic_revisions(&self.table)
+            .await
+            .map_err(|e| MigrateError::unavailable(format!("reading {} back", self.table), e))?;
+        let heads = self.graph.heads().join(", ");
+        if self.graph.verdict(&rows) == Verdict::AtHead {
+            return Ok(heads);
+        }
+        Err(MigrateError::Failed {
+            what: format!("{command:?}"),
+            message: not_landed(&self.table, url, &rows, &heads),
+        })
+    }
+
     /// `migrate status`: each revision with its state, base first.
     pub fn status(&self, rows: &[String]) -> Vec<alembic::RevisionStatus> {
         self.graph.status(rows)
@@ -173,6 +196,22 @@ impl Scripts {
     pub fn table(&self) -> &VersionTable {
         &self.table
     }
+}
+
+/// Why a command that exited 0 left the version table behind, as the failure line says it.
+fn not_landed(table: &VersionTable, url: &DatabaseUrl, rows: &[String], heads: &str) -> String {
+    let holds = match rows {
+        [] => "no revision (the table is missing or empty)".to_string(),
+        rows => format!("revision {}", rows.join(", ")),
+    };
+    format!(
+        "it exited 0, but {table} in {url} (from {}) holds {holds}, not this image's head \
+         {heads}. Likely causes: env.py migrates another database or URL than this one (it \
+         reads its own settings), or env.py does not commit (an async env.py that opens its \
+         connection with `connect()` needs `await connection.commit()` after `run_sync`, or \
+         `begin()` instead); the app is not started",
+        url.source
+    )
 }
 
 /// The table `env.py` names (`[schema.]name`), if it names one; `Err` when roadie cannot query

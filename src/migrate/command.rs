@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::at_head::{Reading, Scripts};
 use super::lock;
@@ -53,17 +53,32 @@ impl CommandRun<'_> {
     ) -> Outcome {
         let mut reused = reused;
         let mut reader = None;
+        // At head before the lock: it is taken only for --locked-hooks.
+        let mut for_hooks = false;
         if let Some(scripts) = self.scripts {
             let mut conn = runtime.block_on(schema_wait::session(self.url, reused.take()))?;
-            if let Reading::AtHead(head) = runtime.block_on(scripts.reading(&mut conn))?
-                && !self.locking.keep
-            {
-                runtime.block_on(conn.close());
-                let summary = Summary::AlembicAtHead {
-                    head,
-                    lock_waited: None,
-                };
-                return Ok((summary, None));
+            match runtime.block_on(scripts.reading(&mut conn))? {
+                Reading::AtHead(head) if !self.locking.keep => {
+                    runtime.block_on(conn.close());
+                    let summary = Summary::AlembicAtHead {
+                        head,
+                        lock_waited: None,
+                        for_hooks: false,
+                    };
+                    return Ok((summary, None));
+                }
+                Reading::AtHead(_) => for_hooks = true,
+                Reading::Pending(missing) => info!(
+                    "{} in {} lacks {}: {:?} runs",
+                    scripts.table(),
+                    self.url,
+                    match missing.as_slice() {
+                        [] => "a row for this image's head".to_string(),
+                        [one] => format!("revision {one}"),
+                        many => format!("revisions {}", many.join(", ")),
+                    },
+                    self.program.command_line(),
+                ),
             }
             reader = Some(conn);
         }
@@ -71,7 +86,7 @@ impl CommandRun<'_> {
         let (lock, waited) = runtime.block_on(supervision.until_stopped(acquire))??;
         let lock = match (self.scripts, reader) {
             (Some(scripts), Some(conn)) => {
-                match self.at_head_under_lock(runtime, scripts, conn, lock, waited)? {
+                match self.at_head_under_lock(runtime, scripts, conn, (lock, waited), for_hooks)? {
                     Ok(done) => return Ok(done),
                     Err(lock) => lock,
                 }
@@ -81,15 +96,16 @@ impl CommandRun<'_> {
         self.run_locked(runtime, supervision, lock, waited)
     }
 
-    /// Reads the version table again under the lock: at head (another replica migrated it),
-    /// the stage is done (`Ok(Ok)`); else the lock is handed back to run alembic.
+    /// Reads the version table again under the lock: at head (another replica migrated it,
+    /// or it was at head already and `for_hooks` took the lock), the stage is done
+    /// (`Ok(Ok)`); else the lock is handed back to run alembic.
     fn at_head_under_lock(
         &self,
         runtime: &Runtime,
         scripts: &Scripts,
         mut conn: Connection,
-        lock: MigrationLock,
-        waited: Duration,
+        (lock, waited): (MigrationLock, Duration),
+        for_hooks: bool,
     ) -> Result<Result<(Summary, Option<MigrationLock>), MigrationLock>, MigrateError> {
         let reading = runtime.block_on(scripts.reading(&mut conn));
         runtime.block_on(conn.close());
@@ -104,6 +120,7 @@ impl CommandRun<'_> {
         let summary = Summary::AlembicAtHead {
             head,
             lock_waited: Some(waited),
+            for_hooks,
         };
         if self.locking.keep {
             return Ok(Ok((summary, Some(lock))));
@@ -159,6 +176,18 @@ impl CommandRun<'_> {
             &ended,
             Ok(ended) if ended.stopped_by.is_none() && ended.exit == ChildExit::Exited(0)
         );
+        let took = started.elapsed();
+        let landed = match succeeded {
+            true => self.landed(runtime, &mut lock),
+            false => Ok(None),
+        };
+        let landed = match landed {
+            Ok(landed) => landed,
+            Err(e) => {
+                let _ = runtime.block_on(bounded("releasing the migration lock", lock.release()));
+                return Err(e);
+            }
+        };
         let lock = match self.locking.keep && succeeded {
             true => Some(lock),
             false => {
@@ -174,13 +203,14 @@ impl CommandRun<'_> {
             }));
         }
         match ended.exit {
-            ChildExit::Exited(0) => Ok((
-                Summary::Command {
-                    took: started.elapsed(),
+            ChildExit::Exited(0) => {
+                let summary = Summary::Command {
+                    took,
                     lock_waited: waited,
-                },
-                lock,
-            )),
+                    landed,
+                };
+                Ok((summary, lock))
+            }
             exit => Err(MigrateError::CommandFailed {
                 command: program.command_line(),
                 exit,
@@ -214,6 +244,36 @@ impl CommandRun<'_> {
              replica may have migrated beside it: check the schema before starting the app",
             self.program.command_line()
         )))
+    }
+
+    /// After the command exited 0, proves the migration landed: the version table of the
+    /// database roadie reads is at head (its head), or 65 saying where roadie looked. A
+    /// command roadie cannot read (`None` scripts) is taken at its word. Read on the lock's
+    /// session, still held (no second login; SQLite's lock is a file, so a session of its own).
+    fn landed(
+        &self,
+        runtime: &Runtime,
+        lock: &mut MigrationLock,
+    ) -> Result<Option<String>, MigrateError> {
+        let Some(scripts) = self.scripts else {
+            return Ok(None);
+        };
+        let command = self.program.command_line();
+        const READING: &str = "reading the version table back";
+        runtime.block_on(async {
+            match lock.connection() {
+                Some(conn) => bounded(READING, scripts.landed(conn, self.url, &command)).await?,
+                // SQLite: the lock is a file.
+                None => {
+                    let mut conn = schema_wait::session(self.url, None).await?;
+                    let landed =
+                        bounded(READING, scripts.landed(&mut conn, self.url, &command)).await;
+                    conn.close().await;
+                    landed?
+                }
+            }
+            .map(Some)
+        })
     }
 }
 

@@ -41,6 +41,8 @@ pub enum MigrateError {
     SchemaNotCurrent {
         timeout: Duration,
         missing: Vec<String>,
+        /// The database polled, URL masked.
+        database: String,
     },
     /// A stop signal arrived: the app is not started (exit 128+S).
     Stopped(Stopped),
@@ -174,10 +176,14 @@ impl fmt::Display for MigrateError {
                 f,
                 "the migration command {command:?} cannot start: {error}; the app is not started"
             ),
-            MigrateError::SchemaNotCurrent { timeout, missing } => write!(
+            MigrateError::SchemaNotCurrent {
+                timeout,
+                missing,
+                database,
+            } => write!(
                 f,
-                "the schema is not current after --wait-timeout {} (--wait-for-schema): missing {}; \
-                 the app is not started",
+                "the schema of {database} is not current after --wait-timeout {} \
+                 (--wait-for-schema): missing {}; the app is not started",
                 humantime::format_duration(*timeout),
                 missing.join(", ")
             ),

@@ -46,7 +46,11 @@ pub async fn run(
         match bounded(READING, conn.applied_migrations()).await? {
             Ok(applied) if folder.pending(&applied)?.is_empty() => {
                 let _ = bounded("closing the migration session", conn.close()).await;
-                return Ok((Summary::UpToDate { lock_waited: None }, None));
+                let summary = Summary::UpToDate {
+                    lock_waited: None,
+                    for_hooks: false,
+                };
+                return Ok((summary, None));
             }
             Ok(_) => {}
             Err(e) => debug!("{e}; on to the lock"),
@@ -74,6 +78,7 @@ pub async fn run(
         Acquired::NotNeeded(waited) => {
             let summary = Summary::UpToDate {
                 lock_waited: Some(waited),
+                for_hooks: false,
             };
             return Ok((summary, None));
         }
@@ -82,6 +87,7 @@ pub async fn run(
         folder,
         url,
         waited,
+        for_hooks: keep_lock,
         ddl,
         grace,
         supervision,
@@ -111,6 +117,8 @@ struct LockedRun<'a> {
     url: &'a DatabaseUrl,
     /// How long the lock was waited for, for the summary.
     waited: Duration,
+    /// `--locked-hooks`: the lock was taken without reading the history table first.
+    for_hooks: bool,
     ddl: DdlLimits,
     grace: Duration,
     supervision: &'a Supervision,
@@ -130,8 +138,10 @@ impl LockedRun<'_> {
         let pending =
             folder.pending(&applied.map_err(|e| MigrateError::unavailable(READING, e))?)?;
         if pending.is_empty() {
+            // With --locked-hooks the lock was taken without looking first: say why it was.
             return Ok(Summary::UpToDate {
                 lock_waited: Some(waited),
+                for_hooks: self.for_hooks,
             });
         }
         const ASKING: &str = "asking for the session's id";

@@ -92,8 +92,8 @@ pub fn decide(asked: &PlanInputs<'_>) -> PlanDecision {
 /// variable must not start the app on an unmigrated schema (`POSTGRES_SERVER` set where
 /// `POSTGRES_HOST` was expected).
 fn without_a_database(asked: &PlanInputs<'_>) -> PlanDecision {
-    const LOOKED_FOR: &str = "--database-url, ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST or \
-                              POSTGRES_SERVER (each also as *_FILE)";
+    const LOOKED_FOR: &str = "--database-url, ROADIE_DATABASE_URL, DATABASE_URL, POSTGRES_HOST, \
+                              POSTGRES_SERVER, MARIADB_HOST or MYSQL_HOST (each also as *_FILE)";
     if asked.migrations.is_some() || asked.command.is_some() {
         return PlanDecision::Invalid(format!(
             "--migrations and --migrate-command need a database to lock; none is configured \

@@ -22,9 +22,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(3);
 /// error.
 pub type Missing = Result<Vec<String>, MigrateError>;
 
-/// Polls `missing` until it is empty, a stop signal comes, or `timeout` passes (69 naming what
-/// is still missing).
+/// Polls `missing` in `url`'s database until it is empty, a stop signal comes, or `timeout`
+/// passes (69 naming the database and what it still lacks).
 pub async fn wait_until_current(
+    url: &DatabaseUrl,
     conn: &mut Connection,
     timeout: Duration,
     supervision: &Supervision,
@@ -43,11 +44,12 @@ pub async fn wait_until_current(
                 return Err(MigrateError::SchemaNotCurrent {
                     timeout,
                     missing: lacking,
+                    database: url.to_string(),
                 });
             }
             if now >= next_report {
                 info!(
-                    "waiting for the schema ({:.1}s of {}): missing {}",
+                    "waiting for the schema of {url} ({:.1}s of {}): missing {}",
                     started.elapsed().as_secs_f64(),
                     humantime::format_duration(timeout),
                     lacking.join(", ")
@@ -93,7 +95,7 @@ pub async fn await_current(
             let folder = Folder::read(dir, url.driver())?;
             let missing =
                 async |conn: &mut Connection| folder.missing(&native_applied(conn).await?);
-            wait_until_current(&mut conn, timeout, supervision, missing).await?
+            wait_until_current(url, &mut conn, timeout, supervision, missing).await?
         }
         Plan::Command(_) if scripts.is_some() => {
             let scripts = scripts.expect("UNWRAP: matched on is_some");
@@ -107,7 +109,7 @@ pub async fn await_current(
                     .map(|r| format!("alembic revision {r}"))
                     .collect()),
             };
-            wait_until_current(&mut conn, timeout, supervision, missing).await?
+            wait_until_current(url, &mut conn, timeout, supervision, missing).await?
         }
         // Config accepts a command only when it is alembic upgrade head.
         _ => {

@@ -137,6 +137,13 @@ fn carry_out(
                 true => alembic_scripts(config)?,
                 false => None,
             };
+            if super::alembic_upgrade_head(&program.argv).is_none() {
+                info!(
+                    "{:?} runs on every boot, at head too: roadie cannot read what it applies \
+                     (it reads alembic upgrade head[s] and flask db upgrade)",
+                    program.command_line()
+                );
+            }
             let run = super::command::CommandRun {
                 url,
                 program,

@@ -3,6 +3,7 @@
 //! with `--json`, one JSON array for scripts.
 
 use std::io::Write as _;
+use std::path::Path;
 
 use tokio::runtime::Runtime;
 
@@ -27,7 +28,7 @@ pub fn show(
             if json {
                 as_json(&rows).to_string() + "\n"
             } else {
-                as_table(&rows)
+                reading(url, "_sqlx_migrations") + &as_table(&rows)
             }
         }
         (Plan::Command(_), Some(scripts)) => {
@@ -43,7 +44,8 @@ pub fn show(
             if json {
                 serde_json::to_string(&revisions).expect("UNWRAP: plain data serialises") + "\n"
             } else {
-                alembic_table(&revisions)
+                let cwd = std::env::current_dir().unwrap_or_default();
+                reading(url, &scripts.table().to_string()) + &alembic_table(&revisions, &cwd)
             }
         }
         (Plan::Command(program), None) if json => {
@@ -68,8 +70,19 @@ pub fn show(
     Ok(())
 }
 
-/// One line a revision, base first: its state, what it is in the graph, its file.
-fn alembic_table(revisions: &[RevisionStatus]) -> String {
+/// The line above a table: which database and table it was read from (URL masked).
+fn reading(url: &DatabaseUrl, table: &str) -> String {
+    format!("{table} in {url} (from {})\n", url.source)
+}
+
+/// `file` as the text status shows it: relative to the working directory when inside it.
+fn shown(file: &Path, cwd: &Path) -> String {
+    file.strip_prefix(cwd).unwrap_or(file).display().to_string()
+}
+
+/// One line a revision, base first: its state, what it is in the graph, its file (relative
+/// to `cwd` when inside it).
+fn alembic_table(revisions: &[RevisionStatus], cwd: &Path) -> String {
     let mut text = format!("{:<16} {:<20} {:<28} file\n", "revision", "status", "graph");
     for r in revisions {
         let mut marks = Vec::new();
@@ -95,9 +108,7 @@ fn alembic_table(revisions: &[RevisionStatus]) -> String {
             r.revision,
             state,
             marks.join(", "),
-            r.file
-                .as_ref()
-                .map_or("-".into(), |f| f.display().to_string())
+            r.file.as_ref().map_or("-".into(), |f| shown(f, cwd))
         ));
     }
     text
@@ -109,6 +120,8 @@ fn as_json(rows: &[Status]) -> serde_json::Value {
             serde_json::json!({
                 "version": r.version,
                 "description": r.description,
+                "state": r.state,
+                // 0.1 said `status` here (alembic's rows say `state`): kept for one release.
                 "status": r.state,
                 "installed_on": r.installed_on,
                 "execution_ms": r.execution_ms,

@@ -16,6 +16,8 @@ mod lock_fencing;
 mod migrating;
 mod migrating_alembic;
 mod migrating_alembic_at_head;
+mod migrating_alembic_landed;
+mod migrating_alembic_off_path;
 mod migrating_ddl;
 mod migrating_other_databases;
 mod migrating_partitions;

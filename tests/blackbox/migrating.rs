@@ -146,6 +146,8 @@ fn a_boot_with_a_migration_command_logs_in_once_the_lock_goes_on_the_wait_stages
     .run()
     .code(0)
     .stderr_has("running true (pid")
+    // An opaque command loses the at-head shortcut, and one line says so (issue 23).
+    .stderr_has("\"true\" runs on every boot, at head too: roadie cannot read what it applies")
     .stdout_has("app-started");
     assert_eq!(pg.settled_sessions("app") - before, 1, "logins of one boot");
 }
@@ -513,6 +515,8 @@ fn migrate_status_lists_applied_pending_mismatched_and_missing() {
     )
     .run();
     text.code(0)
+        .stdout_has("_sqlx_migrations in postgres://roadie:***@")
+        .stdout_has("/app (from --database-url)\n")
         .stdout_has("applied")
         .stdout_has("checksum mismatch")
         .stdout_has("missing")
@@ -539,7 +543,7 @@ fn migrate_status_lists_applied_pending_mismatched_and_missing() {
         .map(|r| {
             (
                 r["version"].as_i64().unwrap(),
-                r["status"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
             )
         })
         .collect();
@@ -555,6 +559,10 @@ fn migrate_status_lists_applied_pending_mismatched_and_missing() {
         ]
     );
     assert!(rows[0]["installed_on"].is_string() && rows[0]["execution_ms"].is_number());
+    // The key of 0.1, kept for one release.
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["status"], row["state"], "{row}");
+    }
 }
 
 #[test]
@@ -615,10 +623,23 @@ fn a_server_warning_during_a_migration_names_the_migration() {
                 "own_transaction",
                 "BEGIN;\nCREATE TABLE inner_tx (id int);\nCOMMIT;",
             ),
+            (
+                3,
+                "own_transaction_too",
+                "BEGIN;\nCREATE TABLE inner_tx_too (id int);\nCOMMIT;",
+            ),
         ],
     );
     let finished = migrate(&pg, &migrations, &[]).run();
     finished.code(0);
+    // Four WARN lines (two a migration), explained once (issue 23).
+    let explained = "about the WARN line(s) above: the migration has its own BEGIN/COMMIT";
+    assert_eq!(finished.stderr.matches(explained).count(), 1, "{finished}");
+    assert_eq!(
+        finished.stderr.matches("transaction in progress").count(),
+        4,
+        "{finished}"
+    );
     let line = finished
         .stderr
         .lines()

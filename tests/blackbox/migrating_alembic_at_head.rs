@@ -472,10 +472,15 @@ fn migrate_status_lists_each_revision_without_python_and_in_json() {
     revision(&project, "0006", "\"0005\"");
     let text = roadie_status(&pg, &project, &marker, &[]);
     text.code(0)
+        .stdout_has("alembic_version in postgres://roadie:***@")
+        .stdout_has("/app (from --database-url)\n")
         .stdout_has("0001")
         .stdout_has("applied")
         .stdout_has("0006")
-        .stdout_has("pending");
+        .stdout_has("pending")
+        // Paths relative to the working directory (the project).
+        .stdout_has(" migrations/versions/0001_create_customers.py\n");
+    assert!(!text.stdout.contains(&*project.to_string_lossy()), "{text}");
     let json = roadie_status(&pg, &project, &marker, &["--json"]);
     json.code(0);
     let rows: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
@@ -576,6 +581,7 @@ fn a_replica_waits_for_the_schema_while_alembic_runs_elsewhere() {
     )
     .run()
     .code(69)
+    .stderr_has("the schema of postgres://roadie:***@")
     .stderr_has("missing alembic revision 0006");
 }
 

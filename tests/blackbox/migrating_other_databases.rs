@@ -114,7 +114,11 @@ fn five_sqlite_replicas_apply_each_migration_once() {
     )
     .run();
     status.code(0);
-    assert_eq!(status.stdout.matches("\"applied\"").count(), 3, "{status}");
+    assert_eq!(
+        status.stdout.matches("\"state\":\"applied\"").count(),
+        3,
+        "{status}"
+    );
     assert!(
         dir.path().join("app.db.roadie-lock").exists(),
         "the lock file sits beside the database"

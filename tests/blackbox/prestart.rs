@@ -405,3 +405,54 @@ fn a_hooks_directory_ignores_dotfiles_warns_on_others_and_names_a_broken_link() 
     .stderr_has("README.md: not executable")
     .stderr_has("20-seed: a symlink to /nonexistent/seed.sh, which does not exist");
 }
+
+/// A lone replica at head takes the lock only for its locked hooks: its summary says so, and
+/// not that another replica migrated the schema (issue 23).
+#[rstest]
+fn a_lone_boot_at_head_says_the_lock_was_for_the_locked_hooks(
+    #[values("native", "alembic")] migrator: &str,
+) {
+    let pg = Postgres::started();
+    let dir = scratch();
+    let hooks = dir.path().join("locked-hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    script(&hooks, "10-seed", "echo seeded", 0o755);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    let (cwd, mut args) = match migrator {
+        "native" => {
+            let migrations = users_folder(dir.path());
+            (
+                dir.path().to_path_buf(),
+                vec!["--migrations".to_string(), migrations.display().to_string()],
+            )
+        }
+        _ => (PathBuf::from(app("alembic")), Vec::new()),
+    };
+    args.extend(
+        [
+            "--database-url",
+            &pg.app_url(),
+            "--locked-hooks",
+            &hooks.to_string_lossy(),
+            "sh",
+            "-c",
+            "echo app-started",
+        ]
+        .map(String::from),
+    );
+    let boot = || {
+        roadie(Mode::Subreaper, args.clone())
+            .current_dir(&cwd)
+            .env("PATH", &format!("{}:/usr/bin:/bin", venv.display()))
+            .env("DATABASE_URL", &pg.app_url())
+            .run()
+    };
+    boot().code(0).stdout_has("app-started");
+    boot()
+        .code(0)
+        .stdout_has("app-started")
+        .stderr_has("schema up to date (")
+        .stderr_has("lock taken for --locked-hooks after")
+        .stderr_has("1 hook done")
+        .stderr_lacks("another replica");
+}

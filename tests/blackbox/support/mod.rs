@@ -442,6 +442,13 @@ impl Finished {
         self
     }
 
+    pub fn stdout_lacks(&self, needle: &str) -> &Self {
+        if self.stdout.contains(needle) {
+            panic!("stdout has {needle:?}\n{self}");
+        }
+        self
+    }
+
     pub fn stderr_lacks(&self, needle: &str) -> &Self {
         if self.stderr.contains(needle) {
             panic!("stderr has {needle:?}\n{self}");
