@@ -152,14 +152,7 @@ impl CommandRun<'_> {
             return Err(e);
         }
         let (watch, server_version) = CommandWatch::start(self.url, ddl_lock_timeout, identity);
-        let mut env = command_env(ddl_lock_timeout, server_version, &|name| {
-            std::env::var_os(name)
-        });
-        if let Some(text) = self.direct {
-            for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
-                env.push((name.into(), text.into()));
-            }
-        }
+        let env = self.environment(ddl_lock_timeout, server_version);
         let started = Instant::now();
         let ended = supervision.run(program, Child::Migrator { env: &env });
         let seen = watch.map(CommandWatch::stop).unwrap_or_default();
@@ -223,6 +216,25 @@ impl CommandRun<'_> {
 }
 
 impl CommandRun<'_> {
+    /// What the command's environment gains: `PGOPTIONS` and `PGAPPNAME` (`command_env`), and
+    /// with `--migrate-database-url` that URL as `DATABASE_URL` and
+    /// `ROADIE_MIGRATE_DATABASE_URL`.
+    fn environment(
+        &self,
+        ddl_lock_timeout: Option<Duration>,
+        server_version: Option<i32>,
+    ) -> Vec<(OsString, OsString)> {
+        let mut env = command_env(ddl_lock_timeout, server_version, &|name| {
+            std::env::var_os(name)
+        });
+        if let Some(text) = self.direct {
+            for name in ["DATABASE_URL", "ROADIE_MIGRATE_DATABASE_URL"] {
+                env.push((name.into(), text.into()));
+            }
+        }
+        env
+    }
+
     /// Releases the lock after the command. A command that succeeded under a lock whose
     /// transaction did not last to the end may have run beside another replica's: said, and the
     /// app is not started.
