@@ -9,11 +9,11 @@
 //!
 //! | input | outcome | why |
 //! | --- | --- | --- |
-//! | no `script_location` in the ini section nor in `[tool.alembic]` | [`ConfigError`] (78) | alembic: "No 'script_location' key found" |
-//! | `script_location` that does not exist | [`ConfigError`] (78) | alembic: "Path doesn't exist" |
-//! | `alembic.ini` configparser refuses (no section header, duplicate option, bad `%`) | [`ConfigError`] (78) | alembic fails with a traceback |
-//! | `pyproject.toml` not TOML, `[tool.alembic]` not a table, a value of the wrong type | [`ConfigError`] (78) | alembic fails the same way |
-//! | `path_separator` not one of alembic's names | [`ConfigError`] (78) | alembic: "is not a valid value" |
+//! | no `script_location` in the ini section nor in `[tool.alembic]` | [`BrokenConfig`] (78) | alembic: "No 'script_location' key found" |
+//! | `script_location` that does not exist | [`BrokenConfig`] (78) | alembic: "Path doesn't exist" |
+//! | `alembic.ini` configparser refuses (no section header, duplicate option, bad `%`) | [`BrokenConfig`] (78) | alembic fails with a traceback |
+//! | `pyproject.toml` not TOML, `[tool.alembic]` not a table, a value of the wrong type | [`BrokenConfig`] (78) | alembic fails the same way |
+//! | `path_separator` not one of alembic's names | [`BrokenConfig`] (78) | alembic: "is not a valid value" |
 //! | `alembic.ini`/`pyproject.toml` unreadable or not UTF-8 | [`Fallback`] | alembic may run as another `--user` than roadie |
 //! | `module:path` not found as a regular package under `prepend_sys_path` or the working directory | [`Fallback`] | only an import can tell |
 //! | `sourceless = true` | [`Fallback`] | revisions may exist only as `.pyc` |
@@ -49,7 +49,7 @@ pub use revision::RevisionScript;
 
 /// The configuration is wrong in a way alembic would also refuse: one line naming the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct BrokenConfig {
     pub file: PathBuf,
     pub why: String,
 }
@@ -63,7 +63,7 @@ pub struct Fallback {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadError {
-    Config(ConfigError),
+    Config(BrokenConfig),
     Fallback(Fallback),
     Graph(GraphError),
 }
@@ -71,7 +71,7 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::Config(ConfigError { file, why })
+            LoadError::Config(BrokenConfig { file, why })
             | LoadError::Fallback(Fallback { file, why }) => {
                 write!(f, "{}: {why}", file.display())
             }

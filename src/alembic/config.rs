@@ -6,7 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::ini::Ini;
-use super::{ConfigError, Fallback, LoadError};
+use super::{BrokenConfig, Fallback, LoadError};
 
 /// Which files alembic would read: `-c` (up to one `.ini` and one `pyproject.toml`), else
 /// `ALEMBIC_CONFIG`, else `alembic.ini` and `pyproject.toml` in the working directory.
@@ -193,7 +193,7 @@ pub fn locate(files: &ConfigFiles, cwd: &Path) -> Result<ScriptLocation, LoadErr
 }
 
 fn config_error(file: &Path, why: String) -> LoadError {
-    LoadError::Config(ConfigError {
+    LoadError::Config(BrokenConfig {
         file: file.to_path_buf(),
         why,
     })

@@ -12,7 +12,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Roadie {
-    ConfigError,
+    BrokenConfig,
     Fallback,
     Duplicate,
     UnknownReference,
@@ -27,7 +27,7 @@ enum Alembic {
 
 fn classify(result: Result<super::super::Project, LoadError>) -> Roadie {
     match result.expect_err("roadie refuses or falls back") {
-        LoadError::Config(_) => Roadie::ConfigError,
+        LoadError::Config(_) => Roadie::BrokenConfig,
         LoadError::Fallback(_) => Roadie::Fallback,
         LoadError::Graph(GraphError::DuplicateRevision { .. }) => Roadie::Duplicate,
         LoadError::Graph(GraphError::UnknownReference { .. }) => Roadie::UnknownReference,
@@ -116,10 +116,10 @@ fn cycle(p: &Project) {
 }
 
 #[rstest]
-#[case::no_script_location(no_script_location, Roadie::ConfigError, Alembic::Fails)]
-#[case::script_location_missing(script_location_missing, Roadie::ConfigError, Alembic::Fails)]
-#[case::ini_not_configparser(ini_not_configparser, Roadie::ConfigError, Alembic::Fails)]
-#[case::pyproject_not_toml(pyproject_not_toml, Roadie::ConfigError, Alembic::Fails)]
+#[case::no_script_location(no_script_location, Roadie::BrokenConfig, Alembic::Fails)]
+#[case::script_location_missing(script_location_missing, Roadie::BrokenConfig, Alembic::Fails)]
+#[case::ini_not_configparser(ini_not_configparser, Roadie::BrokenConfig, Alembic::Fails)]
+#[case::pyproject_not_toml(pyproject_not_toml, Roadie::BrokenConfig, Alembic::Fails)]
 #[case::revision_syntax_error(revision_syntax_error, Roadie::Fallback, Alembic::Fails)]
 #[case::computed_revision(computed_revision, Roadie::Fallback, Alembic::Works)]
 #[case::dangling_symlink(dangling_symlink, Roadie::Fallback, Alembic::Fails)]
