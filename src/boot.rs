@@ -45,7 +45,7 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
         );
         return run_app(&config, &mut supervision, &Timings::default(), started);
     }
-    let runtime = runtime_for(&config)?;
+    let runtime = BootRuntime(runtime_for(&config)?);
     let mut timings = Timings::default();
     // `roadie wait` answers "ready to migrate?": a standby is reported whatever the plan.
     let writes = matches!(job, Goal::Wait) || !matches!(config.migrate.plan, Plan::Skip(_));
@@ -80,10 +80,8 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
         timings.hooks = Some(ran?);
         released.map_err(BootError::Migrate)?;
     }
-    if let Some(runtime) = runtime {
-        // A DNS lookup stuck in the blocking pool must not hold the boot up.
-        runtime.shutdown_background();
-    }
+    // The supervisor keeps no runtime.
+    drop(runtime);
     if let Some(dir) = &config.hooks.unlocked {
         let (ran, took) = hooks_stage(dir, &mut supervision)?;
         let (before, before_took) = timings.hooks.unwrap_or_default();
@@ -93,6 +91,26 @@ pub fn run(invocation: Invocation, signals: SignalSource) -> Result<u8, BootErro
         return Ok(0);
     }
     run_app(&config, &mut supervision, &timings, started)
+}
+
+/// The boot's runtime, shut down without waiting for its blocking pool on every way out of the
+/// boot, an error or a stop included: a name lookup stuck there (getaddrinfo cannot be
+/// cancelled; a resolver that does not answer holds it 10 s) must hold up neither the app's
+/// start nor roadie's exit.
+struct BootRuntime(Option<Runtime>);
+
+impl BootRuntime {
+    fn as_ref(&self) -> Option<&Runtime> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for BootRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn hooks_stage(dir: &Path, supervision: &mut Supervision) -> Result<(usize, Duration), BootError> {

@@ -14,7 +14,9 @@ use rstest::rstest;
 
 use crate::support::dns::Dns;
 use crate::support::mariadb::ROOT_PASSWORD;
-use crate::support::postgres::{Postgres, ROADIE_PASSWORD, SPECIAL_PASSWORD, escape, free_port};
+use crate::support::postgres::{
+    Postgres, ROADIE_PASSWORD, SPECIAL_PASSWORD, escape, eventually, free_port,
+};
 use crate::support::server::{Engine, Server};
 use crate::support::{Mode, PRINTS_START, no_secret_in_any_failure, roadie, scratch, waiting_for};
 
@@ -475,6 +477,35 @@ fn a_stop_signal_during_the_wait_exits_at_once_with_128_plus_s(
     // At once: well under the 60 s the wait would take, and the 10 s docker gives.
     assert!(
         took < Duration::from_secs(1),
+        "exited {took:?} after the signal\n{finished}"
+    );
+}
+
+/// getaddrinfo cannot be cancelled: a lookup stuck in the runtime's blocking pool (a resolver
+/// that does not answer: Docker's embedded DNS asking an unreachable upstream) must not hold
+/// up roadie's exit after a stop.
+#[test]
+fn a_stop_signal_during_a_name_lookup_that_never_answers_exits_at_once() {
+    let name = "silent-dependency.roadie.test";
+    let dns = Dns::start(name);
+    dns.go_silent();
+    let dir = scratch();
+    let target = format!("tcp://{name}:5432");
+    let r = roadie(Mode::Subreaper, ["wait", "--wait-for", &target])
+        .before_exec(dns.private_resolv_conf(dir.path()))
+        .start();
+    let asked = eventually(Duration::from_secs(10), || !dns.lookups().is_empty());
+    if !asked {
+        r.fail("roadie never looked the name up");
+    }
+    let sent = Instant::now();
+    r.signal(libc::SIGTERM);
+    let finished = r.finish();
+    let took = sent.elapsed();
+    finished.code(143).stderr_has("while waiting");
+    // The lookup itself takes 5 s (then 5 more): roadie must not wait for it.
+    assert!(
+        took < Duration::from_secs(2),
         "exited {took:?} after the signal\n{finished}"
     );
 }

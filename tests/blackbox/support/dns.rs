@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Dns {
     pub address: Ipv4Addr,
     resolves: Arc<AtomicBool>,
+    /// Off: the name's queries get no answer at all (a resolver that is gone).
+    answers: Arc<AtomicBool>,
     /// When each A query for the name came.
     lookups: Arc<Mutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
@@ -32,10 +34,12 @@ impl Dns {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let resolves = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(AtomicBool::new(true));
         let lookups = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, l, s, name) = (
+        let (r, a, l, s, name) = (
             Arc::clone(&resolves),
+            Arc::clone(&answers),
             Arc::clone(&lookups),
             Arc::clone(&stop),
             name.to_string(),
@@ -56,6 +60,9 @@ impl Dns {
                 if qtype == 1 {
                     l.lock().unwrap().push(Instant::now());
                 }
+                if !a.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let answer = match (r.load(Ordering::SeqCst), qtype) {
                     (false, _) => reply(&buf[..question_end], 3, None),
                     (true, 1) => reply(&buf[..question_end], 0, Some([127, 0, 0, 1])),
@@ -67,6 +74,7 @@ impl Dns {
         Dns {
             address,
             resolves,
+            answers,
             lookups,
             stop,
         }
@@ -75,6 +83,12 @@ impl Dns {
     /// From now on the name resolves to 127.0.0.1.
     pub fn resolve(&self) {
         self.resolves.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the name's queries get no answer: a lookup waits out the resolver's
+    /// timeouts (glibc: 5 s, twice).
+    pub fn go_silent(&self) {
+        self.answers.store(false, Ordering::SeqCst);
     }
 
     /// When each lookup (A query) of the name came, so far.
