@@ -2,23 +2,14 @@
 //! 5 revisions) from the venv the test command builds. Without the lock, concurrent
 //! `alembic upgrade head` runs fail (duplicate alembic_version); with it, none does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
 use crate::support::server::Server as _;
-use crate::support::{Mode, Roadie, app, roadie};
+use crate::support::{Mode, Roadie, app, roadie, venv_bin};
 
 const APP_KEY: i64 = 3469795979745788610;
-
-fn venv_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    assert!(
-        bin.join("alembic").exists(),
-        "run scripts/venv.sh first (scripts/test.sh does)"
-    );
-    bin
-}
 
 /// roadie running `alembic upgrade head` (auto-detected from alembic.ini in its working
 /// directory) before `app`.

@@ -9,24 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
 use crate::support::server::Server as _;
-use crate::support::{Mode, Roadie, app, roadie, scratch};
-
-fn venv_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    assert!(bin.join("alembic").exists(), "run scripts/venv.sh first");
-    bin
-}
-
-/// A copy of the alembic test project (0001 to 0005) in `dir`, to add revisions to.
-fn project(dir: &Path) -> PathBuf {
-    let project = dir.join("project");
-    let copied = std::process::Command::new("cp")
-        .args(["-r", &app("alembic"), &project.to_string_lossy()])
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    project
-}
+use crate::support::{Mode, Roadie, alembic_project, app, roadie, scratch, venv_bin};
 
 /// Adds revision `id` after `down` (a plain table, so it applies anywhere).
 fn revision(project: &Path, id: &str, down: &str) {
@@ -67,7 +50,7 @@ const APP: [&str; 3] = ["sh", "-c", "echo app-started"];
 fn a_boot_at_head_never_starts_alembic_and_a_new_revision_does() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     boot(&pg, &project, &marker, &APP).run().code(0);
     assert_eq!(alembic_runs(&marker), 1, "the first boot migrates");
@@ -105,7 +88,7 @@ fn a_boot_at_head_never_starts_alembic_and_a_new_revision_does() {
 fn ten_replicas_at_head_start_no_alembic_and_with_one_pending_alembic_runs_once() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     boot(&pg, &project, &marker, &APP).run().code(0);
     let ten = |expect: Option<&str>| {
@@ -169,7 +152,7 @@ fn broken_graphs_are_65_before_python_would_start() {
         ),
     ] {
         let dir = scratch();
-        let project = project(dir.path());
+        let project = alembic_project(dir.path());
         let marker = dir.path().join("marker");
         setup(&project);
         let finished = boot(&pg, &project, &marker, &APP).run();
@@ -189,7 +172,7 @@ fn broken_graphs_are_65_before_python_would_start() {
 fn a_revision_no_script_knows_is_65_naming_it_without_starting_alembic() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     boot(&pg, &project, &marker, &APP).run().code(0);
     pg.psql("UPDATE alembic_version SET version_num = 'f00dfeed'");
@@ -218,7 +201,7 @@ fn configure_with(project: &Path, extra: &str) {
 fn a_version_table_env_py_names_as_a_literal_is_read_there() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     configure_with(&project, "version_table=\"app_versions\"");
     boot(&pg, &project, &marker, &APP).run().code(0);
@@ -243,7 +226,7 @@ fn a_version_table_schema_env_py_names_is_read_in_that_schema() {
     let pg = Postgres::started();
     pg.psql("CREATE SCHEMA audit AUTHORIZATION roadie");
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     configure_with(
         &project,
@@ -265,7 +248,7 @@ fn a_version_table_schema_env_py_names_is_read_in_that_schema() {
 fn a_computed_version_table_runs_alembic_unless_the_flag_names_it() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     configure_with(&project, "version_table=os.environ[\"APP_VERSION_TABLE\"]");
     let renamed = |r: Roadie| r.env("APP_VERSION_TABLE", "app_versions");
@@ -307,7 +290,7 @@ fn a_computed_version_table_runs_alembic_unless_the_flag_names_it() {
 fn a_tenant_loop_in_env_py_always_runs_alembic_even_with_the_flag() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     boot(&pg, &project, &marker, &APP).run().code(0);
     let env = project.join("migrations/env.py");
@@ -352,7 +335,7 @@ fn a_tenant_loop_in_env_py_always_runs_alembic_even_with_the_flag() {
 fn an_empty_versions_folder_is_never_at_head() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     for entry in std::fs::read_dir(project.join("migrations/versions")).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
@@ -371,7 +354,7 @@ fn an_empty_versions_folder_is_never_at_head() {
 fn a_project_configured_in_pyproject_toml_alone_is_migrated_and_needs_a_database() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     std::fs::remove_file(project.join("alembic.ini")).unwrap();
     // Without alembic.ini there is no logging configuration for env.py to read.
@@ -411,7 +394,7 @@ fn a_project_configured_in_pyproject_toml_alone_is_migrated_and_needs_a_database
 fn upgrade_heads_is_at_head_when_the_table_holds_every_head_and_status_shows_them() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     revision(&project, "0006", "\"0005\"");
     revision(&project, "0007", "\"0005\"");
@@ -466,7 +449,7 @@ fn upgrade_heads_is_at_head_when_the_table_holds_every_head_and_status_shows_the
 fn migrate_status_lists_each_revision_without_python_and_in_json() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     boot(&pg, &project, &marker, &APP).run().code(0);
     revision(&project, "0006", "\"0005\"");
@@ -527,7 +510,7 @@ fn roadie_status(
 fn a_replica_waits_for_the_schema_while_alembic_runs_elsewhere() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let marker = dir.path().join("marker");
     let waiter = boot(
         &pg,

@@ -3,28 +3,11 @@
 //! roadie read, what it holds and what the image expected (issue 23). Real alembic, real
 //! PostgreSQL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::postgres::Postgres;
 use crate::support::server::Server as _;
-use crate::support::{Mode, Roadie, app, roadie, scratch};
-
-fn venv_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    assert!(bin.join("alembic").exists(), "run scripts/venv.sh first");
-    bin
-}
-
-/// A copy of the alembic test project (0001 to 0005) in `dir`.
-fn project(dir: &Path) -> PathBuf {
-    let project = dir.join("project");
-    let copied = std::process::Command::new("cp")
-        .args(["-r", &app("alembic"), &project.to_string_lossy()])
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    project
-}
+use crate::support::{Mode, Roadie, alembic_project, roadie, scratch, venv_bin};
 
 /// roadie reading `pg`'s database `app`, alembic from the venv migrating `alembic_url`.
 fn boot(pg: &Postgres, project: &Path, alembic_url: &str) -> Roadie {
@@ -48,7 +31,7 @@ fn boot(pg: &Postgres, project: &Path, alembic_url: &str) -> Roadie {
 fn an_env_py_that_does_not_commit_is_65_naming_what_the_table_holds() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     // What an async env.py on SQLAlchemy 2 does by accident: a statement before alembic's
     // begin_transaction() opens the connection's transaction, so alembic's context commits
     // nothing, and closing the connection rolls every revision back; alembic exits 0.
@@ -82,7 +65,7 @@ fn alembic_migrating_another_database_is_65_naming_the_one_roadie_read() {
     let pg = Postgres::started();
     pg.psql("CREATE DATABASE elsewhere OWNER roadie");
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     let elsewhere = pg.app_url().replace("/app", "/elsewhere");
     assert_ne!(elsewhere, pg.app_url());
 
@@ -100,7 +83,7 @@ fn alembic_migrating_another_database_is_65_naming_the_one_roadie_read() {
 fn a_migration_that_landed_is_read_back_and_the_app_starts() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     boot(&pg, &project, &pg.app_url())
         .run()
         .code(0)

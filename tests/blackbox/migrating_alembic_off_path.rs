@@ -3,34 +3,14 @@
 //! upgrade head` is looked for in `./.venv/bin` after PATH, and nowhere is 127 naming why roadie
 //! chose it and what to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::postgres::Postgres;
 use crate::support::server::Server as _;
-use crate::support::{Mode, Roadie, app, roadie, scratch};
+use crate::support::{Mode, Roadie, alembic_project, roadie, scratch, venv_bin};
 
 /// A PATH without the test venv (nor any alembic).
 const BARE_PATH: &str = "/usr/bin:/bin";
-
-fn venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
-    assert!(
-        venv.join("bin/alembic").exists(),
-        "run scripts/venv.sh first"
-    );
-    venv
-}
-
-/// A copy of the alembic test project (0001 to 0005) in `dir`.
-fn project(dir: &Path) -> PathBuf {
-    let project = dir.join("project");
-    let copied = std::process::Command::new("cp")
-        .args(["-r", &app("alembic"), &project.to_string_lossy()])
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    project
-}
 
 /// `roadie ARGS` in `project` with `path` as PATH and the database in DATABASE_URL.
 fn in_project(pg: &Postgres, project: &Path, path: &str, args: &[&str]) -> Roadie {
@@ -46,8 +26,8 @@ const APP: [&str; 3] = ["sh", "-c", "echo app-started"];
 fn status_json_and_the_schema_wait_need_no_alembic_on_path() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
-    let with_venv = format!("{}/bin:{BARE_PATH}", venv().display());
+    let project = alembic_project(dir.path());
+    let with_venv = format!("{}:{BARE_PATH}", venv_bin().display());
     in_project(&pg, &project, &with_venv, &APP).run().code(0);
 
     in_project(&pg, &project, BARE_PATH, &["migrate", "status"])
@@ -75,7 +55,7 @@ fn status_json_and_the_schema_wait_need_no_alembic_on_path() {
 fn an_auto_detected_alembic_found_nowhere_is_127_naming_why_and_what_to_do() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
+    let project = alembic_project(dir.path());
     in_project(&pg, &project, BARE_PATH, &APP)
         .run()
         .code(127)
@@ -89,8 +69,9 @@ fn an_auto_detected_alembic_found_nowhere_is_127_naming_why_and_what_to_do() {
 fn an_auto_detected_alembic_in_the_projects_venv_is_run_and_said() {
     let pg = Postgres::started();
     let dir = scratch();
-    let project = project(dir.path());
-    std::os::unix::fs::symlink(venv(), project.join(".venv")).unwrap();
+    let project = alembic_project(dir.path());
+    let venv = venv_bin().join("..");
+    std::os::unix::fs::symlink(venv, project.join(".venv")).unwrap();
     in_project(&pg, &project, BARE_PATH, &APP)
         .run()
         .code(0)

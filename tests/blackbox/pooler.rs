@@ -12,7 +12,7 @@ use rstest::rstest;
 use crate::support::pgbouncer::{PgBouncer, PoolMode};
 use crate::support::postgres::Postgres;
 use crate::support::server::Server as _;
-use crate::support::{Finished, Mode, Roadie, app, migrating, roadie, scratch};
+use crate::support::{Finished, Mode, Roadie, app, migrating, roadie, scratch, venv_bin};
 
 const APP_KEY: i64 = 3469795979745788610;
 
@@ -40,10 +40,6 @@ fn folder(dir: &Path) -> PathBuf {
         std::fs::write(path.join(format!("{version}_{name}.sql")), sql).unwrap();
     }
     path
-}
-
-fn venv_bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")
 }
 
 /// roadie running the real alembic project's `alembic upgrade head`; DATABASE_URL is `url`.

@@ -11,7 +11,7 @@ use rstest::rstest;
 use crate::support::mariadb::{self, MariaDb};
 use crate::support::postgres::{BIN, Postgres};
 use crate::support::server::Server as _;
-use crate::support::{Mode, Roadie, app, roadie, scratch, script};
+use crate::support::{Mode, Roadie, app, roadie, scratch, script, venv_bin};
 
 /// One migration: the users table the seed fills.
 fn users_folder(dir: &Path) -> PathBuf {
@@ -224,12 +224,6 @@ fn a_flag_a_subcommand_does_not_use_is_a_usage_error(#[case] args: &[&str], #[ca
         .run()
         .code(64)
         .stderr_has(says);
-}
-
-fn venv_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
-    assert!(bin.join("alembic").exists(), "run scripts/venv.sh first");
-    bin
 }
 
 /// roadie running `argv` in `project`, a copy of the alembic test project (5 revisions, 0001

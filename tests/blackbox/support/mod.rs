@@ -628,3 +628,25 @@ pub fn scratch() -> tempfile::TempDir {
         .tempdir()
         .expect("tempdir")
 }
+
+/// The repository's Python virtualenv's bin directory, with alembic in it (scripts/venv.sh makes
+/// it; scripts/test.sh runs that).
+pub fn venv_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    assert!(
+        bin.join("alembic").exists(),
+        "run scripts/venv.sh first (scripts/test.sh does)"
+    );
+    bin
+}
+
+/// A copy of the alembic test project (revisions 0001 to 0005) in `dir`, to change at will.
+pub fn alembic_project(dir: &Path) -> PathBuf {
+    let project = dir.join("project");
+    let copied = Command::new("cp")
+        .args(["-r", &app("alembic"), &project.to_string_lossy()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    project
+}
