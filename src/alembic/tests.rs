@@ -186,11 +186,21 @@ fn venv_python() -> PathBuf {
 
 /// Runs the oracle on `cases` in one Python process, with a deadline.
 fn ask_alembic(cases: &[Case], deadline: Duration) -> Vec<Answer> {
-    let python = venv_python();
-    let script = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(script.path(), ORACLE).expect("write oracle.py");
-    let mut child = Command::new(&python)
-        .arg(script.path())
+    run_oracle("alembic oracle", ORACLE, &cases, deadline)
+}
+
+/// Runs `script` (an oracle in Python) in the venv's python, `cases` as JSON on its stdin, and
+/// reads its JSON answer from its stdout, within `deadline`; `what` names it in a failure.
+fn run_oracle<T: serde::de::DeserializeOwned>(
+    what: &str,
+    script: &str,
+    cases: &(impl serde::Serialize + ?Sized),
+    deadline: Duration,
+) -> T {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), script).expect("write the oracle");
+    let mut child = Command::new(venv_python())
+        .arg(file.path())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -209,14 +219,14 @@ fn ask_alembic(cases: &[Case], deadline: Duration) -> Vec<Answer> {
         if started.elapsed() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the alembic oracle took more than {deadline:?}");
+            panic!("the {what} took more than {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = child.wait_with_output().expect("python's output");
     assert!(
         output.status.success(),
-        "the alembic oracle failed ({}):\n{}",
+        "the {what} failed ({}):\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );

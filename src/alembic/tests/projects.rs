@@ -4,15 +4,14 @@
 //! alembic changes nothing, 65/78 only where alembic fails), and a fallback names its reason.
 //! The templates alembic ships are copied from the installed package.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::super::{ConfigFiles, EnvSettings, LoadError, Verdict, load, load_flask};
-use super::{Project, Rev, venv_python};
+use super::{Project, Rev, run_oracle, venv_python};
 
 const UPGRADE_ORACLE: &str = include_str!("upgrade_oracle.py");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -759,44 +758,7 @@ fn ask(fixtures: &[Fixture]) -> Vec<Answer> {
             })
         })
         .collect();
-    let script = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(script.path(), UPGRADE_ORACLE).expect("write upgrade_oracle.py");
-    let mut child = Command::new(venv_python())
-        .arg(script.path())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the venv's python");
-    child
-        .stdin
-        .take()
-        .expect("UNWRAP: piped")
-        .write_all(&serde_json::to_vec(&cases).expect("serialize"))
-        .expect("send cases");
-    let started = Instant::now();
-    while child.try_wait().expect("poll python").is_none() {
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the upgrade oracle took more than {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("python's output");
-    assert!(
-        output.status.success(),
-        "the upgrade oracle failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the oracle's answer is not JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    run_oracle("upgrade oracle", UPGRADE_ORACLE, &cases, DEADLINE)
 }
 
 fn kind(outcome: &str) -> Alembic {
